@@ -1,0 +1,375 @@
+"""Checkpoint I/O: resolve a reference, read and write safetensors checkpoints, model cards.
+
+A checkpoint is a directory with
+
+* ``config.json``: ``{"kind", "format_version", "config", ...extra}``, where
+  ``config`` holds the arguments of the model's typed config dataclass;
+* ``model.safetensors``: the (EMA) weights, with the same config JSON and the
+  format version in the safetensors ``__metadata__``;
+* ``README.md``: a model card with YAML front matter.
+
+Loading never unpickles anything and is strict: a missing or unexpected
+weight, a shape mismatch or a kind mismatch is an error that names it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import CheckpointError
+
+FORMAT_VERSION = "1"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+METRICS_START, METRICS_END = "<!-- metrics:start -->", "<!-- metrics:end -->"
+
+# kind -> model class. A model class has a ``config_class`` dataclass and an
+# ``__init__(self, config)``; ``register_model`` adds it.
+MODEL_KINDS: dict[str, type[nn.Module]] = {}
+
+
+def register_model(kind: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: make a model loadable from checkpoints of ``kind``."""
+
+    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
+        if not dataclasses.is_dataclass(getattr(cls, "config_class", None)):
+            raise TypeError(f"{cls.__name__} needs a dataclass `config_class` to be registered.")
+        MODEL_KINDS[kind] = cls
+        cls.kind = kind
+        return cls
+
+    return wrap
+
+
+def _import_method_modules() -> None:
+    """Import the modules that register model kinds (lazily: keeps `import studio` light)."""
+    from . import registry  # noqa: F401  (registry imports every method module)
+
+
+def checkpoints_dir() -> Path:
+    """Local checkpoint folder: ``$STUDIO_CHECKPOINTS`` or ``<repo>/checkpoints``."""
+    return Path(os.environ.get("STUDIO_CHECKPOINTS", REPO_ROOT / "checkpoints"))
+
+
+# ----------------------------------------------------------------------------- model card
+
+
+@dataclass
+class ModelCard:
+    """What goes into a checkpoint's README.md. ``metrics`` are rendered as a table."""
+
+    summary: str
+    body: str = ""
+    license: str = "mit"
+    tags: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    pipeline_tag: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def front_matter(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"library_name": "ebm-studio", "license": self.license, "tags": ["energy-based-model", *self.tags]}
+        if self.datasets:
+            meta["datasets"] = self.datasets
+        if self.pipeline_tag:
+            meta["pipeline_tag"] = self.pipeline_tag
+        meta["description"] = self.summary
+        return meta
+
+    def render(self, name: str) -> str:
+        front = yaml.safe_dump(self.front_matter(), sort_keys=False).strip()
+        parts = [f"---\n{front}\n---", f"# {name}", self.summary.strip()]
+        if self.body.strip():
+            parts.append(self.body.strip())
+        parts.append("## Metrics\n" + render_metrics_block(self.metrics))
+        return "\n\n".join(parts) + "\n"
+
+
+def render_metrics_block(metrics: Mapping[str, Any]) -> str:
+    """A markdown table between markers, so `train/evaluate.py` can replace it in place."""
+    if metrics:
+        rows = "\n".join(f"| `{k}` | {_fmt(v)} |" for k, v in metrics.items())
+        table = f"Measured by `python -m train.evaluate`:\n\n| metric | value |\n|---|---|\n{rows}"
+    else:
+        table = "Not measured yet: run `python -m train.evaluate <name>`."
+    return f"{METRICS_START}\n{table}\n{METRICS_END}"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def update_card_metrics(card_path: Path, metrics: Mapping[str, Any]) -> None:
+    """Replace the metrics table of an existing model card (or append one)."""
+    text = card_path.read_text() if card_path.exists() else ""
+    block = render_metrics_block(metrics)
+    pattern = re.compile(re.escape(METRICS_START) + ".*?" + re.escape(METRICS_END), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block, text)
+    else:
+        text = text.rstrip() + "\n\n## Metrics\n" + block + "\n"
+    card_path.write_text(text)
+
+
+def read_card(path: Path) -> tuple[dict[str, Any], str]:
+    """Split a model card into (front matter, markdown body)."""
+    text = path.read_text()
+    if text.startswith("---"):
+        _, front, body = text.split("---", 2)
+        try:
+            meta = yaml.safe_load(front) or {}
+        except yaml.YAMLError as err:
+            raise CheckpointError(f"Model card {path} has malformed YAML front matter: {err}") from None
+        return (meta if isinstance(meta, dict) else {}), body.lstrip()
+    return {}, text
+
+
+# ----------------------------------------------------------------------------- save
+
+
+def _git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    if isinstance(config, Mapping):
+        return dict(config)
+    raise CheckpointError(f"config must be a dataclass instance or a dict; got {type(config).__name__}.")
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    kind: str,
+    config: Any,
+    state_dict: Mapping[str, torch.Tensor],
+    card: ModelCard | str,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``directory``.
+
+    ``extra`` adds top-level entries to config.json (sampler defaults, data,
+    training command, wall time, ...).
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = config_to_dict(config)
+    payload = {"kind": kind, "format_version": FORMAT_VERSION, "config": cfg, "code_version": _git_sha(), **(extra or {})}
+    text = json.dumps(payload, indent=2, sort_keys=False)
+    # safetensors refuses shared or non-contiguous storage; make each tensor standalone.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    metadata = {"format_version": FORMAT_VERSION, "kind": kind, "config": json.dumps(cfg), "code_version": payload["code_version"]}
+    save_file(tensors, str(out / WEIGHTS_NAME), metadata=metadata)
+    (out / CONFIG_NAME).write_text(text + "\n")
+    card_obj = card if isinstance(card, ModelCard) else ModelCard(summary=str(card))
+    (out / CARD_NAME).write_text(card_obj.render(out.name))
+    return out
+
+
+# ----------------------------------------------------------------------------- resolve
+
+
+@dataclass
+class Resolved:
+    """Where a reference was found: a local directory and how we got there."""
+
+    path: Path
+    source: str  # "local", "registry", "hub"
+    ref: str
+
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
+
+
+def resolve(ref: str | os.PathLike) -> Resolved:
+    """Resolve a registry name, a local directory or ``org/name[@revision]`` to a local folder."""
+    from .registry import REGISTRY, known_names
+
+    text = os.fspath(ref)
+    if not text or not text.strip():
+        raise CheckpointError("Empty model reference. Known models: " + ", ".join(known_names()))
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return Resolved(path, "local", text)
+    local = checkpoints_dir() / text
+    if "/" not in text and local.is_dir():
+        return Resolved(local, "registry", text)
+    if text in REGISTRY:
+        return Resolved(download_from_hub(REGISTRY[text].repo_id, tried_local=local), "hub", text)
+    if _HUB_ID.match(text) and not path.exists():
+        repo_id, _, revision = text.partition("@")
+        return Resolved(download_from_hub(repo_id, revision or None), "hub", text)
+    if path.exists():
+        raise CheckpointError(f"'{text}' is a file, not a checkpoint directory (expected {CONFIG_NAME} and {WEIGHTS_NAME} inside).")
+    raise CheckpointError(
+        f"Unknown model '{text}': it is not a directory, not in {checkpoints_dir()}, and not a Hub id like 'org/name'. "
+        f"Known models: {', '.join(known_names()) or '(none)'}."
+    )
+
+
+def download_from_hub(repo_id: str, revision: str | None = None, tried_local: Path | None = None) -> Path:
+    """Fetch a checkpoint's files through huggingface_hub (honours HF_HUB_OFFLINE and the cache)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"Hub repo '{repo_id}'" + (f" at revision '{revision}'" if revision else "")
+    also = f" (also tried the local folder {tried_local})" if tried_local else ""
+    try:
+        files = {}
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            files[name] = Path(hf_hub_download(repo_id, name, revision=revision))
+        try:
+            hf_hub_download(repo_id, CARD_NAME, revision=revision)
+        except (EntryNotFoundError, LocalEntryNotFoundError):
+            pass  # the card is optional for loading
+        return files[CONFIG_NAME].parent
+    except RevisionNotFoundError:
+        raise CheckpointError(f"{where}: that revision does not exist{also}. Check the branch, tag or commit.") from None
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"{where} does not exist or is private{also}. Check the id, or log in with `hf auth login`.") from None
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        # LocalEntryNotFoundError is also an EntryNotFoundError: catch it first.
+        raise CheckpointError(
+            f"Could not fetch {where}: the Hub is unreachable or offline mode is on (HF_HUB_OFFLINE), and the files are "
+            f"not in the Hugging Face cache{also}. Connect and retry, or download the checkpoint into checkpoints/."
+        ) from None
+    except EntryNotFoundError:
+        raise CheckpointError(f"{where} lacks {CONFIG_NAME} or {WEIGHTS_NAME}{also}: it is not an EBM Studio checkpoint.") from None
+    except HFValidationError as err:
+        raise CheckpointError(f"'{repo_id}' is not a valid Hub repo id ({err}).") from None
+    except OSError as err:
+        raise CheckpointError(f"Could not fetch {where}: {err}{also}.") from None
+
+
+# ----------------------------------------------------------------------------- load
+
+
+@dataclass
+class CheckpointInfo:
+    """Attached to loaded models as ``model.checkpoint``."""
+
+    name: str
+    path: Path
+    source: str
+    kind: str
+    config: dict[str, Any]
+    extra: dict[str, Any]
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    file = path / CONFIG_NAME
+    if not file.is_file():
+        raise CheckpointError(f"{path} has no {CONFIG_NAME}: not a checkpoint directory (expected {CONFIG_NAME}, {WEIGHTS_NAME}).")
+    try:
+        payload = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{file} is not valid JSON ({err}). Re-download or re-export the checkpoint.") from None
+    if not isinstance(payload, dict) or "kind" not in payload or "config" not in payload:
+        raise CheckpointError(f"{file} lacks the 'kind' and 'config' entries of an EBM Studio checkpoint.")
+    return payload
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read safetensors weights and metadata; a corrupt or truncated file is a clear error."""
+    file = path / WEIGHTS_NAME
+    if not file.is_file():
+        raise CheckpointError(f"{path} has no {WEIGHTS_NAME}. Only safetensors weights are loaded (never pickles).")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+        tensors = load_file(str(file))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{file} is corrupt or truncated ({err}). Delete it and download or export the checkpoint again."
+        ) from None
+    return tensors, metadata
+
+
+def build_config(cls: type[nn.Module], raw: Mapping[str, Any], where: str) -> Any:
+    """Instantiate ``cls.config_class`` from a dict, refusing unknown or missing fields."""
+    config_class = cls.config_class
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise CheckpointError(f"{where}: config has fields {unknown} that {config_class.__name__} does not know.")
+    try:
+        return config_class(**raw)
+    except TypeError as err:
+        raise CheckpointError(f"{where}: config does not match {config_class.__name__}: {err}") from None
+
+
+def load_strict(model: nn.Module, tensors: Mapping[str, torch.Tensor], where: str) -> None:
+    """Copy weights into ``model``; any missing/unexpected key or shape mismatch is named."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing weights {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+        if unexpected:
+            parts.append(f"unexpected weights {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+        raise CheckpointError(f"{where}: {'; '.join(parts)}. The checkpoint does not match this version of the model.")
+    for key, value in tensors.items():
+        if own[key].shape != value.shape:
+            raise CheckpointError(f"{where}: weight '{key}' has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}.")
+    model.load_state_dict(dict(tensors), strict=True)
+
+
+def load(ref: str | os.PathLike, kind: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    """Load a checkpoint by registry name, local directory or Hub id; return the model in eval mode.
+
+    ``kind`` optionally asserts what the checkpoint must be (e.g. ``"cdrl"``).
+    Parameters come back frozen (``requires_grad=False``): the studio's samplers
+    only need gradients with respect to their inputs.
+    """
+    _import_method_modules()
+    resolved = resolve(ref)
+    payload = read_config(resolved.path)
+    found_kind = payload["kind"]
+    where = f"checkpoint '{resolved.ref}' ({resolved.path})"
+    if kind is not None and found_kind != kind:
+        raise CheckpointError(f"{where} is a '{found_kind}' model, but a '{kind}' model was requested.")
+    if found_kind not in MODEL_KINDS:
+        raise CheckpointError(f"{where} has kind '{found_kind}', which this version of studio does not know. Known kinds: {sorted(MODEL_KINDS)}.")
+    tensors, metadata = read_weights(resolved.path)
+    if metadata.get("kind", found_kind) != found_kind:
+        raise CheckpointError(f"{where}: config.json says kind '{found_kind}' but the weights say '{metadata['kind']}'. The files come from different checkpoints.")
+    if "config" in metadata and json.loads(metadata["config"]) != payload["config"]:
+        raise CheckpointError(f"{where}: config.json does not match the config stored with the weights. The files come from different checkpoints.")
+    cls = MODEL_KINDS[found_kind]
+    model = cls(build_config(cls, payload["config"], where))
+    load_strict(model, tensors, where)
+    model.eval().requires_grad_(False).to(device)
+    extra = {k: v for k, v in payload.items() if k not in {"kind", "config"}}
+    model.checkpoint = CheckpointInfo(resolved.ref, resolved.path, resolved.source, found_kind, payload["config"], extra)
+    return model

@@ -1,0 +1,319 @@
+"""The one Langevin engine every sampler in the studio goes through.
+
+Update rule (explicit, no hidden factors)::
+
+    x <- x - step_size(t) * grad E(x) + noise_std(t) * eps,   eps ~ N(0, I)
+
+where ``E`` is an energy (lower = more probable). Papers parameterise this
+differently; each method's docstring shows how its own constants map onto
+``step_size`` and ``noise_std``. Two common cases:
+
+* "Proper" Langevin for p ∝ exp(-E) with step eta: ``step_size = eta / 2``,
+  ``noise_std = sqrt(eta)`` (CF-EBM writes it this way).
+* Gradient descent on E (LETIT's deterministic variant): ``noise_std = 0``.
+
+Contracts (see DESIGN.md):
+
+* Per-sample randomness: pass one ``torch.Generator`` per sample, so sample i
+  depends only on its own seed and never on its batch mates.
+* ``mask``/``known``: ``mask == 1`` marks *known* pixels; they are reset to
+  ``known`` after every step and so are kept exactly. (UIs let people paint the
+  region to *replace*; convert with ``1 - painted``.)
+* Gradients are enabled inside the engine even under a caller's
+  ``torch.no_grad()`` or ``torch.inference_mode()``; model parameters are left
+  exactly as they were found (``requires_grad`` untouched, no ``.grad`` written).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .errors import SamplingError
+
+Schedule = Union[float, Callable[[int], float]]
+EnergyFn = Callable[[Tensor], Tensor]
+Generators = Union[None, torch.Generator, Sequence[torch.Generator]]
+
+__all__ = [
+    "Trace",
+    "langevin",
+    "make_generators",
+    "parse_seeds",
+    "randn",
+    "frozen",
+    "as_schedule",
+]
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+def parse_seeds(spec: Union[str, int, Iterable[int]], max_count: int = 4096) -> list[int]:
+    """Parse EDM-style seed specs: ``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``.
+
+    Seeds must be non-negative integers below 2**63 (what torch generators take).
+    """
+    if isinstance(spec, int):
+        seeds = [spec]
+    elif isinstance(spec, str):
+        seeds = []
+        text = spec.replace(" ", "")
+        if not text:
+            raise SamplingError("No seeds given: use e.g. '0', '0-7' or '1,5,9'.")
+        for part in text.split(","):
+            try:
+                if "-" in part[1:]:
+                    lo, hi = part.split("-", 1)
+                    lo_i, hi_i = int(lo), int(hi)
+                    if hi_i < lo_i:
+                        raise SamplingError(f"Seed range '{part}' is empty: write it low-high.")
+                    if hi_i - lo_i + 1 > max_count:
+                        raise SamplingError(f"Seed range '{part}' has more than {max_count} seeds.")
+                    seeds.extend(range(lo_i, hi_i + 1))
+                else:
+                    seeds.append(int(part))
+            except ValueError as err:
+                if isinstance(err, SamplingError):
+                    raise
+                raise SamplingError(f"Cannot read seed '{part}': use integers like '0-7' or '1,5,9'.") from None
+    else:
+        seeds = [int(s) for s in spec]
+    for s in seeds:
+        if not 0 <= s < 2**63:
+            raise SamplingError(f"Seed {s} is out of range: seeds must be between 0 and 2**63 - 1.")
+    if len(seeds) > max_count:
+        raise SamplingError(f"{len(seeds)} seeds requested; at most {max_count} are allowed.")
+    return seeds
+
+
+def make_generators(seeds: Union[str, int, Iterable[int]], device: Union[str, torch.device] = "cpu") -> list[torch.Generator]:
+    """One seeded generator per sample (EDM-style)."""
+    return [torch.Generator(device=device).manual_seed(s) for s in parse_seeds(seeds)]
+
+
+def randn(shape: Sequence[int], generator: Generators = None, device=None, dtype=torch.float32) -> Tensor:
+    """Standard normal noise of ``shape`` where row i is drawn from ``generator[i]``.
+
+    With a list of generators, row i does not depend on how many rows there are,
+    which is what makes samples reproducible across batch sizes.
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+    if len(generator) != shape[0]:
+        raise SamplingError(f"Got {len(generator)} generators for a batch of {shape[0]}; pass one per sample.")
+    rows = [torch.randn(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype) for g in generator]
+    out = torch.stack(rows)
+    return out if device is None else out.to(device)
+
+
+# ----------------------------------------------------------------------------- trace
+
+
+@dataclass
+class Trace:
+    """What a chain did, for plots, animations and saliency (no recomputation needed).
+
+    * ``energies[s, b]``: energy of sample b at the state *before* step s.
+    * ``grad_norms[s, b]``: L2 norm of grad E at that state.
+    * ``frames``: CPU copies of x every ``record_every`` steps (and the final x);
+      ``frame_steps`` gives the global step index of each, ``frame_labels`` a label.
+    * ``grad_sum``: sum over steps of grad E(x_t), the basis of generative saliency.
+    * ``segments``: (label, first_step, last_step) for multi-stage samplers.
+    """
+
+    energies: list[Tensor] = field(default_factory=list)
+    grad_norms: list[Tensor] = field(default_factory=list)
+    frames: list[Tensor] = field(default_factory=list)
+    frame_steps: list[int] = field(default_factory=list)
+    frame_labels: list[str] = field(default_factory=list)
+    grad_sum: Tensor | None = None
+    segments: list[tuple[str, int, int]] = field(default_factory=list)
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.energies)
+
+    def energy_matrix(self) -> Tensor:
+        """Energies as a [steps, B] tensor (empty if nothing was recorded)."""
+        return torch.stack(self.energies) if self.energies else torch.empty(0)
+
+    def grad_norm_matrix(self) -> Tensor:
+        return torch.stack(self.grad_norms) if self.grad_norms else torch.empty(0)
+
+    def add_frame(self, x: Tensor, label: str = "") -> None:
+        """Record a frame at the current step (used for proposals between chains)."""
+        self.frames.append(x.detach().to("cpu", copy=True))
+        self.frame_steps.append(self.num_steps)
+        self.frame_labels.append(label)
+
+    def extend(self, other: "Trace", label: str = "") -> "Trace":
+        """Append another chain's record, shifting its step indices (multi-level samplers)."""
+        offset = self.num_steps
+        self.energies.extend(other.energies)
+        self.grad_norms.extend(other.grad_norms)
+        self.frames.extend(other.frames)
+        self.frame_steps.extend(s + offset for s in other.frame_steps)
+        self.frame_labels.extend(f"{label} {lab}".strip() if label else lab for lab in other.frame_labels)
+        if other.grad_sum is not None:
+            if self.grad_sum is None or self.grad_sum.shape != other.grad_sum.shape:
+                # Different resolutions (coarse-to-fine) cannot be summed; keep the latest.
+                self.grad_sum = other.grad_sum.clone()
+            else:
+                self.grad_sum = self.grad_sum + other.grad_sum
+        if other.segments:
+            self.segments.extend((f"{label} {n}".strip(), a + offset, b + offset) for n, a, b in other.segments)
+        else:
+            self.segments.append((label, offset, offset + other.num_steps))
+        return self
+
+    def saliency(self) -> Tensor:
+        """Per-pixel L2 over channels of sum_t grad E(x_t), min-max normalised per sample."""
+        if self.grad_sum is None:
+            raise SamplingError("This trace has no gradients recorded, so it has no saliency.")
+        g = self.grad_sum
+        sal = g.pow(2).sum(dim=1).sqrt() if g.dim() == 4 else g.abs()
+        flat = sal.flatten(1)
+        lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+        return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(sal)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def as_schedule(value: Schedule, name: str) -> Callable[[int], float]:
+    """Turn a float or a callable of the step index into a callable; validate it."""
+    if callable(value):
+        return value
+    v = float(value)
+    if not math.isfinite(v) or v < 0:
+        raise SamplingError(f"{name} must be a finite, non-negative number; got {value!r}.")
+    return lambda _t: v
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Temporarily set ``requires_grad=False`` on parameters, restoring each flag after.
+
+    Sampling only needs grad w.r.t. x; tracking parameter grads would cost time
+    and could leak ``.grad`` into a training loop.
+    """
+    saved = [(p, p.requires_grad) for m in modules if m is not None for p in m.parameters()]
+    try:
+        for p, _ in saved:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)
+
+
+def _energy_and_grad(energy_fn: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
+    x = x.detach().requires_grad_(True)
+    energy = energy_fn(x)
+    if energy.dim() != 1 or energy.shape[0] != x.shape[0]:
+        raise SamplingError(
+            f"energy_fn must return one energy per sample (shape [{x.shape[0]}]); got {tuple(energy.shape)}."
+        )
+    (grad,) = torch.autograd.grad(energy.sum(), x)
+    return energy.detach(), grad
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+def langevin(
+    energy_fn: EnergyFn,
+    x0: Tensor,
+    *,
+    steps: int,
+    step_size: Schedule,
+    noise_std: Schedule,
+    generator: Generators = None,
+    mask: Tensor | None = None,
+    known: Tensor | None = None,
+    clamp: tuple[float, float] | None = None,
+    callback: Callable[[dict], None] | None = None,
+    record_every: int = 0,
+    modules: Sequence[nn.Module] = (),
+    check_finite: bool = True,
+    progress: bool = False,
+    desc: str = "Langevin",
+) -> tuple[Tensor, Trace]:
+    """Run ``steps`` Langevin updates from ``x0`` under ``energy_fn``; return (x, Trace).
+
+    Args:
+        energy_fn: maps a batch [B, ...] to energies [B] (lower = more probable).
+        x0: the starting batch; it is not modified.
+        steps: number of updates (0 returns x0 with an empty trace).
+        step_size, noise_std: floats or callables of the step index t.
+        generator: None, one generator, or one per sample (recommended).
+        mask, known: ``mask == 1`` marks known entries, reset to ``known`` after
+            every step (and at the start). Broadcastable to x0.
+        clamp: (lo, hi) bounds applied after every step.
+        callback: called after each step with a dict
+            ``{step, x, energy, grad_norm, step_size, noise_std}``.
+        record_every: store a frame every n steps (0 = no frames). The final
+            state is always stored when n > 0.
+        modules: networks inside energy_fn to freeze while sampling (an
+            ``nn.Module`` energy_fn is frozen automatically).
+        check_finite: raise ``SamplingError`` at the first non-finite energy/state.
+        progress: show a tqdm bar (also what ``gr.Progress(track_tqdm=True)`` shows).
+    """
+    if not isinstance(steps, int) or steps < 0:
+        raise SamplingError(f"steps must be a non-negative integer; got {steps!r}.")
+    if record_every < 0:
+        raise SamplingError(f"record_every must be >= 0; got {record_every}.")
+    if (mask is None) != (known is None):
+        raise SamplingError("mask and known must be given together (mask == 1 marks known entries).")
+    step_fn = as_schedule(step_size, "step_size")
+    noise_fn = as_schedule(noise_std, "noise_std")
+    to_freeze = list(modules) + ([energy_fn] if isinstance(energy_fn, nn.Module) else [])
+
+    # Samplers need autograd even when the caller is in no_grad/inference_mode.
+    with torch.inference_mode(False), torch.enable_grad(), frozen(*to_freeze):
+        x = x0.detach().clone()
+        if mask is not None:
+            mask_t = mask.to(device=x.device, dtype=x.dtype).clone()
+            known_t = known.to(device=x.device, dtype=x.dtype).clone()
+            if mask_t.min() < 0 or mask_t.max() > 1:
+                raise SamplingError("mask values must lie in [0, 1] (1 = known).")
+            x = mask_t * known_t + (1 - mask_t) * x
+        trace = Trace()
+        if record_every:
+            trace.add_frame(x, "start")
+        for t in tqdm(range(steps), disable=not progress, desc=desc, leave=False):
+            energy, grad = _energy_and_grad(energy_fn, x)
+            if check_finite and not (torch.isfinite(energy).all() and torch.isfinite(grad).all()):
+                bad = (~torch.isfinite(energy)).nonzero().flatten().tolist()
+                raise SamplingError(
+                    f"Sampling diverged at step {t}: non-finite energy or gradient (samples {bad or 'grad only'}). "
+                    "Lower the step size or the number of steps."
+                )
+            eta, sigma = float(step_fn(t)), float(noise_fn(t))
+            with torch.no_grad():
+                x = x - eta * grad
+                if sigma > 0:
+                    x = x + sigma * randn(x.shape, generator, device=x.device, dtype=x.dtype)
+                if mask is not None:
+                    x = mask_t * known_t + (1 - mask_t) * x
+                if clamp is not None:
+                    x = x.clamp(*clamp)
+            grad_norm = grad.flatten(1).norm(dim=1)
+            trace.energies.append(energy.cpu())
+            trace.grad_norms.append(grad_norm.cpu())
+            trace.grad_sum = grad.detach().clone() if trace.grad_sum is None else trace.grad_sum + grad.detach()
+            if record_every and ((t + 1) % record_every == 0 or t + 1 == steps):
+                trace.add_frame(x, f"step {t + 1}")
+            if callback is not None:
+                callback({"step": t, "x": x, "energy": energy, "grad_norm": grad_norm, "step_size": eta, "noise_std": sigma})
+        if check_finite and not torch.isfinite(x).all():
+            raise SamplingError("Sampling produced non-finite values. Lower the step size or the number of steps.")
+    if trace.grad_sum is not None:
+        trace.grad_sum = trace.grad_sum.cpu()
+    return x.detach(), trace

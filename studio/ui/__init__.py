@@ -1,0 +1,20 @@
+"""The Gradio app: one module per tab, each exposing ``build()``."""
+from __future__ import annotations
+
+import gradio as gr
+
+from . import models_tab, playground
+from .common import device_notice
+
+TABS = [("Langevin playground", playground), ("Models", models_tab)]
+
+
+def build_app() -> gr.Blocks:
+    with gr.Blocks(title="EBM Studio", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(f"# EBM Studio\nEnergy-based generative models you can run, inspect and compare. {device_notice()}")
+        for title, module in TABS:
+            with gr.Tab(title):
+                module.build()
+    # Sampling is CPU-bound: a couple of concurrent jobs per event, a bounded queue.
+    demo.queue(default_concurrency_limit=2, max_size=32)
+    return demo

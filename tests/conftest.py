@@ -1,0 +1,34 @@
+"""Test environment: offline Hub with a private cache, no analytics, few threads.
+
+huggingface_hub reads HF_HUB_CACHE / HF_HUB_OFFLINE at import time, so they
+are set here, before any test module imports it.
+"""
+import os
+import tempfile
+
+_HF_CACHE = tempfile.mkdtemp(prefix="studio-hf-cache-")
+os.environ["HF_HUB_CACHE"] = _HF_CACHE
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("GRADIO_CACHE_EXAMPLES", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def hf_cache() -> str:
+    """The offline HF cache directory that huggingface_hub was configured with."""
+    return _HF_CACHE
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests run only with RUN_SLOW=1 (diffusers-style) or when selected with -m slow."""
+    if os.environ.get("RUN_SLOW") == "1" or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: set RUN_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

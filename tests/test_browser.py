@@ -1,0 +1,47 @@
+"""Click through the app in headless Chromium, the way a user does."""
+import os
+import shutil
+
+import pytest
+
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian chromium (apt-get install chromium); .ci/run installs it"),
+]
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def page():
+    from playwright.sync_api import sync_playwright
+
+    from app import demo
+
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1280, "height": 1000})
+        pg.goto(demo.local_url)
+        try:
+            yield pg
+        finally:
+            browser.close()
+            demo.close()
+
+
+def test_playground_runs_and_plots(page):
+    page.get_by_role("tab", name="Langevin playground").click()
+    page.get_by_role("button", name="Run chains", exact=True).click()
+    page.wait_for_function("() => [...document.querySelectorAll('textarea')].some(t => t.value.startsWith('Seeds used: 0-63'))", timeout=60000)
+    page.wait_for_selector(".js-plotly-plot", timeout=30000)
+    assert page.locator(".js-plotly-plot").count() >= 2
+    os.makedirs("runs", exist_ok=True)
+    page.screenshot(path="runs/playground.png", full_page=True)
+
+
+def test_models_tab_shows_cards(page):
+    page.get_by_role("tab", name="Models").click()
+    page.get_by_text("toy-ring").first.wait_for(timeout=10000)
+    assert page.get_by_text("Analytic 2-D ring energy").count() >= 1
