@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 
 from .errors import SamplingError
 
-Schedule = Union[float, Callable[[int], float]]
+# A step size or noise level: a number, a per-sample tensor broadcastable to x, or a callable of t.
+Schedule = Union[float, Tensor, Callable[[int], Union[float, Tensor]]]
 EnergyFn = Callable[[Tensor], Tensor]
 Generators = Union[None, torch.Generator, Sequence[torch.Generator]]
 
@@ -186,11 +187,18 @@ class Trace:
 # ----------------------------------------------------------------------------- helpers
 
 
-def as_schedule(value: Schedule, name: str) -> Callable[[int], float]:
-    """Turn a float or a callable of the step index into a callable; validate it."""
+def as_schedule(value: Schedule, name: str) -> Callable[[int], float | Tensor]:
+    """Turn a number, tensor or callable of the step index into a callable; validate constants."""
     if callable(value):
         return value
-    v = float(value)
+    if isinstance(value, Tensor):
+        if not (torch.isfinite(value).all() and (value >= 0).all()):
+            raise SamplingError(f"{name} must be finite and non-negative everywhere.")
+        return lambda _t: value
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise SamplingError(f"{name} must be a number, a tensor or a callable; got {value!r}.") from None
     if not math.isfinite(v) or v < 0:
         raise SamplingError(f"{name} must be a finite, non-negative number; got {value!r}.")
     return lambda _t: v
@@ -295,10 +303,10 @@ def langevin(
                     f"Sampling diverged at step {t}: non-finite energy or gradient (samples {bad or 'grad only'}). "
                     "Lower the step size or the number of steps."
                 )
-            eta, sigma = float(step_fn(t)), float(noise_fn(t))
+            eta, sigma = step_fn(t), noise_fn(t)
             with torch.no_grad():
                 x = x - eta * grad
-                if sigma > 0:
+                if isinstance(sigma, Tensor) or sigma > 0:
                     x = x + sigma * randn(x.shape, generator, device=x.device, dtype=x.dtype)
                 if mask is not None:
                     x = mask_t * known_t + (1 - mask_t) * x

@@ -1,0 +1,442 @@
+"""CDRL (Cooperative Diffusion Recovery Likelihood) and its baseline DRL.
+
+A sequence of T = 6 noise-conditional EBMs f(y, t) learns the data at
+increasing noise levels of a variance-preserving diffusion. At each level an
+initializer network g(x_{t+1}; t) proposes y_t, and K Langevin steps on the
+recovery-likelihood conditional
+
+    p(y_t | x_{t+1}) ∝ exp( f(y_t; t) - |y_t - x_{t+1}|^2 / (2 sigma_{t+1}^2) )
+
+refine the proposal. DRL is the same EBM without the initializer: its chains
+start at x_{t+1} and need more steps (K = 30).
+
+Conventions and mapping onto ``studio.langevin`` (energy = lower is better):
+
+* The network outputs fhat(y, t, c); the paper's f = fhat / s_t^2 with
+  s_t^2 = step_coef * sbar_t * sigma_{t+1}^2 (step_coef = 0.054 for CDRL).
+* Energy of the conditional: E(y) = -fhat(y)/s_t^2 + |y - x_{t+1}|^2 / (2 sigma_{t+1}^2).
+* Paper update y += (s^2/2) grad log p + s eps  ->  ``step_size = s^2/2``, ``noise_std = s``.
+* K differing from training: s_new^2 = s_train^2 * K_train / K (step ∝ 1/sqrt(K)),
+  applied to the drift, the quadratic pull and the noise alike.
+* Top level (t = T-1): no quadratic term and alpha = 1 (the EBM is the marginal of x_{T-1}).
+* Labels: 0 is the null class (unconditional); class c is label c + 1. Guidance
+  weight w follows the paper: log p~ = (w+1) f(y; c) - w f(y; null), so w = 0 means
+  no guidance (diffusers' guidance_scale = w + 1). It is applied to both networks.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import SamplingError
+from .hub import register_model
+from .langevin import Trace, langevin, make_generators, parse_seeds, randn
+from .nn import ConditionEmbedding, EBMResBlock, SmallUNet, sn_conv, sn_linear
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Per-level constants of the log-SNR schedule, as float64 tensors indexed by t = 0..T."""
+
+    log_snr: Tensor  # lambda_t, [T+1]
+    abar: Tensor  # signal scale, [T+1]
+    sbar: Tensor  # noise scale, [T+1]
+    alpha: Tensor  # alpha_{t+1} = abar_{t+1} / abar_t, [T]
+    sigma: Tensor  # sigma_{t+1} = sqrt(1 - alpha_{t+1}^2), [T]
+    step_sq: Tensor  # s_t^2 = step_coef * sbar_t * sigma_{t+1}^2, [T]
+    init_std: Tensor  # initializer std in y-space, [T]
+
+
+def log_snr_schedule(num_levels: int = 6, lambda_max: float = 9.8, lambda_min: float = -5.1, step_coef: float = 0.054) -> Schedule:
+    """lambda(u) = -2 log tan(a u + b) at u = t/T (the CDRL schedule; see cdrl-coopflow-notes, part B)."""
+    b = math.atan(math.exp(-0.5 * lambda_max))
+    a = math.atan(math.exp(-0.5 * lambda_min)) - b
+    u = torch.arange(num_levels + 1, dtype=torch.float64) / num_levels
+    lam = -2 * torch.log(torch.tan(a * u + b))
+    abar = torch.sigmoid(lam).sqrt()  # abar^2 / sbar^2 = exp(lambda) with abar^2 + sbar^2 = 1
+    sbar = torch.sigmoid(-lam).sqrt()
+    alpha = abar[1:] / abar[:-1]
+    sigma = (1 - alpha**2).sqrt()
+    step_sq = step_coef * sbar[:-1] * sigma**2
+    # DDPM posterior std of x_t given x_{t+1}, mapped to y = alpha x_t; the top level keeps factor 1.
+    post = ((1 - abar[:-1] ** 2) / (1 - abar[1:] ** 2)).sqrt() * sigma
+    init_std = post * torch.where(torch.arange(num_levels) == num_levels - 1, torch.ones_like(alpha), alpha)
+    return Schedule(lam, abar, sbar, alpha, sigma, step_sq, init_std)
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+class NoiseConditionalEBM(nn.Module):
+    """fhat(y, t, c): DRL-style spectral-norm residual network; higher fhat = more probable.
+
+    Blocks at 32, 16, 8 and 4 px; ReLU, spatial sum, then an inner product with a
+    projection of the (time + class) embedding.
+    """
+
+    def __init__(self, channels: int, width: int, blocks_per_level: int, temb_dim: int, num_classes: int):
+        super().__init__()
+        widths = [width, 2 * width, 2 * width, 2 * width]
+        self.embed = ConditionEmbedding(temb_dim, num_classes, sn=True)
+        self.inp = sn_conv(channels, width, 3)
+        self.blocks = nn.ModuleList()
+        cin = width
+        for w in widths:
+            self.blocks.append(nn.ModuleList(EBMResBlock(cin if i == 0 else w, w, temb_dim) for i in range(blocks_per_level)))
+            cin = w
+        self.head = sn_linear(temb_dim, cin)
+
+    def forward(self, y: Tensor, level: Tensor, labels: Tensor) -> Tensor:
+        temb = self.embed(level, labels)
+        h = self.inp(y)
+        for i, level_blocks in enumerate(self.blocks):
+            if i > 0:
+                h = F.avg_pool2d(h, 2)
+            for block in level_blocks:
+                h = block(h, temb)
+        feat = F.relu(h).sum(dim=(2, 3))
+        return (feat * self.head(temb)).sum(1)
+
+
+class Initializer(nn.Module):
+    """g(x_{t+1}; t, c): predicts y_t directly, as x_{t+1} + UNet(x_{t+1})."""
+
+    def __init__(self, channels: int, width: int, temb_dim: int, num_classes: int, dropout: float = 0.1):
+        super().__init__()
+        self.embed = ConditionEmbedding(temb_dim, num_classes, act="silu")
+        self.unet = SmallUNet(channels, (width, 2 * width, 2 * width), temb_dim, dropout)
+
+    def forward(self, x_next: Tensor, level: Tensor, labels: Tensor) -> Tensor:
+        return x_next + self.unet(x_next, self.embed(level, labels))
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@dataclass
+class CDRLConfig:
+    image_size: int = 32
+    channels: int = 1
+    num_classes: int = 10
+    class_names: list[str] = field(default_factory=lambda: list(FASHION_CLASSES))
+    ebm_width: int = 32
+    ebm_blocks: int = 1
+    init_width: int = 32
+    temb_dim: int = 128
+    num_levels: int = 6
+    lambda_max: float = 9.8
+    lambda_min: float = -5.1
+    step_coef: float = 0.054
+    langevin_steps: int = 15  # K used in training (the step-size reference)
+    use_initializer: bool = True
+    tweedie_coef: float = 2.0
+
+
+def _level_input(log_snr: Tensor) -> Tensor:
+    """Networks see arctan(exp(-lambda/2)) / (pi/2) * 1000 (the authors' input scaling)."""
+    return torch.atan(torch.exp(-0.5 * log_snr)) / (math.pi / 2) * 1000
+
+
+@register_model("cdrl")
+class CDRL(nn.Module):
+    """Cooperative diffusion recovery likelihood: EBM + initializer, guided sampling, inpainting."""
+
+    config_class = CDRLConfig
+
+    def __init__(self, config: CDRLConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.ebm = NoiseConditionalEBM(c.channels, c.ebm_width, c.ebm_blocks, c.temb_dim, c.num_classes)
+        self.initializer = Initializer(c.channels, c.init_width, c.temb_dim, c.num_classes) if c.use_initializer else None
+        s = log_snr_schedule(c.num_levels, c.lambda_max, c.lambda_min, c.step_coef)
+        self.schedule = s
+        for name in ("abar", "sbar", "log_snr"):
+            self.register_buffer(name, getattr(s, name).float(), persistent=False)
+        for name in ("alpha", "sigma", "step_sq", "init_std"):
+            self.register_buffer(name, getattr(s, name).float(), persistent=False)
+        top = c.num_levels - 1
+        # alpha = 1 and no quadratic pull at the top level.
+        self.register_buffer("alpha_eff", torch.where(torch.arange(c.num_levels) == top, 1.0, self.alpha), persistent=False)
+
+    # -- network wrappers ------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def fhat(self, y: Tensor, t: Tensor, labels: Tensor) -> Tensor:
+        return self.ebm(y, _level_input(self.log_snr[t]), labels)
+
+    def energy(self, y: Tensor, t: Tensor | int = 0, labels: Tensor | None = None) -> Tensor:
+        """Marginal energy -f(y; t) = -fhat / s_t^2 at level t (lower = more probable)."""
+        t, labels = self._broadcast(y, t, labels)
+        return -self.fhat(y, t, labels) / self.step_sq[t]
+
+    def propose(self, x_next: Tensor, t: Tensor, labels: Tensor) -> Tensor:
+        """Initializer mean g(x_{t+1}; lambda_{t+1}); without an initializer (DRL) it is x_{t+1}."""
+        if self.initializer is None:
+            return x_next
+        return self.initializer(x_next, _level_input(self.log_snr[t + 1]), labels)
+
+    def _broadcast(self, y: Tensor, t: Tensor | int, labels: Tensor | None) -> tuple[Tensor, Tensor]:
+        b = y.shape[0]
+        t = torch.as_tensor(t, device=y.device).long().expand(b) if not torch.is_tensor(t) or t.dim() == 0 else t.long()
+        labels = torch.zeros(b, dtype=torch.long, device=y.device) if labels is None else labels
+        return t, labels
+
+    # -- guided networks (one batched call for cond + null) ----------------------------------
+
+    def guided_fhat(self, y: Tensor, t: Tensor, labels: Tensor, w: float) -> Tensor:
+        if w == 0 or bool((labels == 0).all()):
+            return self.fhat(y, t, labels)
+        both = self.fhat(torch.cat([y, y]), torch.cat([t, t]), torch.cat([labels, torch.zeros_like(labels)]))
+        cond, null = both.chunk(2)
+        return (w + 1) * cond - w * null
+
+    def guided_propose(self, x_next: Tensor, t: Tensor, labels: Tensor, w: float) -> Tensor:
+        if self.initializer is None or w == 0 or bool((labels == 0).all()):
+            return self.propose(x_next, t, labels)
+        both = self.propose(torch.cat([x_next, x_next]), torch.cat([t, t]), torch.cat([labels, torch.zeros_like(labels)]))
+        cond, null = both.chunk(2)
+        return (w + 1) * cond - w * null
+
+    # -- the recovery-likelihood Langevin ----------------------------------------------------
+
+    def step_scale(self, t: Tensor, steps: int) -> Tensor:
+        """s_t^2 rescaled for K steps: s_train^2 * K_train / K."""
+        return self.step_sq[t] * (self.config.langevin_steps / steps)
+
+    def refine(
+        self,
+        y0: Tensor,
+        x_next: Tensor,
+        t: Tensor,
+        labels: Tensor,
+        *,
+        steps: int,
+        w: float = 0.0,
+        noise: bool = True,
+        generator=None,
+        mask: Tensor | None = None,
+        known: Tensor | None = None,
+        record_every: int = 0,
+    ) -> tuple[Tensor, Trace]:
+        """K Langevin steps on p(y_t | x_{t+1}) from y0 (per-sample level t allowed)."""
+        s_train_sq = self.step_sq[t].view(-1, 1, 1, 1)
+        s_sq = self.step_scale(t, steps).view(-1, 1, 1, 1)
+        sig_sq = self.sigma[t].pow(2).view(-1, 1, 1, 1)
+        quad_on = (self.alpha_eff[t] != 1).float().view(-1, 1, 1, 1)
+        x_anchor = x_next.detach()
+
+        def energy(y: Tensor) -> Tensor:
+            f = self.guided_fhat(y, t, labels, w) / s_train_sq.flatten()
+            quad = (quad_on * (y - x_anchor).pow(2) / (2 * sig_sq)).flatten(1).sum(1)
+            return -f + quad
+
+        return langevin(energy, y0, steps=steps, step_size=s_sq / 2, noise_std=s_sq.sqrt() if noise else 0.0,
+                        generator=generator, mask=mask, known=known, record_every=record_every, modules=[self.ebm])
+
+    # -- sampling (Algorithm 5) --------------------------------------------------------------
+
+    def _labels(self, classes: Sequence[int | str | None] | int | str | None, n: int) -> Tensor:
+        """Map class names / indices (or None = unconditional) to labels 0 (null) .. C."""
+        items = list(classes) if isinstance(classes, (list, tuple)) else [classes] * n
+        if len(items) != n:
+            raise SamplingError(f"Got {len(items)} classes for {n} seeds; give one class or one per seed.")
+        out = []
+        for c in items:
+            if c is None or c == "unconditional":
+                out.append(0)
+            elif isinstance(c, str):
+                if c not in self.config.class_names:
+                    raise SamplingError(f"Unknown class '{c}'. Choose one of: {', '.join(self.config.class_names)} (or None).")
+                out.append(self.config.class_names.index(c) + 1)
+            else:
+                if not 0 <= int(c) < self.config.num_classes:
+                    raise SamplingError(f"Class index {c} is out of range 0..{self.config.num_classes - 1}.")
+                out.append(int(c) + 1)
+        return torch.tensor(out, dtype=torch.long, device=self.device)
+
+    def network_evaluations(self, steps: int | None = None, init_only: bool = False, tweedie: bool = True, w: float = 0.0) -> int:
+        """Network evaluations per sample (a guided call counts twice: cond and null)."""
+        k = self.config.langevin_steps if steps is None else steps
+        mult = 2 if w else 1
+        per_level = (1 if self.initializer is not None else 0) + (0 if init_only else k)
+        return mult * (self.config.num_levels * per_level + (1 if tweedie and not init_only else 0))
+
+    def generate(
+        self,
+        classes=None,
+        *,
+        seeds="0-15",
+        guidance: float = 0.0,
+        steps: int | None = None,
+        noise: bool = True,
+        tweedie: bool = True,
+        init_only: bool = False,
+        image: Tensor | None = None,
+        mask: Tensor | None = None,
+        record_every: int = 0,
+        progress: bool = False,
+    ) -> tuple[Tensor, Trace]:
+        """Sample images in [-1, 1], one per seed.
+
+        Args:
+            classes: None (unconditional), a class name / index, or one per seed.
+            guidance: w >= 0; 0 = no guidance.
+            steps: Langevin steps K per level (default: the training K; step size rescaled).
+            noise: Langevin noise on/off. tweedie: final denoising step at t = 0.
+            init_only: skip Langevin; use the initializer's proposals only (CDRL only).
+            image, mask: inpainting; ``mask == 1`` marks known pixels kept from ``image``.
+            record_every: Trace frames every n Langevin steps (plus each level's proposal).
+        Returns:
+            (images [N, C, H, W], Trace) where the Trace concatenates every level.
+        """
+        cfg = self.config
+        k = cfg.langevin_steps if steps is None else int(steps)
+        if not 1 <= k <= 200:
+            raise SamplingError(f"steps (K) must be between 1 and 200; got {steps}.")
+        if not (0 <= guidance <= 20 and math.isfinite(guidance)):
+            raise SamplingError(f"guidance w must be between 0 and 20; got {guidance}.")
+        if init_only and self.initializer is None:
+            raise SamplingError("This model has no initializer (DRL): initializer-only sampling is not available.")
+        seed_list = parse_seeds(seeds, max_count=1024)
+        n = len(seed_list)
+        gens = make_generators(seed_list, "cpu")
+        labels = self._labels(classes, n)
+        shape = (n, cfg.channels, cfg.image_size, cfg.image_size)
+        known0 = mask_t = None
+        if (image is None) != (mask is None):
+            raise SamplingError("Inpainting needs both an image and a mask (1 = known pixel).")
+        if image is not None:
+            known0, mask_t = self._check_inpaint(image, mask, n)
+            obs_noise = randn(shape, gens).to(self.device)  # one noise per sample, shared by all levels
+        x = randn(shape, gens).to(self.device)
+        trace = Trace()
+        top = cfg.num_levels - 1
+        for t_int in self._progress(range(top, -1, -1), progress):
+            t = torch.full((n,), t_int, dtype=torch.long, device=self.device)
+            known_y = None
+            if known0 is not None:
+                known_x = self.abar[t_int] * known0 + self.sbar[t_int] * obs_noise
+                known_y = self.alpha_eff[t_int] * known_x
+            with torch.no_grad():
+                mean = self.guided_propose(x, t, labels, guidance)
+            std = self.init_std[t_int] if self.initializer is not None else 0.0
+            y = mean + std * randn(shape, gens).to(self.device) if self.initializer is not None else mean.clone()
+            if known_y is not None:
+                y = mask_t * known_y + (1 - mask_t) * y
+            level = Trace()
+            if record_every:
+                level.add_frame(y, "proposal")
+            if not init_only:
+                y, chain = self.refine(y, x, t, labels, steps=k, w=guidance, noise=noise, generator=gens,
+                                       mask=mask_t if known_y is not None else None, known=known_y, record_every=record_every)
+                level.extend(chain)
+            trace.extend(level, f"level {t_int}")
+            x = y / self.alpha_eff[t_int]
+        if tweedie and not init_only:
+            x = self._tweedie(x, labels, guidance)
+        if known0 is not None:
+            x = mask_t * known0 + (1 - mask_t) * x
+        if not torch.isfinite(x).all():
+            raise SamplingError("Sampling diverged (non-finite pixels). Try fewer guidance or more steps.")
+        return x.clamp(-1, 1), trace
+
+    def inpaint(self, image: Tensor, mask: Tensor, **kwargs) -> tuple[Tensor, Trace]:
+        """Complete ``image`` where ``mask == 0``; different seeds give different completions."""
+        return self.generate(image=image, mask=mask, **kwargs)
+
+    def _check_inpaint(self, image: Tensor, mask: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        cfg = self.config
+        want = (cfg.channels, cfg.image_size, cfg.image_size)
+        img = image if image.dim() == 4 else image.unsqueeze(0)
+        if tuple(img.shape[1:]) != want:
+            raise SamplingError(f"Inpainting image must have shape {want} (or a batch of them); got {tuple(image.shape)}.")
+        m = mask if mask.dim() == 4 else mask.reshape(1, 1, *mask.shape[-2:])
+        if tuple(m.shape[-2:]) != want[1:] or not ((m == 0) | (m == 1)).all():
+            raise SamplingError(f"Mask must be 0/1 of size {want[1:]} (1 = known pixel); got shape {tuple(mask.shape)}.")
+        if img.shape[0] not in (1, n):
+            raise SamplingError(f"Got {img.shape[0]} images for {n} seeds; give one image or one per seed.")
+        return img.expand(n, *want).float().to(self.device), m.float().to(self.device)
+
+    def _tweedie(self, x: Tensor, labels: Tensor, w: float) -> Tensor:
+        """E[x0 | x_0-level] = (x + coef * sbar_0^2 grad log p_0(x)) / abar_0 (coef = 2 as in the paper)."""
+        t = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        with torch.inference_mode(False), torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            logp = self.guided_fhat(xr, t, labels, w) / self.step_sq[0]
+            (grad,) = torch.autograd.grad(logp.sum(), xr)
+        return (x + self.config.tweedie_coef * self.sbar[0] ** 2 * grad) / self.abar[0]
+
+    @staticmethod
+    def _progress(it, progress: bool):
+        from tqdm.auto import tqdm
+
+        return tqdm(it, disable=not progress, desc="levels", leave=False)
+
+    # -- training losses (used by train/cdrl.py; no optimiser here) ---------------------------
+
+    def training_losses(self, x0: Tensor, labels: Tensor, *, label_dropout: float = 0.1, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """One CDRL step's losses on a data batch x0 in [-1, 1] with class indices (0..C-1).
+
+        Returns ``ebm_loss`` (weighted fhat(neg) - fhat(pos)), ``init_loss``
+        (|ytil - g(x_{t+1})|^2, regressing on the EBM-refined sample) and stats.
+        Uses one shared noise e for x_t and x_{t+1} (noise variance reduction).
+        """
+        cfg = self.config
+        b, dev = x0.shape[0], x0.device
+        t = torch.randint(0, cfg.num_levels, (b,), device=dev, generator=generator)
+        lab = labels.long() + 1
+        drop = torch.rand(b, device=dev, generator=generator) < label_dropout
+        lab = torch.where(drop, torch.zeros_like(lab), lab)
+        e = torch.randn(x0.shape, device=dev, generator=generator)
+        bc = lambda v: v.view(-1, 1, 1, 1)  # noqa: E731
+        x_t = bc(self.abar[t]) * x0 + bc(self.sbar[t]) * e
+        x_next = bc(self.abar[t + 1]) * x0 + bc(self.sbar[t + 1]) * e
+        y_pos = bc(self.alpha_eff[t]) * x_t
+        if self.initializer is not None:
+            mean = self.propose(x_next, t, lab)
+            y0 = mean.detach() + bc(self.init_std[t]) * torch.randn(x0.shape, device=dev, generator=generator)
+        else:
+            mean, y0 = None, x_next.detach()
+        was_training = self.ebm.training
+        self.ebm.eval()  # no spectral-norm power iterations inside the chain
+        y_neg, _ = self.refine(y0, x_next, t, lab, steps=cfg.langevin_steps, generator=generator)
+        self.ebm.train(was_training)
+        weight = self.sigma[0] / self.sigma[t]
+        f = self.fhat(torch.cat([y_pos, y_neg]), torch.cat([t, t]), torch.cat([lab, lab]))
+        f_pos, f_neg = f.chunk(2)
+        ebm_loss = (weight * (f_neg - f_pos)).mean()
+        out = {"ebm_loss": ebm_loss, "f_pos": f_pos.mean().detach(), "f_neg": f_neg.mean().detach()}
+        if mean is not None:
+            out["init_loss"] = (y_neg.detach() - mean).pow(2).flatten(1).sum(1).mean()
+        return out
+
+
+@dataclass
+class DRLConfig(CDRLConfig):
+    """DRL: no initializer; chains start at x_{t+1}; K = 30; DRL's smaller step coefficient."""
+
+    use_initializer: bool = False
+    langevin_steps: int = 30
+    step_coef: float = 0.0268  # DRL code: s_t^2 = 2e-4 * (sbar_t / sbar_0) * sigma_{t+1}^2
+
+
+@register_model("drl")
+class DRL(CDRL):
+    """Diffusion recovery likelihood: the CDRL EBM sampled without an initializer."""
+
+    config_class = DRLConfig

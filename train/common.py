@@ -1,0 +1,272 @@
+"""Shared training machinery: typed YAML configs, Accelerator, EMA, save_state/resume, guards, export.
+
+Every `train/<method>.py` uses these pieces, so a run can be stopped at any
+moment and resumed with ``--resume``, and the same script runs on one CPU or
+many GPUs (``accelerate launch``).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Iterator, TypeVar, get_type_hints
+
+import torch
+import yaml
+from torch import nn
+
+from studio.errors import StudioError
+from studio.hub import ModelCard, checkpoints_dir, save_checkpoint
+
+T = TypeVar("T")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ConfigError(StudioError):
+    """A training config file or override is malformed."""
+
+
+class DivergenceError(RuntimeError):
+    """Training produced non-finite or exploding values; the message says what to try."""
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Check/convert a YAML value to a dataclass field type (no eval, no bool-from-string tricks)."""
+    origin = getattr(typ, "__origin__", None)
+    if is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping for {typ.__name__}, got {value!r}.")
+        return build_dataclass(typ, value, where)
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}.")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}.")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}.")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}.")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}.")
+        (inner, *_) = getattr(typ, "__args__", (Any,))
+        items = [_coerce(v, inner, f"{where}[{i}]") if inner is not Any and inner is not Ellipsis else v for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    return value
+
+
+def build_dataclass(cls: type[T], raw: dict[str, Any], where: str = "config") -> T:
+    """Build ``cls`` from a dict, refusing unknown keys and checking types."""
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; {cls.__name__} accepts {sorted(known)}.")
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in raw.items()})
+
+
+def load_config(cls: type[T], path: str | os.PathLike | None, overrides: list[str] = ()) -> T:
+    """Read a YAML config into ``cls``; ``overrides`` are ``a.b=value`` strings parsed as YAML scalars."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"Cannot read config {path}: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping.")
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"Override '{item}' must look like key=value (e.g. train.steps=100).")
+        node = raw
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(text)
+    return build_dataclass(cls, raw, str(path or "config"))
+
+
+def base_parser(description: str, default_config: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=default_config, help="YAML config (typed; unknown keys are errors)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config entry, e.g. --set train.steps=200 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue from the run folder's last saved state")
+    parser.add_argument("--run-dir", default=None, help="where states are saved (default runs/<name>)")
+    parser.add_argument("--export-dir", default=None, help="checkpoint output folder (default checkpoints/<name>)")
+    return parser
+
+
+# ----------------------------------------------------------------------------- EMA
+
+
+class EMA(nn.Module):
+    """Exponential moving average of a model's parameters and buffers (exported for publishing).
+
+    ``warmup`` uses decay min(decay, (1 + n) / (10 + n)) so early averages are not stuck at init.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999):
+        super().__init__()
+        self.decay = decay
+        self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        n = int(self.num_updates)
+        d = min(self.decay, (1 + n) / (10 + n))
+        for s, p in zip(self.shadow.parameters(), model.parameters()):
+            s.lerp_(p.detach(), 1 - d)
+        for s, b in zip(self.shadow.buffers(), model.buffers()):
+            s.copy_(b)
+        self.num_updates += 1
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def make_accelerator(**kwargs):
+    """An Accelerator that works on CPU-only machines and on GPUs unchanged."""
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available(), **kwargs)
+
+
+@dataclass
+class RunState:
+    """Plain counters saved next to accelerate's state (the only thing not in tensors)."""
+
+    step: int = 0
+    epoch: int = 0
+    elapsed: float = 0.0
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+class Run:
+    """A run folder: periodic ``save_state`` and ``--resume``.
+
+    Layout: ``<run_dir>/state`` (accelerate: models, optimisers, EMA, RNG) and
+    ``<run_dir>/run.json`` (step, wall time). A state is written to a temporary
+    folder and renamed, so a crash mid-save never corrupts the last good one.
+    """
+
+    def __init__(self, accelerator, run_dir: Path, resume: bool):
+        self.acc = accelerator
+        self.dir = Path(run_dir)
+        self.state = RunState()
+        self.started = time.time()
+        self.resumed = False
+        if resume:
+            info = self.dir / "run.json"
+            if not info.exists():
+                raise ConfigError(f"--resume: no saved state in {self.dir}. Start without --resume, or pass --run-dir.")
+            self.state = RunState(**json.loads(info.read_text()))
+            self.acc.load_state(str(self.dir / "state"))
+            self.resumed = True
+
+    def elapsed(self) -> float:
+        return self.state.elapsed + (time.time() - self.started)
+
+    def save(self) -> None:
+        self.acc.wait_for_everyone()
+        tmp = self.dir / "state.tmp"
+        self.acc.save_state(str(tmp))
+        if self.acc.is_main_process:
+            final = self.dir / "state"
+            if final.exists():
+                old = self.dir / "state.old"
+                if old.exists():
+                    _rmtree(old)
+                final.rename(old)
+            tmp.rename(final)
+            state = dataclasses.replace(self.state, elapsed=self.elapsed())
+            (self.dir / "run.json").write_text(json.dumps(dataclasses.asdict(state)))
+            if (self.dir / "state.old").exists():
+                _rmtree(self.dir / "state.old")
+        self.acc.wait_for_everyone()
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)
+
+
+def check_finite(step: int, **values: float) -> None:
+    """Stop with a clear message at the first non-finite loss (instead of training on NaNs)."""
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        raise DivergenceError(
+            f"Training diverged at step {step}: {bad} is not finite. Resume from the last saved state with a lower "
+            "learning rate (--set train.lr=...), or raise the energy regulariser."
+        )
+
+
+def infinite_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, seed: int, start_epoch: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Endless shuffled mini-batches; epoch e uses seed + e, so a resumed run sees the same order."""
+    n = tensors[0].shape[0]
+    epoch = start_epoch
+    while True:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+        for i in range(0, n - batch_size + 1, batch_size):
+            idx = perm[i : i + batch_size]
+            yield tuple(t[idx] for t in tensors)
+        epoch += 1
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def command_line() -> str:
+    """The command that started this run, for the model card."""
+    launcher = "accelerate launch " if "ACCELERATE_MIXED_PRECISION" in os.environ or "LOCAL_RANK" in os.environ else "python "
+    script = os.path.relpath(sys.argv[0], REPO_ROOT) if sys.argv else "?"
+    return launcher + " ".join(shlex.quote(a) for a in [script, *sys.argv[1:]])
+
+
+def export(name: str, model: nn.Module, card: ModelCard, *, wall_seconds: float, steps: int, export_dir: str | None = None,
+           extra: dict | None = None) -> Path:
+    """Write a checkpoint with the training facts (command, wall time, hardware) in config and card."""
+    out = Path(export_dir) if export_dir else checkpoints_dir() / name
+    training = {"command": command_line(), "wall_time_minutes": round(wall_seconds / 60, 1), "steps": steps, "hardware": hardware()}
+    card.body = (card.body.rstrip() + "\n\n## Training\n"
+                 f"- Command: `{training['command']}`\n- Steps: {steps}\n"
+                 f"- Wall time: {training['wall_time_minutes']} min\n- Hardware: {training['hardware']}\n")
+    return save_checkpoint(out, model.kind, model.config, model.state_dict(), card, extra={"training": training, **(extra or {})})
+
+
+def configure_threads(accelerator, requested: int = 0) -> int:
+    """CPU threads per process. `accelerate launch` exports OMP_NUM_THREADS=1, which would leave a
+    single-process CPU run on one core; default to sharing the machine's cores between processes."""
+    if requested:
+        n = requested
+    elif accelerator.device.type == "cpu":
+        n = max(1, (os.cpu_count() or 1) // accelerator.num_processes)
+    else:
+        return torch.get_num_threads()
+    torch.set_num_threads(n)
+    return n
