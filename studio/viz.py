@@ -53,3 +53,48 @@ def energy_figure(trace: Trace, title: str = "Energy per step", marker_step: int
                       yaxis2=dict(title="|grad E|", overlaying="y", side="right", showgrid=False),
                       margin=dict(l=10, r=10, t=40, b=10), height=320, legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+def to_uint8(images: Tensor) -> np.ndarray:
+    """[N, C, H, W] in [-1, 1] -> uint8 [N, H, W, 3] (grey images are repeated to RGB)."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    if x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def image_grid(images: Tensor, ncols: int | None = None, pad: int = 2, scale: int = 1):
+    """Tile a batch into one PIL image (white padding), optionally upscaled with nearest neighbour."""
+    from PIL import Image
+
+    arr = to_uint8(images)
+    n, h, w, _ = arr.shape
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    canvas = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, 3), 255, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = arr[i]
+    img = Image.fromarray(canvas)
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
+
+
+def trajectory_gif(trace: Trace, path: str, ncols: int | None = None, scale: int = 3, max_frames: int = 120, duration_ms: int = 80) -> str:
+    """Write the recorded frames as an animated GIF with each frame's label; return the path.
+
+    Long traces are subsampled to ``max_frames`` (always keeping the last frame).
+    """
+    from PIL import Image, ImageDraw
+
+    if not trace.frames:
+        raise ValueError("This trace has no frames: sample with record_every > 0.")
+    idx = np.unique(np.linspace(0, len(trace.frames) - 1, min(max_frames, len(trace.frames))).round().astype(int))
+    frames = []
+    for i in idx:
+        grid = image_grid(trace.frames[i], ncols=ncols, scale=scale)
+        canvas = Image.new("RGB", (grid.width, grid.height + 14), (255, 255, 255))
+        canvas.paste(grid, (0, 14))
+        ImageDraw.Draw(canvas).text((3, 1), f"{trace.frame_labels[i]} (step {trace.frame_steps[i]})", fill=(0, 0, 0))
+        frames.append(canvas)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    return path

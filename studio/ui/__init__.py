@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import models_tab, playground
+from . import cdrl_tab, models_tab, playground
 from .common import device_notice
 
-TABS = [("Langevin playground", playground), ("Models", models_tab)]
+# Method tabs appear only when their checkpoint is present, so there is never an empty tab.
+TABS = [("CDRL", cdrl_tab), ("Langevin playground", playground), ("Models", models_tab)]
 
 
 def build_app() -> gr.Blocks:
     with gr.Blocks(title="EBM Studio", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# EBM Studio\nEnergy-based generative models you can run, inspect and compare. {device_notice()}")
         for title, module in TABS:
+            if hasattr(module, "available") and not module.available():
+                continue
             with gr.Tab(title):
                 module.build()
     # Sampling is CPU-bound: a couple of concurrent jobs per event, a bounded queue.

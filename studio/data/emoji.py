@@ -1,0 +1,142 @@
+"""Twitter and Google emoji: the same emoji drawn in two styles (unpaired training, paired evaluation).
+
+Files come from the npm packs installed by ``train/get_data.sh`` into
+``<data>/emoji/<style>/{emoji.json, img/<style>/64/*.png}``. Image file names
+match across styles, which gives ground-truth pairs for evaluation.
+
+* RGBA is composited on white before any resizing.
+* The train/test split is by *base* emoji (a stable hash of its ``unified``
+  code); skin-tone variants follow their base, so no test pair, nor a variant
+  of one, is ever seen in training.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import DataNotFoundError, StudioError
+from . import data_dir
+
+STYLES = ("twitter", "google")
+TEST_FRACTION = 0.15
+SPLITS = ("train", "test", "all")
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EmojiEntry:
+    image: str  # file name, shared by both styles
+    base: str  # unified code of the base emoji (split key)
+    category: str
+
+
+@dataclass
+class EmojiPairs:
+    names: list[str]
+    twitter: torch.Tensor  # [N, 3, S, S] in [-1, 1]
+    google: torch.Tensor
+    categories: list[str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def style(self, name: str) -> torch.Tensor:
+        if name not in STYLES:
+            raise StudioError(f"Unknown style '{name}'; choose one of {STYLES}.")
+        return getattr(self, name)
+
+
+def default_root() -> Path:
+    return data_dir() / "emoji"
+
+
+def split_of(base: str) -> str:
+    """Stable split assignment: the same emoji lands in the same split on every machine."""
+    h = int(hashlib.sha1(base.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "test" if h < TEST_FRACTION else "train"
+
+
+def _read_meta(root: Path, style: str) -> list[dict]:
+    path = root / style / "emoji.json"
+    if not path.exists():
+        raise DataNotFoundError(f"Emoji data for '{style}' not found at {path}. Run `bash train/get_data.sh` to install it.")
+    return json.loads(path.read_text())
+
+
+def index(root: Path | None = None) -> list[EmojiEntry]:
+    """Entries (with skin variants) that have an image in both styles, Component category excluded."""
+    root = Path(root or default_root())
+    metas = {s: _read_meta(root, s) for s in STYLES}
+    other = {e["unified"]: e for e in metas["google"]}
+    entries = []
+    for e in metas["twitter"]:
+        g = other.get(e["unified"])
+        if g is None or e.get("category") == "Component":
+            continue
+        candidates = [(e, g)] + [(v, g.get("skin_variations", {}).get(k)) for k, v in e.get("skin_variations", {}).items()]
+        for t_item, g_item in candidates:
+            if g_item and t_item.get("has_img_twitter") and g_item.get("has_img_google") and t_item["image"] == g_item["image"]:
+                entries.append(EmojiEntry(t_item["image"], e["unified"], e["category"]))
+    return entries
+
+
+def _load_image(path: Path, size: int) -> np.ndarray:
+    try:
+        im = Image.open(path).convert("RGBA")
+    except (OSError, ValueError) as err:
+        raise StudioError(f"Cannot read emoji image {path}: {err}") from None
+    im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im).convert("RGB")
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.LANCZOS)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def _cache_path(root: Path, split: str, size: int, count: int) -> Path:
+    key = hashlib.sha1(f"{root.resolve()}|{split}|{size}|{count}|{CACHE_VERSION}".encode()).hexdigest()[:12]
+    return data_dir() / "cache" / f"emoji-{split}-{size}-{key}.npz"
+
+
+def load_emoji_pairs(split: str = "train", size: int = 64, root: str | Path | None = None, cache: bool = True) -> EmojiPairs:
+    """Paired Twitter/Google images of a split, composited on white, at ``size`` px, in [-1, 1]."""
+    if split not in SPLITS:
+        raise StudioError(f"Unknown split '{split}'; choose one of {SPLITS}.")
+    if not isinstance(size, int) or size <= 0:
+        raise StudioError(f"size must be a positive integer; got {size!r}.")
+    root = Path(root or default_root())
+    entries = [e for e in index(root) if split == "all" or split_of(e.base) == split]
+    cpath = _cache_path(root, split, size, len(entries))
+    if cache and cpath.exists():
+        with np.load(cpath, allow_pickle=False) as z:
+            arrays = {s: z[s] for s in STYLES}
+    else:
+        arrays = {s: np.stack([_load_image(root / s / "img" / s / "64" / e.image, size) for e in entries])
+                  if entries else np.zeros((0, size, size, 3), np.uint8) for s in STYLES}
+        if cache:
+            cpath.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cpath, **arrays)
+    tensors = {s: torch.from_numpy(arrays[s]).permute(0, 3, 1, 2).float().div(127.5).sub(1) for s in STYLES}
+    return EmojiPairs([e.image for e in entries], tensors["twitter"], tensors["google"], [e.category for e in entries])
+
+
+def unpaired_batches(pairs: EmojiPairs, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless training batches with the two domains shuffled independently (no pairing leaks)."""
+    n = len(pairs)
+    if n < batch_size:
+        raise StudioError(f"batch_size {batch_size} exceeds the {n} emoji available.")
+    while True:
+        pt, pg = torch.randperm(n, generator=generator), torch.randperm(n, generator=generator)
+        for i in range(0, n - batch_size + 1, batch_size):
+            yield pairs.twitter[pt[i : i + batch_size]], pairs.google[pg[i : i + batch_size]]
+
+
+def paired_batches(pairs: EmojiPairs, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Evaluation batches in a fixed order, with index i of both domains the same emoji."""
+    for i in range(0, len(pairs), batch_size):
+        yield pairs.twitter[i : i + batch_size], pairs.google[i : i + batch_size]

@@ -1,0 +1,133 @@
+"""Sample-quality metrics: Frechet distance in evaluator features, accuracy, PSNR, SSIM, AUROC.
+
+Every FD the studio reports sits next to its *floor*: the FD between two
+disjoint sets of real images of the same size (real train vs real test), which
+is what a perfect generator would score at that sample count.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .errors import StudioError
+
+
+def _as_float64(x) -> Tensor:
+    return (x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))).detach().to("cpu", torch.float64)
+
+
+def gaussian_stats(feats) -> tuple[Tensor, Tensor]:
+    """Mean and covariance (unbiased) of [N, D] features."""
+    f = _as_float64(feats)
+    if f.dim() != 2 or f.shape[0] < 2:
+        raise StudioError(f"Features must be a [N, D] array with N >= 2; got shape {tuple(f.shape)}.")
+    mu = f.mean(0)
+    centred = f - mu
+    return mu, centred.T @ centred / (f.shape[0] - 1)
+
+
+def _sqrtm_psd(m: Tensor) -> Tensor:
+    vals, vecs = torch.linalg.eigh((m + m.T) / 2)
+    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+
+
+def frechet_distance_from_stats(mu1: Tensor, s1: Tensor, mu2: Tensor, s2: Tensor) -> float:
+    """|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)).
+
+    tr((S1 S2)^(1/2)) equals the sum of square roots of the eigenvalues of the
+    symmetric PSD matrix S1^(1/2) S2 S1^(1/2), which avoids scipy's sqrtm.
+    """
+    if mu1.shape != mu2.shape:
+        raise StudioError(f"Feature dimensions differ: {tuple(mu1.shape)} vs {tuple(mu2.shape)}.")
+    r1 = _sqrtm_psd(s1)
+    inner = r1 @ s2 @ r1
+    tr_sqrt = torch.linalg.eigvalsh((inner + inner.T) / 2).clamp_min(0).sqrt().sum()
+    return float((mu1 - mu2).pow(2).sum() + torch.trace(s1) + torch.trace(s2) - 2 * tr_sqrt)
+
+
+def frechet_distance(feats_a, feats_b) -> float:
+    """Frechet distance between Gaussians fitted to two [N, D] feature sets (float64)."""
+    return frechet_distance_from_stats(*gaussian_stats(feats_a), *gaussian_stats(feats_b))
+
+
+@torch.no_grad()
+def batched_features(fn: Callable[[Tensor], Tensor], images: Tensor, batch_size: int = 500, device=None) -> Tensor:
+    """Apply a feature function in batches (no grad); returns CPU features."""
+    out = []
+    for i in range(0, len(images), batch_size):
+        chunk = images[i : i + batch_size]
+        out.append(fn(chunk.to(device) if device is not None else chunk).cpu())
+    return torch.cat(out)
+
+
+def fd_floor(feature_fn: Callable[[Tensor], Tensor], real_a: Tensor, real_b: Tensor, n: int, seed: int = 0) -> float:
+    """FD between n random real images of two disjoint sets (e.g. train vs test): the best FD achievable at n."""
+    if n > min(len(real_a), len(real_b)):
+        raise StudioError(f"Cannot draw {n} images: the sets have {len(real_a)} and {len(real_b)}.")
+    g = torch.Generator().manual_seed(seed)
+    ia = torch.randperm(len(real_a), generator=g)[:n]
+    ib = torch.randperm(len(real_b), generator=g)[:n]
+    return frechet_distance(batched_features(feature_fn, real_a[ia]), batched_features(feature_fn, real_b[ib]))
+
+
+def class_accuracy(logits_or_preds: Tensor, labels: Tensor) -> float:
+    """Fraction of predictions equal to labels (accepts logits [N, C] or class indices [N])."""
+    preds = logits_or_preds.argmax(1) if logits_or_preds.dim() == 2 else logits_or_preds
+    if preds.shape != labels.shape:
+        raise StudioError(f"Predictions {tuple(preds.shape)} and labels {tuple(labels.shape)} differ in shape.")
+    return float((preds.cpu() == labels.cpu()).float().mean())
+
+
+def psnr(x: Tensor, y: Tensor, data_range: float = 2.0) -> Tensor:
+    """Per-image PSNR in dB (images in [-1, 1] have range 2); identical images give inf."""
+    mse = (x.double() - y.double()).pow(2).flatten(1).mean(1)
+    return (10 * torch.log10(data_range**2 / mse)).float()
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-coords**2 / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim(x: Tensor, y: Tensor, data_range: float = 2.0, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """Per-image SSIM (Wang et al. 2004): Gaussian 11x11 window, sigma 1.5, K1 = 0.01, K2 = 0.03,
+    valid-region filtering, averaged over channels and positions."""
+    if x.shape != y.shape or x.dim() != 4:
+        raise StudioError(f"SSIM needs two [N, C, H, W] batches of the same shape; got {tuple(x.shape)} and {tuple(y.shape)}.")
+    if min(x.shape[-2:]) < window:
+        raise StudioError(f"Images must be at least {window}x{window} for SSIM; got {tuple(x.shape[-2:])}.")
+    c = x.shape[1]
+    w = _gaussian_window(window, sigma).to(x.device)[None, None].repeat(c, 1, 1, 1)
+    x, y = x.double(), y.double()
+    filt = lambda z: F.conv2d(z, w, groups=c)  # noqa: E731
+    mx, my = filt(x), filt(y)
+    vx = filt(x * x) - mx**2
+    vy = filt(y * y) - my**2
+    cov = filt(x * y) - mx * my
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1).float()
+
+
+def auroc(scores_pos, scores_neg) -> float:
+    """P(score of a positive > score of a negative), ties counting 1/2 (Mann-Whitney U / (n_pos n_neg))."""
+    pos, neg = _as_float64(scores_pos).flatten(), _as_float64(scores_neg).flatten()
+    if len(pos) == 0 or len(neg) == 0:
+        raise StudioError("AUROC needs at least one positive and one negative score.")
+    allv = torch.cat([pos, neg])
+    order = torch.argsort(allv, stable=True)
+    sorted_v = allv[order]
+    ranks = torch.empty_like(allv)
+    # Average ranks over ties.
+    uniq, inverse, counts = torch.unique_consecutive(sorted_v, return_inverse=True, return_counts=True)
+    ends = torch.cumsum(counts, 0).double()
+    avg = ends - (counts.double() - 1) / 2
+    ranks[order] = avg[inverse]
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(pos) * len(neg)))
