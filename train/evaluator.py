@@ -80,9 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(ts.seed)
     train = labelled_split(cfg.dataset, "train")
     val = labelled_split(cfg.dataset, "val")
-    model_cfg = build_dataclass(EvaluatorConfig, {**cfg.model, "class_names": train.class_names, "dataset": cfg.dataset,
-                                                  "num_classes": len(train.class_names), "in_channels": train.images.shape[1],
-                                                  "image_size": train.images.shape[-1]}, "model")
+    # The data decide channels, classes and (unless the config asks for a smaller input) the resolution.
+    model_cfg = build_dataclass(EvaluatorConfig, {"image_size": train.images.shape[-1], **cfg.model,
+                                                  "class_names": train.class_names, "dataset": cfg.dataset,
+                                                  "num_classes": len(train.class_names), "in_channels": train.images.shape[1]}, "model")
     model = EvaluatorNet(model_cfg)
     ema = EMA(model, ts.ema_decay)
     steps_per_epoch = len(train.images) // ts.batch_size

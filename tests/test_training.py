@@ -1,0 +1,118 @@
+"""Training smoke runs through `accelerate launch` on fixture data, resume, typed configs."""
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import studio
+from studio.data.fashion_mnist import write_idx
+from train.common import EMA, ConfigError, build_dataclass, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fmnist_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "fm"
+    d.mkdir()
+    for prefix, n in (("train", 200), ("t10k", 50)):
+        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
+    return d
+
+
+def _launch(script: str, args: list[str], env_extra: dict) -> subprocess.CompletedProcess:
+    env = {**os.environ, **env_extra, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", script, *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+TINY_CDRL = ["--set", "model.ebm_width=4", "--set", "model.init_width=4", "--set", "model.temb_dim=16",
+             "--set", "model.langevin_steps=2", "--set", "train.batch_size=8", "--set", "train.save_every=2",
+             "--set", "train.threads=1", "--set", "train.warmup=1"]
+
+
+def test_cdrl_training_smoke_run_resume_and_export(tmp_path, fmnist_dir):
+    env = {"FASHION_MNIST_DIR": str(fmnist_dir)}
+    run_dir, out = tmp_path / "run", tmp_path / "ckpt"
+    base = ["--config", "train/configs/cdrl_fmnist.yaml", *TINY_CDRL, "--run-dir", str(run_dir), "--export-dir", str(out)]
+    first = _launch("train/cdrl.py", [*base, "--set", "train.steps=2"], env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert json.loads((run_dir / "run.json").read_text())["step"] == 2
+    second = _launch("train/cdrl.py", [*base, "--set", "train.steps=4", "--resume"], env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert json.loads((run_dir / "run.json").read_text())["step"] == 4
+    model = studio.load(out)
+    assert model.checkpoint.kind == "cdrl" and model.checkpoint.extra["training"]["steps"] == 4
+    x, _ = model.generate("Bag", seeds="0-1", steps=2)
+    assert x.shape == (2, 1, 32, 32)
+
+
+def test_drl_config_trains_without_initializer(tmp_path, fmnist_dir):
+    out = tmp_path / "drl"
+    res = _launch("train/cdrl.py", ["--config", "train/configs/drl_fmnist.yaml", *TINY_CDRL, "--set", "train.steps=1",
+                                    "--run-dir", str(tmp_path / "r"), "--export-dir", str(out)], {"FASHION_MNIST_DIR": str(fmnist_dir)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    model = studio.load(out, kind="drl")
+    assert model.initializer is None
+
+
+def test_evaluator_training_smoke_run(tmp_path, fmnist_dir):
+    out = tmp_path / "ev"
+    res = _launch("train/evaluator.py", ["--config", "train/configs/evaluator_fmnist.yaml", "--set", "train.epochs=0.1",
+                                         "--set", "train.batch_size=16", "--set", "model.width=4", "--set", "train.threads=1",
+                                         "--run-dir", str(tmp_path / "r"), "--export-dir", str(out)], {"FASHION_MNIST_DIR": str(fmnist_dir)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    model = studio.load(out, kind="evaluator")
+    assert model.config.num_classes == 10 and model.features(torch.zeros(2, 1, 32, 32)).shape == (2, 128)
+
+
+def test_resume_without_state_is_a_clear_error(tmp_path, fmnist_dir):
+    res = _launch("train/cdrl.py", ["--config", "train/configs/cdrl_fmnist.yaml", *TINY_CDRL, "--resume",
+                                    "--run-dir", str(tmp_path / "none")], {"FASHION_MNIST_DIR": str(fmnist_dir)})
+    assert res.returncode != 0 and "no saved state" in res.stderr
+
+
+@dataclass
+class Inner:
+    lr: float = 0.1
+    flag: bool = False
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    steps: int = 1
+    inner: Inner = field(default_factory=Inner)
+    sizes: list[int] = field(default_factory=list)
+
+
+def test_typed_configs(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: run\nsteps: 5\ninner:\n  lr: 1\n  flag: true\nsizes: [1, 2]\n")
+    cfg = load_config(Outer, path, ["inner.lr=0.5", "steps=7"])
+    assert cfg == Outer("run", 7, Inner(0.5, True), [1, 2])
+    for bad, match in [({"steps": "5"}, "integer"), ({"inner": {"flag": "False"}}, "true/false"),
+                       ({"nope": 1}, "unknown keys"), ({"sizes": [1, "a"]}, "integer")]:
+        with pytest.raises(ConfigError, match=match):
+            build_dataclass(Outer, bad)
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(Outer, path, ["steps"])
+
+
+def test_ema_tracks_parameters():
+    net = torch.nn.Linear(2, 1)
+    ema = EMA(net, decay=0.5)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    for _ in range(50):
+        ema.update(net)
+    torch.testing.assert_close(ema.shadow.weight, net.weight)
