@@ -1,0 +1,62 @@
+"""The CDRL tab end to end through gradio_client, on tiny random checkpoints built by the test."""
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from gradio_client import Client
+
+from studio.cdrl import CDRL, DRL, CDRLConfig, DRLConfig
+from studio.hub import ModelCard, checkpoints_dir, save_checkpoint
+from studio.ui import common
+
+
+def _tiny(cls, cfg_cls):
+    torch.manual_seed(0)
+    return cls(cfg_cls(ebm_width=4, init_width=4, temb_dim=16, langevin_steps=2))
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpts")
+    for name in ("toy-ring", "toy-gaussian-mixture"):
+        shutil.copytree(checkpoints_dir() / name, root / name)
+    for name, model in (("cdrl-fmnist", _tiny(CDRL, CDRLConfig)), ("drl-fmnist", _tiny(DRL, DRLConfig))):
+        save_checkpoint(root / name, model.kind, model.config, model.state_dict(), ModelCard(summary=f"tiny {name}"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STUDIO_CHECKPOINTS", str(root))
+    common.cached_model.cache_clear()
+    from studio.ui import build_app
+
+    demo = build_app()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        yield Client(demo.local_url, verbose=False)
+    finally:
+        demo.close()
+        common.cached_model.cache_clear()
+        mp.undo()
+
+
+def test_cdrl_generate_with_drl_comparison(client):
+    grid, drl_grid, gif, energy, summary = client.predict("Trouser", 1.0, 2, 5, 4, True, True, False, True,
+                                                          api_name="/cdrl_generate")
+    assert Path(grid).exists() and Path(drl_grid).exists() and Path(gif).suffix == ".gif"
+    assert "Seeds used: 5-8" in summary
+    assert "CDRL: 38 network evaluations" in summary and "DRL: 26 network evaluations" in summary
+
+
+def test_cdrl_unconditional_initializer_only(client):
+    grid, drl_grid, gif, energy, summary = client.predict("(unconditional)", 0.0, 3, 0, 2, False, False, True, False,
+                                                          api_name="/cdrl_generate")
+    assert Path(grid).exists() and drl_grid is None and "CDRL: 6 network evaluations" in summary
+
+
+@pytest.mark.parametrize("args, message", [
+    (("Trouser", 1.0, 2, -1, 4, True, True, False, False), "Seed must be a non-negative integer"),
+    (("Trouser", 9.0, 2, 0, 4, True, True, False, False), "greater than maximum"),
+    (("Zebra", 1.0, 2, 0, 4, True, True, False, False), "not in the list of choices"),
+])
+def test_cdrl_bad_input(client, args, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(*args, api_name="/cdrl_generate")
