@@ -116,3 +116,38 @@ def test_ema_tracks_parameters():
     for _ in range(50):
         ema.update(net)
     torch.testing.assert_close(ema.shadow.weight, net.weight)
+
+
+TINY_CFEBM = ["--set", "model.width=4", "--set", 'model.steps={"8": 2, "16": 2}', "--set", "train.resolutions=[8, 16]",
+              "--set", "train.batch_size=8", "--set", "train.save_every=1", "--set", "train.threads=1"]
+
+
+def test_cfebm_training_crosses_a_stage_boundary_and_resumes(tmp_path, fmnist_dir):
+    env = {"FASHION_MNIST_DIR": str(fmnist_dir)}
+    run_dir, out = tmp_path / "run", tmp_path / "ckpt"
+    common = ["--config", "train/configs/cfebm_fmnist.yaml", *TINY_CFEBM, "--run-dir", str(run_dir), "--export-dir", str(out)]
+    # First run: all of the 8 px stage and into the 16 px stage, stopped mid-stage by an images budget trick:
+    first = _launch("train/cfebm.py", [*common, "--set", 'train.images={"8": 16, "16": 16}'], env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    info = json.loads((run_dir / "state" / "run.json").read_text())
+    assert info["progress"]["stage"] == 2 and info["model_config"]["resolution"] == 16
+    model = studio.load(out)
+    assert model.config.resolution == 16 and sorted(model.coarse) == ["8"] and not model.config.fading
+    x, _ = model.generate("0-1", multiscale=True)
+    assert x.shape == (2, 1, 16, 16)
+
+
+def test_cfebm_resume_mid_stage(tmp_path, fmnist_dir):
+    env = {"FASHION_MNIST_DIR": str(fmnist_dir)}
+    run_dir, out = tmp_path / "run", tmp_path / "ckpt"
+    common = ["--config", "train/configs/cfebm_fmnist.yaml", *TINY_CFEBM, "--run-dir", str(run_dir), "--export-dir", str(out),
+              "--set", 'train.images={"8": 16, "16": 48}']
+    first = _launch("train/cfebm.py", [*common, "--set", "train.max_minutes=0.0001"], env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    info = json.loads((run_dir / "state" / "run.json").read_text())
+    assert info["progress"]["stage"] == 0 and info["progress"]["seen"] == 8
+    second = _launch("train/cfebm.py", [*common, "--resume"], env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    info = json.loads((run_dir / "state" / "run.json").read_text())
+    assert info["progress"]["stage"] == 2 and info["progress"]["step"] == 2 + 6
+    assert studio.load(out).config.resolution == 16

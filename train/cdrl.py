@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from studio.cdrl import CDRL, DRL, CDRLConfig, DRLConfig
 from studio.hub import ModelCard
-from train.common import (EMA, ConfigError, DivergenceError, Run, base_parser, build_dataclass, check_finite, configure_threads, export,
-                          infinite_batches, load_config, make_accelerator)
+from train.common import (EMA, ConfigError, DivergenceError, Run, base_parser, build_dataclass, check_finite,
+                          configure_threads, export, infinite_batches, init_from_checkpoint, load_config, make_accelerator)
 
 
 @dataclass
@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
 
     data = load_fashion_mnist("train")
     model = build_model(cfg)
+    if args.init_from and not args.resume:
+        init_from_checkpoint(model, args.init_from)
     ema = EMA(model, ts.ema_decay)
     ebm_opt = torch.optim.Adam(model.ebm.parameters(), lr=ts.ebm_lr, betas=(0.9, 0.999))
     opts = [ebm_opt]
@@ -160,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         path = export(cfg.name, final, card, wall_seconds=run.elapsed(), steps=run.state.step, export_dir=args.export_dir,
                       extra={"sampler_defaults": {"steps": core.config.langevin_steps, "guidance": 1.0},
-                             "data": {"name": "fashion-mnist", "split": "train (55,000; 5,000 held out for validation)"}})
+                             "data": {"name": "fashion-mnist", "split": "train (55,000; 5,000 held out for validation)"},
+                             "init_from": args.init_from})
         print(f"Exported EMA weights to {path}")
 
 

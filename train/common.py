@@ -114,7 +114,17 @@ def base_parser(description: str, default_config: str) -> argparse.ArgumentParse
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last saved state")
     parser.add_argument("--run-dir", default=None, help="where states are saved (default runs/<name>)")
     parser.add_argument("--export-dir", default=None, help="checkpoint output folder (default checkpoints/<name>)")
+    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                        help="start from an exported checkpoint's weights (continue training without the run folder)")
     return parser
+
+
+def init_from_checkpoint(model: nn.Module, ref: str) -> None:
+    """Copy weights from an exported checkpoint (strictly: the architecture must match)."""
+    from studio.hub import load_strict, read_weights, resolve
+
+    tensors, _ = read_weights(resolve(ref).path)
+    load_strict(model, tensors, f"--init-from {ref}")
 
 
 # ----------------------------------------------------------------------------- EMA

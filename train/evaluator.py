@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         ema.update(acc.unwrap_model(model))
         run.state.step += 1
         run.state.epoch = run.state.step // steps_per_epoch
-        check_finite(run.state.step, loss=float(loss))
+        check_finite(run.state.step, loss=float(loss.detach()))
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss):.3f}", epoch=run.state.epoch)
         if run.state.step % ts.save_every == 0:

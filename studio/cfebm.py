@@ -1,0 +1,282 @@
+"""CF-EBM: a coarse-to-fine EBM that grows from 8x8 to 16x16 to 32x32 (Zhao, Xie and Li, ICLR 2021).
+
+The energy E(x) (lower = more probable; the paper uses the same sign) is a
+bottom-up ConvNet with SiLU activations and spectral norm. Growing a stage adds
+a new FromRGB and Primal block at twice the resolution, faded in with beta:
+
+    Expand(x) = beta * Primal(FromRGB_new(x)) + (1 - beta) * FromRGB_old(avgpool(x))
+
+so at beta = 0 the grown model equals the old one on the average-pooled image.
+
+Langevin mapping onto ``studio.langevin``: the paper's Eq. 3 is
+x <- x - (eta/2) grad E + sqrt(eta) eps, but its appendix A.2 (what was run)
+uses a gradient step of 1.0 and a decaying noise *variance*
+eta_t = eta0 - eta0 / (T - t + 1). The appendix wins here:
+``step_size = grad_step`` (default 1.0) and ``noise_std(t) = sqrt(eta_t)``.
+Chains start from U(-1, 1); sampling uses the trained number of steps (more
+steps oversaturate, a known pitfall). Multi-scale sampling keeps a frozen copy
+of each finished stage and runs ``scale_steps`` steps per scale, upsampling 2x
+in between (appendix A.8).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import SamplingError
+from .hub import register_model
+from .langevin import Trace, langevin, make_generators, parse_seeds, randn
+from .nn import sn_conv, sn_linear
+
+
+@dataclass
+class CFEBMConfig:
+    channels: int = 1
+    width: int = 32  # c: channels at the finest resolution; coarser blocks use 2c
+    base_resolution: int = 8
+    resolution: int = 8  # current (grown) resolution
+    fading: bool = False  # a Fade branch exists (the last stage is blending in)
+    coarse_resolutions: list[int] = field(default_factory=list)  # frozen finished stages kept for multi-scale sampling
+    steps: dict[str, int] = field(default_factory=lambda: {"8": 15, "16": 30, "32": 40})  # trained T per resolution
+    grad_step: float = 1.0
+    eta0: float = 0.02
+    scale_steps: int = 15
+
+
+def noise_schedule(eta0: float, steps: int):
+    """sqrt(eta_t) with eta_t = eta0 - eta0 / (T - t + 1): the noise decays to zero at the last step."""
+    return lambda t: math.sqrt(max(eta0 - eta0 / (steps - t + 1), 0.0))
+
+
+class Primal(nn.Module):
+    """Two 3x3 convs (the second with stride 2) plus a residual branch (1x1 conv + 2x2 avg-pool)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = sn_conv(cin, cout, 3)
+        self.conv2 = spectral_strided(cout, cout)
+        self.skip = sn_conv(cin, cout, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv2(F.silu(self.conv1(F.silu(x))))
+        return h + F.avg_pool2d(self.skip(x), 2)
+
+
+def spectral_strided(cin: int, cout: int) -> nn.Module:
+    return nn.utils.parametrizations.spectral_norm(nn.Conv2d(cin, cout, 3, stride=2, padding=1))
+
+
+class Top(nn.Module):
+    """4x4 features -> scalar: 3x3 conv, 4x4 valid conv, linear."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = sn_conv(c, c, 3)
+        self.conv4 = nn.utils.parametrizations.spectral_norm(nn.Conv2d(c, c, 4))
+        self.out = sn_linear(c, 1)
+
+    def forward(self, h: Tensor) -> Tensor:
+        h = self.conv4(F.silu(self.conv(F.silu(h))))
+        return self.out(F.silu(h).flatten(1)).squeeze(1)
+
+
+class GrowingEnergy(nn.Module):
+    """The trunk for one resolution: FromRGB at the top resolution, Primal blocks down to 4x4, Top."""
+
+    def __init__(self, channels: int, width: int, base: int, resolution: int, fading: bool):
+        super().__init__()
+        self.resolution = resolution
+        res_list = _resolutions(base, resolution)
+        self.from_rgb = nn.Conv2d(channels, width_at(resolution, width), 1)
+        self.blocks = nn.ModuleDict({str(r): Primal(width_at(r, width), width_at(r // 2, width)) for r in res_list})
+        self.top = Top(width_at(4, width))
+        # Fade: the previous stage's FromRGB applied to the 2x average-pooled image.
+        self.fade = nn.Conv2d(channels, width_at(resolution // 2, width), 1) if fading else None
+        self.register_buffer("beta", torch.tensor(1.0 if not fading else 0.0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.resolution:
+            raise SamplingError(f"This CF-EBM works at {self.resolution}x{self.resolution}; got {tuple(x.shape[-2:])}.")
+        h = self.blocks[str(self.resolution)](self.from_rgb(x))
+        if self.fade is not None and float(self.beta) < 1:
+            h = self.beta * h + (1 - self.beta) * self.fade(F.avg_pool2d(x, 2))
+        r = self.resolution // 2
+        while r >= 8:
+            h = self.blocks[str(r)](h)
+            r //= 2
+        return self.top(h)
+
+
+def width_at(resolution: int, c: int) -> int:
+    """Channels at a resolution, fixed across stages so grown blocks keep their shapes: 2c up to 16 px, then halving."""
+    return max(1, min(2 * c, c * 32 // resolution))
+
+
+def _resolutions(base: int, resolution: int) -> list[int]:
+    if resolution < base or resolution & (resolution - 1) or base < 8:
+        raise ValueError(f"resolution {resolution} must be a power of two >= base {base} >= 8")
+    out, r = [], base
+    while r <= resolution:
+        out.append(r)
+        r *= 2
+    return out
+
+
+@register_model("cfebm")
+class CFEBM(nn.Module):
+    """A grown CF-EBM with its frozen coarse stages; generation, restoration and OOD scoring."""
+
+    config_class = CFEBMConfig
+
+    def __init__(self, config: CFEBMConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.net = GrowingEnergy(c.channels, c.width, c.base_resolution, c.resolution, c.fading)
+        self.coarse = nn.ModuleDict({str(r): GrowingEnergy(c.channels, c.width, c.base_resolution, r, False)
+                                     for r in c.coarse_resolutions})
+
+    # -- energies --------------------------------------------------------------------------
+
+    def energy(self, x: Tensor) -> Tensor:
+        """E(x) at the current resolution (lower = more probable)."""
+        return self.net(x)
+
+    def ood_score(self, x: Tensor) -> Tensor:
+        """-E(x): higher = more in-distribution. Inputs must be at the model's resolution."""
+        with torch.no_grad():
+            return -self.energy(x)
+
+    def trained_steps(self, resolution: int | None = None) -> int:
+        return int(self.config.steps[str(resolution or self.config.resolution)])
+
+    # -- growth (used by train/cfebm.py) ------------------------------------------------------
+
+    def expanded_config(self) -> CFEBMConfig:
+        c = self.config
+        coarse = sorted(set(c.coarse_resolutions) | {c.resolution})
+        return CFEBMConfig(**{**c.__dict__, "resolution": c.resolution * 2, "fading": True, "coarse_resolutions": coarse})
+
+    def expand(self) -> "CFEBM":
+        """A new model at twice the resolution whose energy at beta = 0 equals this one's on avg-pooled input.
+
+        The trunk (Primal blocks below the new resolution and Top) is copied; the
+        old FromRGB becomes the Fade branch; this stage is frozen into ``coarse``.
+        """
+        new = CFEBM(self.expanded_config()).to(next(self.parameters()).device)
+        old_net, new_net = self.net, new.net
+        for r, block in old_net.blocks.items():
+            new_net.blocks[r].load_state_dict(block.state_dict())
+        new_net.top.load_state_dict(old_net.top.state_dict())
+        new_net.fade.load_state_dict(old_net.from_rgb.state_dict())
+        for r, m in self.coarse.items():
+            new.coarse[r].load_state_dict(m.state_dict())
+        new.coarse[str(self.config.resolution)].load_state_dict(old_net.state_dict(), strict=False)
+        new.coarse[str(self.config.resolution)].beta.fill_(1.0)
+        new.net.beta.fill_(0.0)
+        return new
+
+    def drop_fade(self) -> "CFEBM":
+        """At beta = 1 the Fade branch is dead weight: return the model without it."""
+        cfg = CFEBMConfig(**{**self.config.__dict__, "fading": False})
+        new = CFEBM(cfg).to(next(self.parameters()).device)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("net.fade.")}
+        state["net.beta"] = torch.tensor(1.0)
+        new.load_state_dict(state)
+        return new
+
+    # -- sampling ------------------------------------------------------------------------------
+
+    def _chain(self, energy_fn, x0, steps, gens, eta0=None, record_every=0, mask=None, known=None, progress=False, desc="CF-EBM"):
+        eta0 = self.config.eta0 if eta0 is None else eta0
+        return langevin(energy_fn, x0, steps=steps, step_size=self.config.grad_step, noise_std=noise_schedule(eta0, steps),
+                        generator=gens, mask=mask, known=known, clamp=(-1.0, 1.0), record_every=record_every,
+                        progress=progress, desc=desc, modules=[self])
+
+    def _uniform(self, gens, resolution: int) -> Tensor:
+        shape = (len(gens), self.config.channels, resolution, resolution)
+        return (torch.stack([torch.rand(shape[1:], generator=g) for g in gens]) * 2 - 1).to(next(self.parameters()).device)
+
+    def generate(self, seeds="0-15", steps: int | None = None, eta0: float | None = None, multiscale: bool = False,
+                 record_every: int = 0, progress: bool = False) -> tuple[Tensor, Trace]:
+        """Algorithm 2 (single scale, T trained steps from U(-1,1)) or the coarse-to-fine chain."""
+        gens = make_generators(parse_seeds(seeds, max_count=1024))
+        if not multiscale:
+            k = self.trained_steps() if steps is None else int(steps)
+            if not 1 <= k <= 1000:
+                raise SamplingError(f"steps must be between 1 and 1000; got {steps}.")
+            return self._chain(self.energy, self._uniform(gens, self.config.resolution), k, gens, eta0, record_every, progress=progress)
+        k = self.config.scale_steps if steps is None else int(steps)
+        scales = [*sorted(self.coarse, key=int), str(self.config.resolution)]
+        trace = Trace()
+        x = self._uniform(gens, int(scales[0]))
+        for i, r in enumerate(scales):
+            if i > 0:
+                x = F.interpolate(x, scale_factor=2, mode="nearest")
+            fn = self.energy if r == str(self.config.resolution) else self.coarse[r]
+            x, chain = self._chain(fn, x, k, gens, eta0, record_every, progress=progress, desc=f"CF-EBM {r}px")
+            trace.extend(chain, f"{r}px")
+        return x, trace
+
+    def denoise(self, noisy: Tensor, seeds="0", steps: int | None = None, record_every: int = 0) -> tuple[Tensor, Trace]:
+        """Run the learned dynamics from the noisy image (one chain per seed; one image or one per seed)."""
+        gens = make_generators(parse_seeds(seeds))
+        x0 = self._batch(noisy, len(gens))
+        return self._chain(self.energy, x0, self.trained_steps() if steps is None else steps, gens, record_every=record_every)
+
+    def inpaint(self, image: Tensor, mask: Tensor, seeds="0-3", steps: int | None = None, record_every: int = 0) -> tuple[Tensor, Trace]:
+        """Fill ``mask == 0`` from U(-1,1) and sample while resetting known pixels after every step."""
+        gens = make_generators(parse_seeds(seeds))
+        known = self._batch(image, len(gens))
+        res = self.config.resolution
+        m = mask.float().reshape(1, 1, res, res) if mask.numel() == res * res else None
+        if m is None or not ((m == 0) | (m == 1)).all():
+            raise SamplingError(f"Mask must be 0/1 of size {res}x{res} (1 = known pixel); got shape {tuple(mask.shape)}.")
+        m = m.to(known.device)
+        x0 = m * known + (1 - m) * self._uniform(gens, res)
+        return self._chain(self.energy, x0, self.trained_steps() if steps is None else steps, gens,
+                           record_every=record_every, mask=m, known=known)
+
+    def _batch(self, images: Tensor, n: int) -> Tensor:
+        res, ch = self.config.resolution, self.config.channels
+        x = images if images.dim() == 4 else images.unsqueeze(0)
+        if tuple(x.shape[1:]) != (ch, res, res):
+            raise SamplingError(f"Images must have shape ({ch}, {res}, {res}); got {tuple(images.shape)}.")
+        if not torch.isfinite(x).all():
+            raise SamplingError("Images contain NaN or infinite values.")
+        if x.shape[0] not in (1, n):
+            raise SamplingError(f"Got {x.shape[0]} images for {n} seeds; give one image or one per seed.")
+        return x.expand(n, -1, -1, -1).float().to(next(self.parameters()).device)
+
+    # -- training loss (used by train/cfebm.py) -----------------------------------------------
+
+    def initial_chain_state(self, n: int, beta: float, generator: torch.Generator | None = None) -> tuple[Tensor, int]:
+        """Explicit smooth sampling while a stage fades in: blend upsampled coarse samples into the noise init."""
+        res = self.config.resolution
+        dev = next(self.parameters()).device
+        noise = torch.rand(n, self.config.channels, res, res, generator=generator, device=dev) * 2 - 1
+        prev = str(res // 2)
+        if not self.config.fading or beta >= 1 or prev not in self.coarse:
+            return noise, 0
+        k = round(self.trained_steps(res // 2) * (1 - beta))
+        xc = torch.rand(n, self.config.channels, res // 2, res // 2, generator=generator, device=dev) * 2 - 1
+        if k > 0:
+            xc, _ = self._chain(self.coarse[prev], xc, k, generator)
+        return math.sqrt(1 - beta**2) * F.interpolate(xc, scale_factor=2, mode="nearest") + beta * noise, k
+
+    def training_loss(self, x_data: Tensor, beta: float = 1.0, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """MLE: mean E(data) - mean E(short-run samples); samples are detached."""
+        self.net.beta.fill_(beta if self.config.fading else 1.0)
+        x0, coarse_steps = self.initial_chain_state(x_data.shape[0], beta, generator)
+        was = self.net.training
+        self.net.eval()  # no spectral-norm power iterations inside the chain
+        xs, _ = self._chain(self.energy, x0, self.trained_steps(), generator)
+        self.net.train(was)
+        e = self.energy(torch.cat([x_data, xs.detach()]))
+        e_pos, e_neg = e.chunk(2)
+        return {"loss": e_pos.mean() - e_neg.mean(), "e_pos": e_pos.mean().detach(), "e_neg": e_neg.mean().detach(),
+                "coarse_steps": torch.tensor(float(coarse_steps))}

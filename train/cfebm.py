@@ -1,0 +1,210 @@
+"""Train CF-EBM on Fashion-MNIST with the staged coarse-to-fine schedule 8 -> 16 -> 32.
+
+    accelerate launch train/cfebm.py --config train/configs/cfebm_fmnist.yaml
+    accelerate launch train/cfebm.py --config train/configs/cfebm_fmnist.yaml --resume   # also mid-stage
+
+Each stage sees ``images[r]`` training images. While a new stage fades in
+(beta < 1, beta = min(1, 2 m / N)), chains start from upsampled samples of the
+frozen coarse stage blended with noise (explicit smooth sampling). The model
+architecture changes between stages, so the run folder stores the model config
+with its weights: ``runs/<name>/state/{model.safetensors, ema.safetensors,
+optimizer.pt, run.json}`` (the optimizer file holds only tensors and is read
+with ``weights_only=True``).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from studio.cfebm import CFEBM, CFEBMConfig
+from studio.hub import ModelCard, config_to_dict
+from train.common import (EMA, ConfigError, DivergenceError, base_parser, build_dataclass, check_finite, configure_threads,
+                          export, load_config, make_accelerator)
+
+
+@dataclass
+class CFEBMTrainSettings:
+    resolutions: list[int] = field(default_factory=lambda: [8, 16, 32])
+    images: dict[str, int] = field(default_factory=lambda: {"8": 50000, "16": 75000, "32": 100000})
+    lr: dict[str, float] = field(default_factory=lambda: {"8": 1e-3, "16": 1e-3, "32": 1e-3})
+    batch_size: int = 64
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    energy_l2: float = 0.0  # optional penalty on E(data)^2 + E(samples)^2 (off by default, as in the paper)
+    max_abs_energy: float = 1e4
+    save_every: int = 200
+    seed: int = 0
+    threads: int = 0
+    max_minutes: float = 0.0
+
+
+@dataclass
+class CFEBMRunConfig:
+    name: str = "cfebm-fmnist"
+    model: dict = field(default_factory=dict)
+    train: CFEBMTrainSettings = field(default_factory=CFEBMTrainSettings)
+
+
+@dataclass
+class Progress:
+    stage: int = 0
+    seen: int = 0  # images consumed in the current stage
+    step: int = 0
+    elapsed: float = 0.0
+
+
+def save_state(run_dir: Path, model: CFEBM, ema: EMA, opt: torch.optim.Optimizer | None, progress: Progress) -> None:
+    """Atomic save: write to state.tmp then rename, so an interrupted save keeps the last good state."""
+    tmp, final = run_dir / "state.tmp", run_dir / "state"
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in ema.shadow.state_dict().items()}, str(tmp / "ema.safetensors"))
+    if opt is not None:
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    (tmp / "run.json").write_text(json.dumps({"progress": asdict(progress), "model_config": config_to_dict(model.config),
+                                              "ema_updates": int(ema.num_updates)}))
+    if final.exists():
+        import shutil
+
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def load_state(run_dir: Path) -> tuple[CFEBM, dict, dict, Progress, int]:
+    state = run_dir / "state"
+    if not (state / "run.json").exists():
+        raise ConfigError(f"--resume: no saved state in {run_dir}. Start without --resume, or pass --run-dir.")
+    info = json.loads((state / "run.json").read_text())
+    model = CFEBM(CFEBMConfig(**info["model_config"]))
+    model.load_state_dict(load_file(str(state / "model.safetensors")))
+    ema_state = load_file(str(state / "ema.safetensors"))
+    opt_file = state / "optimizer.pt"
+    opt_state = torch.load(opt_file, weights_only=True) if opt_file.exists() else None
+    return model, ema_state, opt_state, Progress(**info["progress"]), info["ema_updates"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    import time
+
+    args = base_parser(__doc__, "train/configs/cfebm_fmnist.yaml").parse_args(argv)
+    cfg = load_config(CFEBMRunConfig, args.config, args.overrides)
+    ts = cfg.train
+    acc = make_accelerator()
+    configure_threads(acc, ts.threads)
+    torch.manual_seed(ts.seed + acc.process_index)
+    run_dir = Path(args.run_dir or f"runs/{cfg.name}")
+    from studio.data.fashion_mnist import load_fashion_mnist
+
+    data = load_fashion_mnist("train").images
+    if args.resume:
+        model, ema_state, opt_state, prog, ema_updates = load_state(run_dir)
+    else:
+        base = ts.resolutions[0]
+        model = CFEBM(build_dataclass(CFEBMConfig, {**cfg.model, "base_resolution": base, "resolution": base}, "model"))
+        ema_state, opt_state, prog, ema_updates = None, None, Progress(), 0
+    started, base_elapsed = time.time(), prog.elapsed
+    elapsed = lambda: base_elapsed + time.time() - started  # noqa: E731
+    gen = torch.Generator().manual_seed(ts.seed * 7919 + prog.step + acc.process_index)
+    model = model.to(acc.device)
+    final_ema = None
+    if prog.stage >= len(ts.resolutions):  # a finished run: export what it saved
+        final_ema = _ema_from(model, ema_state).shadow
+    while prog.stage < len(ts.resolutions):
+        res = ts.resolutions[prog.stage]
+        if model.config.resolution != res:
+            raise ConfigError(f"Saved model is at {model.config.resolution}px but stage {prog.stage} is {res}px.")
+        n_images = ts.images[str(res)]
+        ema = EMA(model, ts.ema_decay).to(acc.device)
+        if ema_state is not None:
+            ema.shadow.load_state_dict(ema_state)
+            ema.num_updates.fill_(ema_updates)
+        opt = torch.optim.Adam(model.net.parameters(), lr=ts.lr[str(res)], betas=(0.5, 0.999))
+        if opt_state is not None:
+            opt.load_state_dict(opt_state)
+        ema_state = opt_state = None
+        pooled = F.adaptive_avg_pool2d(data, res) if res != data.shape[-1] else data  # low-res data by average pooling
+        bar = tqdm(total=n_images, initial=prog.seen, disable=not acc.is_main_process, desc=f"CF-EBM {res}px", unit="img")
+        out_of_time = False
+        while prog.seen < n_images:
+            beta = min(1.0, 2 * prog.seen / n_images) if model.config.fading else 1.0
+            idx = torch.randint(0, len(pooled), (ts.batch_size,), generator=gen)
+            out = model.training_loss(pooled[idx].to(acc.device), beta=beta, generator=gen)
+            loss = out["loss"]
+            if ts.energy_l2:
+                loss = loss + ts.energy_l2 * (out["e_pos"] ** 2 + out["e_neg"] ** 2)
+            opt.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            torch.nn.utils.clip_grad_norm_(model.net.parameters(), ts.grad_clip)
+            opt.step()
+            ema.update(model)
+            prog.seen += ts.batch_size
+            prog.step += 1
+            stats = {"loss": float(out["loss"].detach()), "e_pos": float(out["e_pos"]), "e_neg": float(out["e_neg"])}
+            check_finite(prog.step, **stats)
+            if max(abs(stats["e_pos"]), abs(stats["e_neg"])) > ts.max_abs_energy:
+                raise DivergenceError(f"|E| reached {max(abs(stats['e_pos']), abs(stats['e_neg'])):.3g} at step {prog.step}: "
+                                      "resume from the last state with a lower lr, or set train.energy_l2.")
+            bar.update(ts.batch_size)
+            bar.set_postfix(stage=f"{res}px", beta=f"{beta:.2f}", **{k: f"{v:.3g}" for k, v in stats.items()})
+            out_of_time = bool(ts.max_minutes) and elapsed() > ts.max_minutes * 60
+            if acc.is_main_process and (prog.step % ts.save_every == 0 or out_of_time):
+                prog.elapsed = elapsed()
+                save_state(run_dir, model, ema, opt, prog)
+            if out_of_time:
+                break
+        bar.close()
+        if out_of_time and prog.seen < n_images:
+            print(f"Stopping mid-stage ({res}px, {prog.seen}/{n_images} images): max_minutes reached. Resume with --resume.")
+            final_ema = ema.shadow
+            break
+        # Stage done (beta = 1): drop the fade, then grow unless this was the last stage.
+        model, final_ema = _finish_stage(model), _finish_stage(ema.shadow)
+        prog.stage, prog.seen, prog.elapsed = prog.stage + 1, 0, elapsed()
+        if prog.stage < len(ts.resolutions):
+            model = model.expand()
+            ema_state, ema_updates = final_ema.expand().state_dict(), 0
+            if acc.is_main_process:  # a fresh optimizer starts each stage, so none is saved here
+                save_state(run_dir, model, _ema_from(model, ema_state), None, prog)
+        elif acc.is_main_process:
+            save_state(run_dir, model, _ema_from(model, final_ema.state_dict()), None, prog)
+    total = elapsed()
+    if acc.is_main_process:
+        reached = final_ema.config.resolution
+        card = ModelCard(
+            summary=f"CF-EBM on Fashion-MNIST, grown coarse-to-fine to {reached}x{reached} (stages {ts.resolutions}).",
+            body=(f"Stage reached: {reached}px. Sampling: `studio.load('{cfg.name}').generate(seeds='0-15')` "
+                  f"(single scale, T = {final_ema.trained_steps()} steps) or `multiscale=True`.\n\n"
+                  f"Reproduce: `accelerate launch train/cfebm.py --config {args.config}`.\n\n"
+                  "Data: Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017), MIT licence."),
+            tags=["cf-ebm", "fashion-mnist"], datasets=["fashion_mnist"], pipeline_tag="unconditional-image-generation",
+        )
+        path = export(cfg.name, final_ema, card, wall_seconds=total, steps=prog.step, export_dir=args.export_dir,
+                      extra={"stage_reached": reached})
+        print(f"Exported EMA weights ({reached}px) to {path}")
+
+
+def _finish_stage(model: CFEBM) -> CFEBM:
+    if not model.config.fading:
+        return model
+    model.net.beta.fill_(1.0)
+    return model.drop_fade()
+
+
+def _ema_from(model: CFEBM, state: dict) -> EMA:
+    ema = EMA(model)
+    ema.shadow.load_state_dict(state)
+    return ema
+
+
+if __name__ == "__main__":
+    main()
