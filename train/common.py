@@ -248,7 +248,8 @@ def infinite_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, seed: i
 def hardware() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"CPU ({platform.processor() or platform.machine()}, {n} thread{'' if n == 1 else 's'})"
 
 
 def command_line() -> str:
