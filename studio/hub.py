@@ -98,13 +98,15 @@ class ModelCard:
         return "\n\n".join(parts) + "\n"
 
 
-def render_metrics_block(metrics: Mapping[str, Any]) -> str:
-    """A markdown table between markers, so `train/evaluate.py` can replace it in place."""
+def render_metrics_block(metrics: Mapping[str, Any], extra: str = "") -> str:
+    """A markdown table (plus optional extra markdown) between markers, so `train/evaluate.py` can replace it in place."""
     if metrics:
         rows = "\n".join(f"| `{k}` | {_fmt(v)} |" for k, v in metrics.items())
         table = f"Measured by `python -m train.evaluate`:\n\n| metric | value |\n|---|---|\n{rows}"
     else:
         table = "Not measured yet: run `python -m train.evaluate <name>`."
+    if extra:
+        table += "\n\n" + extra.strip()
     return f"{METRICS_START}\n{table}\n{METRICS_END}"
 
 
@@ -114,10 +116,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def update_card_metrics(card_path: Path, metrics: Mapping[str, Any]) -> None:
+def update_card_metrics(card_path: Path, metrics: Mapping[str, Any], extra: str = "") -> None:
     """Replace the metrics table of an existing model card (or append one)."""
     text = card_path.read_text() if card_path.exists() else ""
-    block = render_metrics_block(metrics)
+    block = render_metrics_block(metrics, extra)
     pattern = re.compile(re.escape(METRICS_START) + ".*?" + re.escape(METRICS_END), re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _m: block, text)

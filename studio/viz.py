@@ -98,3 +98,36 @@ def trajectory_gif(trace: Trace, path: str, ncols: int | None = None, scale: int
         frames.append(canvas)
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
     return path
+
+
+def line_plot_svg(xs: list[float], ys: list[float], labels: list[str], xlabel: str, ylabel: str, title: str,
+                  width: int = 420, height: int = 300) -> str:
+    """A small dependency-free SVG line chart with labelled points (for model cards in assets/)."""
+    if not xs or len(xs) != len(ys) or len(xs) != len(labels):
+        raise ValueError("xs, ys and labels must be non-empty and of equal length")
+    left, right, top, bottom = 60, 20, 36, 46
+    x_lo, x_hi = min(xs), max(xs)
+    y_lo, y_hi = min(ys), max(ys)
+    x_pad = (x_hi - x_lo) * 0.1 or 0.05
+    y_pad = (y_hi - y_lo) * 0.1 or 0.05
+    x_lo, x_hi, y_lo, y_hi = x_lo - x_pad, x_hi + x_pad, y_lo - y_pad, y_hi + y_pad
+    px = lambda x: left + (x - x_lo) / (x_hi - x_lo) * (width - left - right)  # noqa: E731
+    py = lambda y: height - bottom - (y - y_lo) / (y_hi - y_lo) * (height - top - bottom)  # noqa: E731
+    pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, ys))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="black"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>',
+             f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle">{xlabel}</text>',
+             f'<text x="14" y="{height / 2}" text-anchor="middle" transform="rotate(-90 14 {height / 2})">{ylabel}</text>']
+    for frac in (0.0, 0.5, 1.0):
+        xv, yv = x_lo + frac * (x_hi - x_lo), y_lo + frac * (y_hi - y_lo)
+        parts.append(f'<text x="{px(xv):.1f}" y="{height - bottom + 16}" text-anchor="middle">{xv:.3g}</text>')
+        parts.append(f'<text x="{left - 6}" y="{py(yv) + 4:.1f}" text-anchor="end">{yv:.3g}</text>')
+    parts.append(f'<polyline points="{pts}" fill="none" stroke="rgb(31,119,180)" stroke-width="2"/>')
+    for x, y, lab in zip(xs, ys, labels):
+        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="rgb(214,39,40)"/>')
+        parts.append(f'<text x="{px(x) + 6:.1f}" y="{py(y) - 6:.1f}">{lab}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)

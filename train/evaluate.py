@@ -78,6 +78,29 @@ def evaluate_cdrl(model, samples: int, seed: int) -> dict:
     return metrics
 
 
+def card_extra(kind: str, name: str, metrics: dict) -> str:
+    """Extra model-card markdown next to the metrics table (CDRL: the guidance trade-off table and plot)."""
+    if kind != "cdrl" or "fd_w1" not in metrics:
+        return ""
+    svg = write_guidance_tradeoff(metrics, Path(name).name)
+    rows = "\n".join(f"| {w} | {metrics[f'class_accuracy_w{w}']} | {metrics[f'fd_w{w}']} |" for w in (0, 1, 3))
+    return (f"Guidance trade-off (FD floor at the same sample count: {metrics['fd_floor']}):\n\n"
+            f"| w | class accuracy | FD |\n|---|---|---|\n{rows}\n\n![guidance trade-off](../../assets/{svg.name})")
+
+
+def write_guidance_tradeoff(metrics: dict, name: str) -> Path:
+    """FD vs class accuracy as w varies: an SVG in assets/ (the model card links it)."""
+    from studio.viz import line_plot_svg
+
+    ws = [0, 1, 3]
+    svg = line_plot_svg([metrics[f"fd_w{w}"] for w in ws], [metrics[f"class_accuracy_w{w}"] for w in ws], [f"w={w}" for w in ws],
+                        "FD (lower is better)", "class accuracy", f"{name}: guidance trade-off")
+    path = Path(__file__).resolve().parents[1] / "assets" / f"{name}-guidance-tradeoff.svg"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(svg)
+    return path
+
+
 def _drl_baseline(run, real_feats, judge, samples: int) -> dict:
     """DRL's unconditional FD at the same seeds, if the checkpoint is present."""
     try:
@@ -110,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     path = Path(model.checkpoint.path)
     if model.checkpoint.source != "hub":
         (path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        update_card_metrics(path / "README.md", metrics)
+        update_card_metrics(path / "README.md", metrics, card_extra(kind, model.checkpoint.name, metrics))
     print(json.dumps(metrics) if args.json else "\n".join(f"{k}: {v}" for k, v in metrics.items()))
 
 
