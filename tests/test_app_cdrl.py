@@ -60,3 +60,34 @@ def test_cdrl_unconditional_initializer_only(client):
 def test_cdrl_bad_input(client, args, message):
     with pytest.raises(Exception, match=message):
         client.predict(*args, api_name="/cdrl_generate")
+
+
+def _png(tmp_path, arr, name):
+    from PIL import Image
+    path = tmp_path / name
+    Image.fromarray(arr).save(path)
+    return str(path)
+
+
+def test_inpaint_api_with_image_and_mask(client, tmp_path):
+    import numpy as np
+    from gradio_client import handle_file
+
+    img = np.zeros((64, 64), np.uint8)
+    img[16:48, 16:48] = 200
+    mask = np.zeros((64, 64), np.uint8)
+    mask[24:40, 24:40] = 255
+    gallery, notes = client.predict("CDRL (cdrl-fmnist)", handle_file(_png(tmp_path, img, "i.png")),
+                                    handle_file(_png(tmp_path, mask, "m.png")), "Bag", 1.0, 3, 2, 0, api_name="/inpaint_image")
+    assert len(gallery) == 4 and "Seeds used: 0-2" in notes and "64 of 1024 pixels were replaced" in notes
+    assert "resized from 64x64 to 32x32" in notes
+
+
+def test_inpaint_empty_mask_is_a_clear_error(client, tmp_path):
+    import numpy as np
+    from gradio_client import handle_file
+
+    img = np.zeros((32, 32), np.uint8)
+    with pytest.raises(Exception, match="mask is empty"):
+        client.predict("CDRL (cdrl-fmnist)", handle_file(_png(tmp_path, img, "i.png")), handle_file(_png(tmp_path, img, "m.png")),
+                       "Bag", 1.0, 2, 2, 0, api_name="/inpaint_image")

@@ -1,0 +1,138 @@
+"""Tab "Inpaint": paint over an image (or pick a preset mask) and get several completions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import SamplingError
+from ..viz import to_uint8
+from .common import cached_model, user_errors
+from .masks import image_for_model, mask_from_editor, mask_from_image, preset_mask
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "examples"
+# Models with an inpainting procedure, in order of preference.
+INPAINTERS = {"CDRL (cdrl-fmnist)": "cdrl-fmnist", "CF-EBM (cfebm-fmnist)": "cfebm-fmnist"}
+PRESETS = ["paint", "centre square", "left half", "random strokes"]
+CANVAS = 256  # examples are shown enlarged so small images are easy to paint
+UNCONDITIONAL = "(unconditional)"
+
+
+def available_models() -> dict[str, str]:
+    from ..registry import local_names
+
+    local = set(local_names())
+    return {label: name for label, name in INPAINTERS.items() if name in local}
+
+
+def available() -> bool:
+    return bool(available_models())
+
+
+def example_names() -> list[str]:
+    return sorted(p.stem for p in EXAMPLES_DIR.glob("*.png"))
+
+
+def load_example(name: str) -> dict:
+    """An example enlarged (nearest) onto the editor canvas, with no strokes yet."""
+    if name not in example_names():
+        raise SamplingError(f"Unknown example '{name}'.")
+    img = Image.open(EXAMPLES_DIR / f"{name}.png").convert("RGB").resize((CANVAS, CANVAS), Image.NEAREST)
+    arr = np.asarray(img)
+    return {"background": arr, "layers": [], "composite": arr}
+
+
+def complete(model_label: str, image, painted: np.ndarray, class_name: str, guidance: float, n: int, steps: int, seed: int):
+    """Run the chosen model's inpainting; returns (pairs of masked input and completion, note)."""
+    models = available_models()
+    if model_label not in models:
+        raise SamplingError(f"Model '{model_label}' is not available. Choose one of: {', '.join(models) or 'none'}.")
+    model = cached_model(models[model_label])
+    cfg = model.config
+    size = cfg.image_size if hasattr(cfg, "image_size") else cfg.resolution
+    x, notes = image_for_model(image, size, cfg.channels)
+    if painted.shape != (size, size):
+        raise SamplingError(f"Mask must be {size}x{size}; got {painted.shape}.")
+    if not 1 <= int(n) <= 8:
+        raise SamplingError(f"Number of completions must be between 1 and 8; got {n}.")
+    if seed is None or int(seed) < 0:
+        raise SamplingError(f"Seed must be a non-negative integer; got {seed}.")
+    known = torch.from_numpy(~painted).float()
+    seeds = f"{int(seed)}-{int(seed) + int(n) - 1}"
+    if model.checkpoint.kind in ("cdrl", "drl"):
+        cls = None if class_name in (None, "", UNCONDITIONAL) else class_name
+        out, _ = model.inpaint(x, known, classes=cls, seeds=seeds, guidance=float(guidance) if cls else 0.0, steps=int(steps), progress=True)
+    else:
+        out, _ = model.inpaint(x, known, seeds=seeds, steps=int(steps))
+    masked = x.clone()
+    masked[:, torch.from_numpy(painted)] = 0.0  # grey marks the hole
+    shown = [Image.fromarray(to_uint8(masked[None])[0]).resize((128, 128), Image.NEAREST)]
+    shown += [Image.fromarray(a).resize((128, 128), Image.NEAREST) for a in to_uint8(out)]
+    captions = ["masked input"] + [f"seed {int(seed) + i}" for i in range(len(out))]
+    notes.append(f"Seeds used: {seeds}. Known pixels are kept exactly; {int(painted.sum())} of {size * size} pixels were replaced.")
+    return list(zip(shown, captions)), "\n".join(notes)
+
+
+@user_errors
+def inpaint_editor(model_label, editor_value, preset, class_name, guidance, n, steps, seed, progress=gr.Progress(track_tqdm=True)):
+    if editor_value is None or editor_value.get("background") is None:
+        raise SamplingError("Pick an example or upload an image first.")
+    size = _model_size(model_label)
+    if preset == "paint":
+        painted, notes = mask_from_editor(editor_value, size)
+    else:
+        painted, notes = preset_mask(preset, size, int(seed or 0)), [f"Preset mask: {preset}."]
+    gallery, more = complete(model_label, editor_value["background"], painted, class_name, guidance, n, steps, seed)
+    return gallery, "\n".join([*notes, more])
+
+
+@user_errors
+def inpaint_image(model_label, image, mask_image, class_name, guidance, n, steps, seed):
+    """Script API: a plain image plus a mask image (white = replace)."""
+    painted, notes = mask_from_image(mask_image, _model_size(model_label))
+    gallery, more = complete(model_label, image, painted, class_name, guidance, n, steps, seed)
+    return gallery, "\n".join([*notes, more])
+
+
+def _model_size(label: str) -> int:
+    models = available_models()
+    if label not in models:
+        raise SamplingError(f"Model '{label}' is not available. Choose one of: {', '.join(models) or 'none'}.")
+    cfg = cached_model(models[label]).config
+    return cfg.image_size if hasattr(cfg, "image_size") else cfg.resolution
+
+
+def build() -> None:
+    models = list(available_models())
+    examples = example_names()
+    gr.Markdown("Paint over the part of the image to replace (or choose a preset mask), then get several completions. "
+                "Known pixels are kept exactly; each seed gives a different completion.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = gr.Dropdown(models, value=models[0], label="Model")
+            example = gr.Dropdown(examples, value=examples[0] if examples else None, label="Held-out example")
+            editor = gr.ImageEditor(value=load_example(examples[0]) if examples else None, type="numpy", layers=False,
+                                    brush=gr.Brush(colors=["#ff3030"], default_size=24), label="Paint the region to replace",
+                                    height=320, canvas_size=(CANVAS, CANVAS))
+            preset = gr.Radio(PRESETS, value="paint", label="Mask")
+        with gr.Column(scale=1):
+            names = next((cached_model(m).config.class_names for m in available_models().values()
+                          if hasattr(cached_model(m).config, "class_names")), [])
+            cls = gr.Dropdown([UNCONDITIONAL, *names], value=UNCONDITIONAL, label="Class (CDRL)")
+            guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance w (CDRL, with a class)")
+            n = gr.Slider(1, 8, value=4, step=1, label="Completions")
+            steps = gr.Slider(1, 50, value=10, step=1, label="Langevin steps")
+            seed = gr.Number(value=0, precision=0, label="First seed")
+            run = gr.Button("Inpaint", variant="primary")
+            notes = gr.Textbox(label="Notes", lines=3, interactive=False)
+    gallery = gr.Gallery(label="Masked input and completions", columns=9, height=260)
+    example.change(user_errors(load_example), example, editor)
+    run.click(inpaint_editor, [model, editor, preset, cls, guidance, n, steps, seed], [gallery, notes], api_name="inpaint")
+    # A hidden endpoint for scripts: plain image + mask image.
+    img_in = gr.Image(visible=False, type="numpy")
+    mask_in = gr.Image(visible=False, type="numpy")
+    gr.Button(visible=False).click(inpaint_image, [model, img_in, mask_in, cls, guidance, n, steps, seed], [gallery, notes],
+                                   api_name="inpaint_image")

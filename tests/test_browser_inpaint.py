@@ -1,0 +1,66 @@
+"""Paint a stroke with the mouse in headless Chromium and get completions (tiny random checkpoints)."""
+import os
+import shutil
+
+import pytest
+import torch
+
+from studio.cdrl import CDRL, CDRLConfig
+from studio.hub import ModelCard, checkpoints_dir, save_checkpoint
+from studio.ui import common
+
+from test_browser import ARGS, CHROMIUM
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian chromium")]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    root = tmp_path_factory.mktemp("ckpts")
+    shutil.copytree(checkpoints_dir() / "toy-ring", root / "toy-ring")
+    torch.manual_seed(0)
+    model = CDRL(CDRLConfig(ebm_width=4, init_width=4, temb_dim=16, langevin_steps=2))
+    save_checkpoint(root / "cdrl-fmnist", "cdrl", model.config, model.state_dict(), ModelCard(summary="tiny"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STUDIO_CHECKPOINTS", str(root))
+    common.cached_model.cache_clear()
+    from studio.ui import build_app
+
+    demo = build_app()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1280, "height": 1100})
+        pg.goto(demo.local_url)
+        try:
+            yield pg
+        finally:
+            browser.close()
+            demo.close()
+            common.cached_model.cache_clear()
+            mp.undo()
+
+
+def test_paint_a_stroke_and_inpaint(page):
+    page.get_by_role("tab", name="Inpaint").click()
+    canvas = page.locator("canvas").first
+    canvas.wait_for(timeout=20000)
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 40, cy)
+    page.mouse.down()
+    for i in range(1, 11):
+        page.mouse.move(cx - 40 + 8 * i, cy + 2 * i, steps=2)
+    page.mouse.up()
+    page.get_by_role("button", name="Inpaint", exact=True).click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('pixels were replaced'))", timeout=60000)
+    notes = [t for t in page.locator("textarea").all_inner_texts()]
+    text = page.evaluate("() => [...document.querySelectorAll('textarea')].map(t => t.value).join('\\n')")
+    replaced = int(text.split(" of 1024 pixels were replaced")[0].split(";")[-1].strip())
+    assert 0 < replaced < 1024, (notes, text)
+    assert page.locator("[data-testid='gallery'] img, .gallery img, button.thumbnail-item img").count() >= 2
+    os.makedirs("runs", exist_ok=True)
+    page.screenshot(path="runs/inpaint.png", full_page=True)
