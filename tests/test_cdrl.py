@@ -136,3 +136,13 @@ def test_generate_works_under_no_grad():
         x, _ = model.generate("a", seeds="0", steps=2)
     y, _ = model.generate("a", seeds="0", steps=2)
     torch.testing.assert_close(x, y)
+
+
+def test_initializer_can_regress_on_data():
+    model = tiny().train().requires_grad_(True)
+    x0 = torch.rand(6, 1, 8, 8) * 2 - 1
+    out = model.training_losses(x0, torch.tensor([0, 1, 2, 0, 1, 2]), generator=torch.Generator().manual_seed(0), init_target="data")
+    out["init_loss"].backward()
+    assert model.initializer.unet.out.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        model.training_losses(x0, torch.zeros(6, dtype=torch.long), init_target="bogus")
