@@ -26,7 +26,6 @@ Conventions and mapping onto ``studio.langevin`` (energy = lower is better):
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Sequence
 

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from .errors import SamplingError
 from .hub import register_model
-from .langevin import Trace, langevin, make_generators, parse_seeds, randn
+from .langevin import Trace, langevin, make_generators, parse_seeds
 from .nn import sn_conv, sn_linear
 
 

@@ -7,7 +7,7 @@ checkpoints (``toy-gaussian-mixture``, ``toy-ring``), loaded with
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn

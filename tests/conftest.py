@@ -32,3 +32,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
+
+
+def open_in_chromium(demo, chromium: str):
+    """Launch a Gradio app and yield a Playwright page on it in Debian's Chromium (used by browser tests)."""
+    from playwright.sync_api import sync_playwright
+
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(demo.local_url)
+        try:
+            yield page
+        finally:
+            browser.close()
+            demo.close()

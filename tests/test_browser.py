@@ -3,32 +3,20 @@ import os
 import shutil
 
 import pytest
+from conftest import open_in_chromium
 
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian chromium (apt-get install chromium); .ci/run installs it"),
 ]
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
 def page():
-    from playwright.sync_api import sync_playwright
-
     from app import demo
 
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1280, "height": 1000})
-        pg.goto(demo.local_url)
-        try:
-            yield pg
-        finally:
-            browser.close()
-            demo.close()
+    yield from open_in_chromium(demo, CHROMIUM)
 
 
 def test_playground_runs_and_plots(page):

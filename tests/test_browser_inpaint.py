@@ -9,15 +9,14 @@ from studio.cdrl import CDRL, CDRLConfig
 from studio.hub import ModelCard, checkpoints_dir, save_checkpoint
 from studio.ui import common
 
-from test_browser import ARGS, CHROMIUM
+from conftest import open_in_chromium
+from test_browser import CHROMIUM
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian chromium")]
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
     root = tmp_path_factory.mktemp("ckpts")
     shutil.copytree(checkpoints_dir() / "toy-ring", root / "toy-ring")
     torch.manual_seed(0)
@@ -28,19 +27,11 @@ def page(tmp_path_factory):
     common.cached_model.cache_clear()
     from studio.ui import build_app
 
-    demo = build_app()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1280, "height": 1100})
-        pg.goto(demo.local_url)
-        try:
-            yield pg
-        finally:
-            browser.close()
-            demo.close()
-            common.cached_model.cache_clear()
-            mp.undo()
+    try:
+        yield from open_in_chromium(build_app(), CHROMIUM)
+    finally:
+        common.cached_model.cache_clear()
+        mp.undo()
 
 
 def test_paint_a_stroke_and_inpaint(page):

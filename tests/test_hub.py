@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from safetensors.torch import save_file
 
 import studio
 from studio.errors import CheckpointError

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from studio.cdrl import CDRL, DRL, CDRLConfig, DRLConfig
 from studio.hub import ModelCard
-from train.common import (EMA, ConfigError, DivergenceError, Run, base_parser, build_dataclass, check_finite,
-                          configure_threads, export, infinite_batches, init_from_checkpoint, load_config, make_accelerator)
+from train.common import (EMA, ConfigError, DivergenceError, Run, build_dataclass, check_finite, export, infinite_batches,
+                          init_from_checkpoint, start)
 
 
 @dataclass
@@ -79,12 +79,8 @@ def lr_lambda(warmup: int):
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = base_parser(__doc__, "train/configs/cdrl_fmnist.yaml").parse_args(argv)
-    cfg = load_config(CDRLRunConfig, args.config, args.overrides)
+    args, cfg, acc = start(__doc__, "train/configs/cdrl_fmnist.yaml", CDRLRunConfig, argv)
     ts = cfg.train
-    acc = make_accelerator()
-    configure_threads(acc, ts.threads)
-    torch.manual_seed(ts.seed + acc.process_index)
 
     from studio.data.fashion_mnist import load_fashion_mnist
 

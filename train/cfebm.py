@@ -28,8 +28,7 @@ from tqdm.auto import tqdm
 
 from studio.cfebm import CFEBM, CFEBMConfig
 from studio.hub import ModelCard, config_to_dict
-from train.common import (EMA, ConfigError, DivergenceError, base_parser, build_dataclass, check_finite, configure_threads,
-                          export, load_config, make_accelerator)
+from train.common import EMA, ConfigError, DivergenceError, build_dataclass, check_finite, export, start
 
 
 @dataclass
@@ -96,12 +95,8 @@ def load_state(run_dir: Path) -> tuple[CFEBM, dict, dict, Progress, int]:
 def main(argv: list[str] | None = None) -> None:
     import time
 
-    args = base_parser(__doc__, "train/configs/cfebm_fmnist.yaml").parse_args(argv)
-    cfg = load_config(CFEBMRunConfig, args.config, args.overrides)
+    args, cfg, acc = start(__doc__, "train/configs/cfebm_fmnist.yaml", CFEBMRunConfig, argv)
     ts = cfg.train
-    acc = make_accelerator()
-    configure_threads(acc, ts.threads)
-    torch.manual_seed(ts.seed + acc.process_index)
     run_dir = Path(args.run_dir or f"runs/{cfg.name}")
     from studio.data.fashion_mnist import load_fashion_mnist
 

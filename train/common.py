@@ -281,3 +281,14 @@ def configure_threads(accelerator, requested: int = 0) -> int:
         return torch.get_num_threads()
     torch.set_num_threads(n)
     return n
+
+
+def start(doc: str, default_config: str, config_cls: type[T], argv: list[str] | None = None):
+    """The common preamble of every train script: parse args, read the typed config, set up
+    the Accelerator, threads and seed. Returns (args, config, accelerator)."""
+    args = base_parser(doc, default_config).parse_args(argv)
+    cfg = load_config(config_cls, args.config, args.overrides)
+    acc = make_accelerator()
+    configure_threads(acc, cfg.train.threads)
+    torch.manual_seed(cfg.train.seed + acc.process_index)
+    return args, cfg, acc

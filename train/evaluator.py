@@ -25,8 +25,7 @@ from tqdm.auto import tqdm
 
 from studio.evaluator import EvaluatorConfig, EvaluatorNet
 from studio.hub import ModelCard
-from train.common import (EMA, Run, base_parser, build_dataclass, check_finite, configure_threads, export, infinite_batches,
-                          load_config, make_accelerator)
+from train.common import EMA, Run, build_dataclass, check_finite, export, infinite_batches, start
 from train.datasets import DATA_CREDITS, labelled_split
 
 
@@ -72,12 +71,8 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = base_parser(__doc__, "train/configs/evaluator_fmnist.yaml").parse_args(argv)
-    cfg = load_config(EvaluatorRunConfig, args.config, args.overrides)
+    args, cfg, acc = start(__doc__, "train/configs/evaluator_fmnist.yaml", EvaluatorRunConfig, argv)
     ts = cfg.train
-    acc = make_accelerator()
-    configure_threads(acc, ts.threads)
-    torch.manual_seed(ts.seed)
     train = labelled_split(cfg.dataset, "train")
     val = labelled_split(cfg.dataset, "val")
     # The data decide channels, classes and (unless the config asks for a smaller input) the resolution.
