@@ -28,6 +28,8 @@ class Entry:
 _ENTRIES = [
     Entry("toy-gaussian-mixture", "Analytic 2-D mixture of 8 Gaussians on a circle (Langevin playground)."),
     Entry("toy-ring", "Analytic 2-D ring energy (Langevin playground)."),
+    Entry("cdrl-fmnist", "CDRL: class-conditional Fashion-MNIST EBM with an initializer and classifier-free guidance."),
+    Entry("drl-fmnist", "DRL baseline: the CDRL energy without an initializer (K = 30 per level)."),
     Entry("evaluator-fmnist", "Reference Fashion-MNIST classifier; its features define the studio's FD."),
     Entry("evaluator-emoji", "Reference Twitter-vs-Google emoji style classifier."),
     Entry("evaluator-shapes3d", "Reference 6-class classifier of procedural shapes3d renders."),
