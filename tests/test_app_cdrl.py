@@ -91,3 +91,31 @@ def test_inpaint_empty_mask_is_a_clear_error(client, tmp_path):
     with pytest.raises(Exception, match="mask is empty"):
         client.predict("CDRL (cdrl-fmnist)", handle_file(_png(tmp_path, img, "i.png")), handle_file(_png(tmp_path, img, "m.png")),
                        "Bag", 1.0, 2, 2, 0, api_name="/inpaint_image")
+
+
+def test_trajectory_record_and_scrub(client):
+    import zipfile
+
+    out = client.predict("cdrl-fmnist", "generate", 3, api_name="/trajectory")
+    gif, _, frame, chart, caption, zipped, note = out  # the gr.State output is not part of the API
+    assert Path(gif).suffix == ".gif" and Path(frame).exists()
+    assert caption.startswith("frame ") and "level 0" in caption and "seed 3" in note
+    names = zipfile.ZipFile(zipped).namelist()
+    assert names[0].startswith("0000-level_5_proposal") and len(names) == 6 * (1 + 1 + 2)  # proposal, start, K=2 steps
+    out = client.predict("cdrl-fmnist", "inpaint", 0, api_name="/trajectory")
+    assert "centre square" in out[-1]
+
+
+def test_scrubbing_is_clamped_and_large_traces_are_subsampled(client):
+    from studio.ui import trajectory_tab as tt
+
+    trace, _ = tt.record("cdrl-fmnist", "generate", 1)
+    frames, labels, steps, note = tt._frames(trace)
+    state = {"frames": frames, "labels": labels, "steps": steps, "trace": trace}
+    _, _, caption = tt.show_frame(state, 10_000)
+    assert caption.startswith(f"frame {len(frames) - 1}:")
+    _, _, caption = tt.show_frame(state, -5)
+    assert caption.startswith("frame 0:")
+    big = type(trace)(frames=trace.frames * 20, frame_labels=trace.frame_labels * 20, frame_steps=trace.frame_steps * 20)
+    frames, _, _, note = tt._frames(big)
+    assert len(frames) == tt.MAX_FRAMES and "subsampled" in note

@@ -1,0 +1,130 @@
+"""Tab "Trajectory": watch a chain descend its energy, frame by frame (read from the sampler's Trace)."""
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import SamplingError
+from ..langevin import Trace
+from ..viz import energy_figure, to_uint8, trajectory_gif
+from .common import cached_model, user_errors
+from .masks import preset_mask
+
+# Kinds whose samplers record image frames, and the tasks each supports.
+TASKS = {"cdrl": ("generate", "inpaint"), "drl": ("generate", "inpaint"), "cfebm": ("generate", "inpaint")}
+MAX_FRAMES = 240
+EXAMPLE = Path(__file__).resolve().parents[2] / "assets" / "examples" / "fmnist-test-0002-trouser.png"
+
+
+def trajectory_models() -> list[str]:
+    """Local checkpoints with a trajectory-capable task (new kinds appear by adding them to TASKS)."""
+    import json
+
+    from ..hub import checkpoints_dir
+    from ..registry import local_names
+
+    out = []
+    for name in local_names():
+        kind = json.loads((checkpoints_dir() / name / "config.json").read_text()).get("kind")
+        if kind in TASKS:
+            out.append(name)
+    return out
+
+
+def available() -> bool:
+    return bool(trajectory_models())
+
+
+def _example(model) -> torch.Tensor:
+    cfg = model.config
+    size = getattr(cfg, "image_size", None) or cfg.resolution
+    img = Image.open(EXAMPLE).convert("L").resize((size, size), Image.NEAREST)
+    return torch.from_numpy(np.asarray(img, dtype=np.float32))[None] / 127.5 - 1
+
+
+def record(name: str, task: str, seed: int) -> tuple[Trace, str]:
+    """Run one chain with a frame at every step and return its Trace (and a note)."""
+    if name not in trajectory_models():
+        raise SamplingError(f"Model '{name}' has no trajectory view. Choose one of: {', '.join(trajectory_models())}.")
+    model = cached_model(name)
+    if task not in TASKS[model.checkpoint.kind]:
+        raise SamplingError(f"{name} supports {', '.join(TASKS[model.checkpoint.kind])}, not '{task}'.")
+    if seed is None or int(seed) < 0:
+        raise SamplingError(f"Seed must be a non-negative integer; got {seed}.")
+    seeds = str(int(seed))
+    if task == "generate":
+        kwargs = {"classes": None} if model.checkpoint.kind in ("cdrl", "drl") else {}
+        _, trace = model.generate(seeds=seeds, record_every=1, **kwargs)
+        return trace, f"Unconditional sample, seed {seeds}."
+    image = _example(model)
+    known = torch.from_numpy(~preset_mask("centre square", image.shape[-1])).float()
+    _, trace = model.inpaint(image, known, seeds=seeds, record_every=1)
+    return trace, f"Inpainting the centre square of a held-out trouser, seed {seeds}."
+
+
+def _frames(trace: Trace) -> tuple[list[np.ndarray], list[str], list[int], str]:
+    idx = np.arange(len(trace.frames))
+    note = ""
+    if len(idx) > MAX_FRAMES:
+        idx = np.unique(np.linspace(0, len(idx) - 1, MAX_FRAMES).round().astype(int))
+        note = f" {len(trace.frames)} frames were subsampled to {len(idx)} for display."
+    frames = [to_uint8(trace.frames[i][:1])[0] for i in idx]
+    return frames, [trace.frame_labels[i] for i in idx], [trace.frame_steps[i] for i in idx], note
+
+
+@user_errors
+def run(name: str, task: str, seed: float, progress=gr.Progress(track_tqdm=True)):
+    trace, note = record(name, task, seed)
+    frames, labels, steps, more = _frames(trace)
+    gif = trajectory_gif(trace, tempfile.NamedTemporaryFile(suffix=".gif", delete=False).name, scale=6, max_frames=MAX_FRAMES)
+    zpath = Path(tempfile.mkdtemp()) / "frames.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for i, (f, lab) in enumerate(zip(frames, labels)):
+            buf = io.BytesIO()
+            Image.fromarray(f).save(buf, format="png")
+            zf.writestr(f"{i:04d}-{lab.replace(' ', '_')}.png", buf.getvalue())
+    state = {"frames": frames, "labels": labels, "steps": steps, "trace": trace}
+    slider = gr.Slider(0, len(frames) - 1, value=len(frames) - 1, step=1, label="Frame")
+    first = show_frame(state, len(frames) - 1)
+    return (state, gif, slider, *first, str(zpath), note + more)
+
+
+def show_frame(state: dict | None, index: float):
+    """One frame (clamped to the recorded range) and the energy chart with a marker at its step."""
+    if not state:
+        raise gr.Error("Run a chain first.")
+    i = int(min(max(int(index or 0), 0), len(state["frames"]) - 1))
+    img = Image.fromarray(state["frames"][i]).resize((192, 192), Image.NEAREST)
+    fig = energy_figure(state["trace"], "Energy and |grad E| per step", marker_step=state["steps"][i])
+    return img, fig, f"frame {i}: {state['labels'][i]} (step {state['steps'][i]})"
+
+
+def build() -> None:
+    names = trajectory_models()
+    gr.Markdown("Every sample is the end of a chain that descends an energy. Pick a model and a task, then scrub "
+                "through the recorded frames; the chart marks the step you are looking at.")
+    state = gr.State()
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = gr.Dropdown(names, value=names[0], label="Model")
+            task = gr.Radio(["generate", "inpaint"], value="generate", label="Task")
+            seed = gr.Number(value=0, precision=0, label="Seed")
+            go = gr.Button("Record chain", variant="primary")
+            note = gr.Textbox(label="Notes", interactive=False)
+            zipped = gr.File(label="Download frames (PNG zip)")
+        with gr.Column(scale=2):
+            with gr.Row():
+                gif = gr.Image(label="Chain animation", format="gif", type="filepath")
+                frame = gr.Image(label="Selected frame", format="png", type="pil")
+            scrub = gr.Slider(0, 1, value=0, step=1, label="Frame")
+            caption = gr.Textbox(label="Frame", interactive=False)
+            chart = gr.Plot(label="Energy per step")
+    go.click(run, [model, task, seed], [state, gif, scrub, frame, chart, caption, zipped, note], api_name="trajectory")
+    scrub.release(show_frame, [state, scrub], [frame, chart, caption], api_name="trajectory_frame")
