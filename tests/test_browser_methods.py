@@ -1,4 +1,4 @@
-"""Paint a stroke with the mouse in headless Chromium and get completions (tiny random checkpoints)."""
+"""Method tabs in headless Chromium on tiny random checkpoints: CDRL generation, painting a mask, trajectories."""
 import os
 import shutil
 
@@ -55,3 +55,19 @@ def test_paint_a_stroke_and_inpaint(page):
     assert page.locator("[data-testid='gallery'] img, .gallery img, button.thumbnail-item img").count() >= 2
     os.makedirs("runs", exist_ok=True)
     page.screenshot(path="runs/inpaint.png", full_page=True)
+
+
+def test_cdrl_tab_generates(page):
+    page.get_by_role("tab", name="CDRL").click()
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('Seeds used: 0-15'))", timeout=90000)
+    assert page.locator("img[src*='.gif'], img[alt*='Trajectory']").count() >= 1 or page.locator("img").count() >= 2
+
+
+def test_trajectory_tab_records_and_scrubs(page):
+    page.get_by_role("tab", name="Trajectory").click()
+    page.get_by_role("button", name="Record chain", exact=True).click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('textarea')].some(t => t.value.startsWith('frame '))", timeout=90000)
+    page.screenshot(path="runs/trajectory.png", full_page=True)
