@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
+import os
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +32,7 @@ STYLES = ("twitter", "google")
 TEST_FRACTION = 0.15
 SPLITS = ("train", "test", "all")
 CACHE_VERSION = 1
+_INSTALL_HINT = "Run `bash train/get_data.sh` to install it."
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,11 @@ def split_of(base: str) -> str:
 def _read_meta(root: Path, style: str) -> list[dict]:
     path = root / style / "emoji.json"
     if not path.exists():
-        raise DataNotFoundError(f"Emoji data for '{style}' not found at {path}. Run `bash train/get_data.sh` to install it.")
-    return json.loads(path.read_text())
+        raise DataNotFoundError(f"Emoji data for '{style}' not found at {path}. {_INSTALL_HINT}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise StudioError(f"{path} is not valid JSON ({err}); delete {path.parent} and run `bash train/get_data.sh` again.") from None
 
 
 def index(root: Path | None = None) -> list[EmojiEntry]:
@@ -88,6 +96,9 @@ def index(root: Path | None = None) -> list[EmojiEntry]:
 
 
 def _load_image(path: Path, size: int) -> np.ndarray:
+    """RGBA file -> uint8 [size, size, 3]: composite on white first, so resampling never mixes in hidden colours."""
+    if not path.exists():
+        raise DataNotFoundError(f"Emoji image {path} is missing (incomplete install?). {_INSTALL_HINT}")
     try:
         im = Image.open(path).convert("RGBA")
     except (OSError, ValueError) as err:
@@ -98,29 +109,64 @@ def _load_image(path: Path, size: int) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
-def _cache_path(root: Path, split: str, size: int, count: int) -> Path:
-    key = hashlib.sha1(f"{root.resolve()}|{split}|{size}|{count}|{CACHE_VERSION}".encode()).hexdigest()[:12]
+def _cache_path(root: Path, split: str, size: int, entries: list[EmojiEntry]) -> Path:
+    """One file per (root, split, size); the key also hashes the file list, so a changed install misses."""
+    names = hashlib.sha1("\n".join(e.image for e in entries).encode()).hexdigest()
+    key = hashlib.sha1(f"{root.resolve()}|{split}|{size}|{names}|{CACHE_VERSION}".encode()).hexdigest()[:12]
     return data_dir() / "cache" / f"emoji-{split}-{size}-{key}.npz"
+
+
+def _read_cache(path: Path, count: int, size: int) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when absent, unreadable or of the wrong shape (then they are rebuilt)."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {s: z[s] for s in STYLES}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    ok = all(a.shape == (count, size, size, 3) and a.dtype == np.uint8 for a in arrays.values())
+    return arrays if ok else None
+
+
+def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write via a temporary file and rename, so a crash or a concurrent reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache of public images need not be
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _decode(root: Path, entries: list[EmojiEntry], size: int) -> dict[str, np.ndarray]:
+    return {s: np.stack([_load_image(root / s / "img" / s / "64" / e.image, size) for e in entries])
+            if entries else np.zeros((0, size, size, 3), np.uint8) for s in STYLES}
+
+
+def _positive_int(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise StudioError(f"{what} must be a positive integer; got {value!r}.")
+    return int(value)
 
 
 def load_emoji_pairs(split: str = "train", size: int = 64, root: str | Path | None = None, cache: bool = True) -> EmojiPairs:
     """Paired Twitter/Google images of a split, composited on white, at ``size`` px, in [-1, 1]."""
     if split not in SPLITS:
         raise StudioError(f"Unknown split '{split}'; choose one of {SPLITS}.")
-    if not isinstance(size, int) or size <= 0:
-        raise StudioError(f"size must be a positive integer; got {size!r}.")
+    size = _positive_int(size, "size")
     root = Path(root or default_root())
     entries = [e for e in index(root) if split == "all" or split_of(e.base) == split]
-    cpath = _cache_path(root, split, size, len(entries))
-    if cache and cpath.exists():
-        with np.load(cpath, allow_pickle=False) as z:
-            arrays = {s: z[s] for s in STYLES}
-    else:
-        arrays = {s: np.stack([_load_image(root / s / "img" / s / "64" / e.image, size) for e in entries])
-                  if entries else np.zeros((0, size, size, 3), np.uint8) for s in STYLES}
+    cpath = _cache_path(root, split, size, entries)
+    arrays = _read_cache(cpath, len(entries), size) if cache else None
+    if arrays is None:
+        arrays = _decode(root, entries, size)
         if cache:
-            cpath.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cpath, **arrays)
+            _write_cache(cpath, arrays)
     tensors = {s: torch.from_numpy(arrays[s]).permute(0, 3, 1, 2).float().div(127.5).sub(1) for s in STYLES}
     return EmojiPairs([e.image for e in entries], tensors["twitter"], tensors["google"], [e.category for e in entries])
 
@@ -128,6 +174,7 @@ def load_emoji_pairs(split: str = "train", size: int = 64, root: str | Path | No
 def unpaired_batches(pairs: EmojiPairs, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless training batches with the two domains shuffled independently (no pairing leaks)."""
     n = len(pairs)
+    _positive_int(batch_size, "batch_size")
     if n < batch_size:
         raise StudioError(f"batch_size {batch_size} exceeds the {n} emoji available.")
     while True:
@@ -138,5 +185,6 @@ def unpaired_batches(pairs: EmojiPairs, batch_size: int, generator: torch.Genera
 
 def paired_batches(pairs: EmojiPairs, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Evaluation batches in a fixed order, with index i of both domains the same emoji."""
+    _positive_int(batch_size, "batch_size")
     for i in range(0, len(pairs), batch_size):
         yield pairs.twitter[i : i + batch_size], pairs.google[i : i + batch_size]
