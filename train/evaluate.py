@@ -112,7 +112,23 @@ def _drl_baseline(run, real_feats, judge, samples: int) -> dict:
     return {"drl_fd_uncond": round(fd, 3), "drl_evals": drl.network_evaluations()}
 
 
-EVALUATORS: dict[str, Callable] = {"evaluator": evaluate_evaluator, "cdrl": evaluate_cdrl, "drl": evaluate_cdrl}
+def evaluate_toy(model, samples: int, seed: int) -> dict:
+    """Sampler fidelity on the analytic energy: the default Langevin settings from fixed seeds."""
+    x, _ = model.sample(seeds=f"{seed}-{seed + samples - 1}", steps=500, step_size=0.01, record_every=0)
+    if model.checkpoint.kind == "toy-ring":
+        r = x.norm(dim=1)
+        return {"mean_radius": round(float(r.mean()), 4), "target_radius": model.config.radius,
+                "radius_std": round(float(r.std()), 4), "samples": samples}
+    d = torch.cdist(x, model.means.detach())
+    nearest = d.argmin(1)
+    within = (d.min(1).values < 3 * model.config.std).float().mean()
+    counts = torch.bincount(nearest, minlength=model.config.num_components).float() / samples
+    return {"modes_covered": int((counts > 0).sum()), "num_modes": model.config.num_components,
+            "within_3_std": round(float(within), 4), "max_mode_share": round(float(counts.max()), 4), "samples": samples}
+
+
+EVALUATORS: dict[str, Callable] = {"evaluator": evaluate_evaluator, "cdrl": evaluate_cdrl, "drl": evaluate_cdrl,
+                                   "toy-ring": evaluate_toy, "toy-gaussian-mixture": evaluate_toy}
 
 
 def main(argv: list[str] | None = None) -> None:
