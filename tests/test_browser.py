@@ -22,8 +22,8 @@ def page():
 def test_playground_runs_and_plots(page):
     page.get_by_role("tab", name="Langevin playground").click()
     page.get_by_role("button", name="Run chains", exact=True).click()
-    page.wait_for_function("() => [...document.querySelectorAll('textarea')].some(t => t.value.startsWith('Seeds used: 0-63'))", timeout=60000)
-    page.wait_for_selector(".js-plotly-plot", timeout=30000)
+    page.wait_for_function("() => [...document.querySelectorAll('textarea')].some(t => t.value.startsWith('Seeds used: 0-63'))", timeout=180000)
+    page.wait_for_selector(".js-plotly-plot", timeout=60000)
     assert page.locator(".js-plotly-plot").count() >= 2
     os.makedirs("runs", exist_ok=True)
     page.screenshot(path="runs/playground.png", full_page=True)
@@ -31,5 +31,5 @@ def test_playground_runs_and_plots(page):
 
 def test_models_tab_shows_cards(page):
     page.get_by_role("tab", name="Models").click()
-    page.get_by_text("toy-ring").first.wait_for(timeout=10000)
+    page.get_by_text("toy-ring").first.wait_for(timeout=30000)
     assert page.get_by_text("Analytic 2-D ring energy").count() >= 1

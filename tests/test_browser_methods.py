@@ -37,7 +37,7 @@ def page(tmp_path_factory):
 def test_paint_a_stroke_and_inpaint(page):
     page.get_by_role("tab", name="Inpaint").click()
     canvas = page.locator("canvas").first
-    canvas.wait_for(timeout=20000)
+    canvas.wait_for(timeout=60000)
     box = canvas.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(cx - 40, cy)
@@ -47,7 +47,7 @@ def test_paint_a_stroke_and_inpaint(page):
     page.mouse.up()
     page.get_by_role("button", name="Inpaint", exact=True).click()
     page.wait_for_function(
-        "() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('pixels were replaced'))", timeout=60000)
+        "() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('pixels were replaced'))", timeout=180000)
     notes = [t for t in page.locator("textarea").all_inner_texts()]
     text = page.evaluate("() => [...document.querySelectorAll('textarea')].map(t => t.value).join('\\n')")
     replaced = int(text.split(" of 1024 pixels were replaced")[0].split(";")[-1].strip())
@@ -61,7 +61,7 @@ def test_cdrl_tab_generates(page):
     page.get_by_role("tab", name="CDRL").click()
     page.get_by_role("button", name="Generate", exact=True).click()
     page.wait_for_function(
-        "() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('Seeds used: 0-15'))", timeout=90000)
+        "() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('Seeds used: 0-15'))", timeout=180000)
     assert page.locator("img[src*='.gif'], img[alt*='Trajectory']").count() >= 1 or page.locator("img").count() >= 2
 
 
@@ -69,5 +69,5 @@ def test_trajectory_tab_records_and_scrubs(page):
     page.get_by_role("tab", name="Trajectory").click()
     page.get_by_role("button", name="Record chain", exact=True).click()
     page.wait_for_function(
-        "() => [...document.querySelectorAll('textarea')].some(t => t.value.startsWith('frame '))", timeout=90000)
+        "() => [...document.querySelectorAll('textarea')].some(t => t.value.startsWith('frame '))", timeout=180000)
     page.screenshot(path="runs/trajectory.png", full_page=True)
