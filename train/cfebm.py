@@ -2,6 +2,11 @@
 
     accelerate launch train/cfebm.py --config train/configs/cfebm_fmnist.yaml
     accelerate launch train/cfebm.py --config train/configs/cfebm_fmnist.yaml --resume   # also mid-stage
+    accelerate launch train/cfebm.py --config train/configs/cfebm_fmnist.yaml --no-coarse-to-fine
+
+``--no-coarse-to-fine`` is the paper's ablation: the same network built directly at the
+final resolution, trained from noise-initialised chains on the same total number of
+training images (the sum over stages), exported as ``ebm-single-<dataset>``.
 
 Each stage sees ``images[r]`` training images. While a new stage fades in
 (beta < 1, beta = min(1, 2 m / N)), chains start from upsampled samples of the
@@ -45,6 +50,13 @@ class CFEBMTrainSettings:
     seed: int = 0
     threads: int = 0
     max_minutes: float = 0.0
+    coarse_to_fine: bool = True  # False: the single-scale ablation (see the module docstring)
+
+    def single_scale(self) -> "CFEBMTrainSettings":
+        """The ablation's schedule: one stage at the final resolution with the summed image budget."""
+        final = str(self.resolutions[-1])
+        return CFEBMTrainSettings(**{**asdict(self), "resolutions": [self.resolutions[-1]],
+                                     "images": {final: sum(self.images.values())}, "lr": {final: self.lr[final]}})
 
 
 @dataclass
@@ -95,8 +107,13 @@ def load_state(run_dir: Path) -> tuple[CFEBM, dict, dict, Progress, int]:
 def main(argv: list[str] | None = None) -> None:
     import time
 
-    args, cfg, acc = start(__doc__, "train/configs/cfebm_fmnist.yaml", CFEBMRunConfig, argv)
-    ts = cfg.train
+    args, cfg, acc = start(__doc__, "train/configs/cfebm_fmnist.yaml", CFEBMRunConfig, argv, add_arguments=_add_arguments)
+    if args.no_coarse_to_fine:
+        cfg.train.coarse_to_fine = False
+        if cfg.name.startswith("cfebm-"):
+            cfg.name = "ebm-single-" + cfg.name.removeprefix("cfebm-")
+    single = not cfg.train.coarse_to_fine
+    ts = cfg.train.single_scale() if single else cfg.train
     run_dir = Path(args.run_dir or f"runs/{cfg.name}")
     from studio.data.fashion_mnist import load_fashion_mnist
 
@@ -104,8 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume:
         model, ema_state, opt_state, prog, ema_updates = load_state(run_dir)
     else:
-        base = ts.resolutions[0]
-        model = CFEBM(build_dataclass(CFEBMConfig, {**cfg.model, "base_resolution": base, "resolution": base}, "model"))
+        base = cfg.train.resolutions[0]  # the single-scale model has the same blocks, built at full size at once
+        model = CFEBM(build_dataclass(CFEBMConfig, {**cfg.model, "base_resolution": base, "resolution": ts.resolutions[0]},
+                                      "model"))
         ema_state, opt_state, prog, ema_updates = None, None, Progress(), 0
     started, base_elapsed = time.time(), prog.elapsed
     elapsed = lambda: base_elapsed + time.time() - started  # noqa: E731
@@ -175,17 +193,26 @@ def main(argv: list[str] | None = None) -> None:
     total = elapsed()
     if acc.is_main_process:
         reached = final_ema.config.resolution
+        summary = (f"Single-scale EBM on Fashion-MNIST at {reached}x{reached}: the CF-EBM network trained without "
+                   f"coarse-to-fine growth on the same {ts.images[str(reached)]:,} training images (ablation)." if single else
+                   f"CF-EBM on Fashion-MNIST, grown coarse-to-fine to {reached}x{reached} (stages {ts.resolutions}).")
+        flag = " --no-coarse-to-fine" if args.no_coarse_to_fine else ""
         card = ModelCard(
-            summary=f"CF-EBM on Fashion-MNIST, grown coarse-to-fine to {reached}x{reached} (stages {ts.resolutions}).",
+            summary=summary,
             body=(f"Stage reached: {reached}px. Sampling: `studio.load('{cfg.name}').generate(seeds='0-15')` "
                   f"(single scale, T = {final_ema.trained_steps()} steps) or `multiscale=True`.\n\n"
-                  f"Reproduce: `accelerate launch train/cfebm.py --config {args.config}`.\n\n"
+                  f"Reproduce: `accelerate launch train/cfebm.py --config {args.config}{flag}`.\n\n"
                   "Data: Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017), MIT licence."),
             tags=["cf-ebm", "fashion-mnist"], datasets=["fashion_mnist"], pipeline_tag="unconditional-image-generation",
         )
         path = export(cfg.name, final_ema, card, wall_seconds=total, steps=prog.step, export_dir=args.export_dir,
-                      extra={"stage_reached": reached})
+                      extra={"stage_reached": reached, "coarse_to_fine": not single})
         print(f"Exported EMA weights ({reached}px) to {path}")
+
+
+def _add_arguments(parser) -> None:
+    parser.add_argument("--no-coarse-to-fine", action="store_true",
+                        help="train the single-scale ablation (same network and image budget, no growth)")
 
 
 def _finish_stage(model: CFEBM) -> CFEBM:

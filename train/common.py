@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Iterator, TypeVar, get_type_hints
+from typing import Any, Callable, Iterator, TypeVar, get_type_hints
 
 import torch
 import yaml
@@ -283,10 +283,14 @@ def configure_threads(accelerator, requested: int = 0) -> int:
     return n
 
 
-def start(doc: str, default_config: str, config_cls: type[T], argv: list[str] | None = None):
+def start(doc: str, default_config: str, config_cls: type[T], argv: list[str] | None = None,
+          add_arguments: Callable[[argparse.ArgumentParser], None] | None = None):
     """The common preamble of every train script: parse args, read the typed config, set up
     the Accelerator, threads and seed. Returns (args, config, accelerator)."""
-    args = base_parser(doc, default_config).parse_args(argv)
+    parser = base_parser(doc, default_config)
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
     cfg = load_config(config_cls, args.config, args.overrides)
     acc = make_accelerator()
     configure_threads(acc, cfg.train.threads)
