@@ -210,6 +210,8 @@ class CFEBM(nn.Module):
             if not 1 <= k <= 1000:
                 raise SamplingError(f"steps must be between 1 and 1000; got {steps}.")
             return self._chain(self.energy, self._uniform(gens, self.config.resolution), k, gens, eta0, record_every, progress=progress)
+        if not self.coarse:
+            raise SamplingError("This model has no coarse stages (it was trained at a single scale): use multiscale=False.")
         k = self.config.scale_steps if steps is None else int(steps)
         scales = [*sorted(self.coarse, key=int), str(self.config.resolution)]
         trace = Trace()

@@ -151,3 +151,20 @@ def test_cfebm_resume_mid_stage(tmp_path, fmnist_dir):
     info = json.loads((run_dir / "state" / "run.json").read_text())
     assert info["progress"]["stage"] == 2 and info["progress"]["step"] == 2 + 6
     assert studio.load(out).config.resolution == 16
+
+
+def test_cfebm_single_scale_ablation_uses_the_same_network_and_image_budget(tmp_path, fmnist_dir):
+    env = {"FASHION_MNIST_DIR": str(fmnist_dir)}
+    run_dir, out = tmp_path / "run", tmp_path / "ckpt"
+    args = ["--config", "train/configs/cfebm_fmnist.yaml", *TINY_CFEBM, "--run-dir", str(run_dir), "--export-dir", str(out),
+            "--set", 'train.images={"8": 8, "16": 16}', "--no-coarse-to-fine"]
+    done = _launch("train/cfebm.py", args, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    info = json.loads((run_dir / "state" / "run.json").read_text())
+    assert info["progress"]["step"] == 3  # (8 + 16) images / batch 8, all at 16 px
+    model = studio.load(out)
+    assert model.config.resolution == 16 and model.config.base_resolution == 8 and not model.coarse
+    assert model.checkpoint.extra["coarse_to_fine"] is False
+    assert "--no-coarse-to-fine" in (out / "README.md").read_text()
+    with pytest.raises(studio.SamplingError):
+        model.generate("0", multiscale=True)
