@@ -1,9 +1,10 @@
 """Recompute a checkpoint's metrics on held-out data and write them into its model card.
 
-    python -m train.evaluate NAME [--samples N] [--seed S] [--json]
+    python -m train.evaluate NAME [--samples N] [--seed S] [--json] [--only inpainting]
 
 Prints the metrics (one JSON object with --json), writes
 ``checkpoints/NAME/metrics.json`` and replaces the metrics table in the card.
+``--only GROUP`` computes one group of metrics and merges it into the existing ones.
 Every number comes from held-out data (test splits) and fixed seeds.
 """
 from __future__ import annotations
@@ -71,6 +72,7 @@ def evaluate_cdrl(model, samples: int, seed: int) -> dict:
     metrics["cdrl_evals" if model.checkpoint.kind == "cdrl" else "drl_evals"] = model.network_evaluations()
     if model.checkpoint.kind == "cdrl":
         metrics.update(_drl_baseline(run, real_feats, judge, samples))
+        metrics.update(evaluate_inpainting(model, seed))
     start = time.perf_counter()
     model.generate(None, seeds="0-15", steps=15)
     metrics["seconds_per_16_samples"] = round(time.perf_counter() - start, 2)
@@ -163,6 +165,7 @@ def evaluate_cfebm(model, samples: int, seed: int) -> dict:
     held_out = test[perm[:RESTORATION_IMAGES]]
     metrics.update(restoration_metrics(model, held_out, train_images.mean(0), seed))
     metrics.update(ood_metrics(model, test[perm[:samples]], seed))
+    metrics.update(evaluate_inpainting(model, seed))
     wall = model.checkpoint.extra.get("training", {}).get("wall_time_minutes")
     if wall is not None:
         metrics["train_hours"] = round(wall / 60, 2)
@@ -178,23 +181,50 @@ def restoration_metrics(model, clean: torch.Tensor, train_mean: torch.Tensor, se
     n = len(clean)
     gen = torch.Generator().manual_seed(seed + 1)
     noisy = clean + DENOISE_STD * torch.randn(clean.shape, generator=gen)
-    seeds = _seed_range(seed, n)
-    denoised = torch.cat([model.denoise(noisy[i : i + 100], seeds=",".join(map(str, seeds[i : i + 100])))[0] for i in range(0, n, 100)])
-    res = clean.shape[-1]
-    known = torch.ones(res, res)
-    lo = (res - HOLE) // 2
-    known[lo : lo + HOLE, lo : lo + HOLE] = 0
-    filled = torch.cat([model.inpaint(clean[i : i + 100], known, seeds=",".join(map(str, seeds[i : i + 100])))[0] for i in range(0, n, 100)])
-    meanfill = known * clean + (1 - known) * train_mean
-    hole = (known == 0).expand_as(clean[0])
-    hole_psnr = lambda x: float(psnr(x[:, hole], clean[:, hole]).mean())  # noqa: E731
+    denoised = _per_image_chains(lambda x, s: model.denoise(x, seeds=s)[0], noisy, _seed_range(seed, n))
     return {"denoise_psnr_in": round(float(psnr(noisy, clean).mean()), 2),
             # The chain clamps to [-1, 1]; clamping alone already helps, so report that baseline too.
             "denoise_psnr_in_clamped": round(float(psnr(noisy.clamp(-1, 1), clean).mean()), 2),
             "denoise_psnr_out": round(float(psnr(denoised, clean).mean()), 2),
-            "inpaint_psnr_hole": round(hole_psnr(filled), 2),
-            "inpaint_psnr_hole_meanfill": round(hole_psnr(meanfill), 2),
-            "restoration_images": n}
+            **inpaint_metrics(model, clean, train_mean, seed), "restoration_images": n}
+
+
+def centre_hole(res: int, hole: int = HOLE) -> torch.Tensor:
+    """A [res, res] 0/1 mask, 1 = known pixel, with the centre hole x hole square unknown."""
+    known = torch.ones(res, res)
+    lo = (res - hole) // 2
+    known[lo : lo + hole, lo : lo + hole] = 0
+    return known
+
+
+def _per_image_chains(fn: Callable[[torch.Tensor, str], torch.Tensor], images: torch.Tensor, seeds: list[int],
+                      batch: int = 100) -> torch.Tensor:
+    return torch.cat([fn(images[i : i + batch], ",".join(map(str, seeds[i : i + batch]))) for i in range(0, len(images), batch)])
+
+
+def inpaint_metrics(model, clean: torch.Tensor, train_mean: torch.Tensor, seed: int, completions: int = 1) -> dict:
+    """Hole-only PSNR of the completions and of filling the hole with the training mean; with several
+    completions per image, also their diversity (mean pairwise L2 distance inside the hole)."""
+    known = centre_hole(clean.shape[-1])
+    hole = (known == 0).expand_as(clean[0])
+    repeated = clean.repeat_interleave(completions, 0)
+    filled = _per_image_chains(lambda x, s: model.inpaint(x, known, seeds=s)[0], repeated, _seed_range(seed, len(repeated)))
+    hole_psnr = lambda x, ref: float(psnr(x[:, hole], ref[:, hole]).mean())  # noqa: E731
+    meanfill = known * clean + (1 - known) * train_mean
+    prefix = "inpaint" if completions == 1 else f"inpaint_{len(clean)}x{completions}"
+    out = {f"{prefix}_psnr_hole": round(hole_psnr(filled, repeated), 2), f"{prefix}_psnr_hole_meanfill": round(hole_psnr(meanfill, clean), 2)}
+    if completions > 1:
+        holes = filled[:, hole].reshape(len(clean), completions, -1)
+        pairs = torch.cdist(holes, holes)  # [images, k, k]
+        out[f"{prefix}_diversity"] = round(float(pairs.sum((1, 2)).mean() / (completions * (completions - 1))), 3)
+    return out
+
+
+def evaluate_inpainting(model, seed: int) -> dict:
+    """The interactive-inpainting benchmark: 200 held-out images, centre 12x12 hole, 4 completions each."""
+    test = labelled_split("fashion-mnist", "test").images
+    clean = test[torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:200]]
+    return inpaint_metrics(model, clean, labelled_split("fashion-mnist", "train").images.mean(0), seed, completions=4)
 
 
 def ood_metrics(model, in_dist: torch.Tensor, seed: int) -> dict:
@@ -219,6 +249,9 @@ def ood_metrics(model, in_dist: torch.Tensor, seed: int) -> dict:
 EVALUATORS: dict[str, Callable] = {"evaluator": evaluate_evaluator, "cdrl": evaluate_cdrl, "drl": evaluate_cdrl,
                                    "cfebm": evaluate_cfebm, "toy-ring": evaluate_toy, "toy-gaussian-mixture": evaluate_toy}
 
+# Metric groups that can be recomputed alone (--only) and merged into an existing metrics.json.
+GROUPS: dict[str, tuple[set[str], Callable]] = {"inpainting": ({"cdrl", "drl", "cfebm"}, evaluate_inpainting)}
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -226,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=2000, help="sample count for FD (default 2000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--only", choices=sorted(GROUPS), default=None,
+                        help="compute one group of metrics and merge it into the checkpoint's metrics.json")
     args = parser.parse_args(argv)
     if args.samples < 10:
         parser.error("--samples must be at least 10")
@@ -234,8 +269,15 @@ def main(argv: list[str] | None = None) -> None:
     if kind not in EVALUATORS:
         parser.error(f"no evaluation defined for kind '{kind}' (known: {sorted(EVALUATORS)})")
     torch.manual_seed(args.seed)
-    metrics = EVALUATORS[kind](model, args.samples, args.seed)
     path = Path(model.checkpoint.path)
+    if args.only:
+        kinds, fn = GROUPS[args.only]
+        if kind not in kinds:
+            parser.error(f"--only {args.only} applies to kinds {sorted(kinds)}, not '{kind}'")
+        old = path / "metrics.json"
+        metrics = {**(json.loads(old.read_text()) if old.exists() else {}), **fn(model, args.seed)}
+    else:
+        metrics = EVALUATORS[kind](model, args.samples, args.seed)
     if model.checkpoint.source != "hub":
         (path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         update_card_metrics(path / "README.md", metrics, card_extra(kind, model.checkpoint.name, metrics))
