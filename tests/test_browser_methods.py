@@ -1,4 +1,4 @@
-"""Method tabs in headless Chromium on tiny random checkpoints: CDRL generation, painting a mask, trajectories."""
+"""Method tabs in headless Chromium on tiny random checkpoints: CDRL and CF-EBM generation, painting a mask, trajectories."""
 import os
 import shutil
 
@@ -10,6 +10,7 @@ from studio.hub import ModelCard, checkpoints_dir, save_checkpoint
 from studio.ui import common
 
 from conftest import open_in_chromium
+from test_app_cfebm import save_tiny_cfebms
 from test_browser import CHROMIUM
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian chromium")]
@@ -22,6 +23,7 @@ def page(tmp_path_factory):
     torch.manual_seed(0)
     model = CDRL(CDRLConfig(ebm_width=4, init_width=4, temb_dim=16, langevin_steps=2))
     save_checkpoint(root / "cdrl-fmnist", "cdrl", model.config, model.state_dict(), ModelCard(summary="tiny"))
+    save_tiny_cfebms(root)
     mp = pytest.MonkeyPatch()
     mp.setenv("STUDIO_CHECKPOINTS", str(root))
     common.cached_model.cache_clear()
@@ -63,6 +65,15 @@ def test_cdrl_tab_generates(page):
     page.wait_for_function(
         "() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('Seeds used: 0-15'))", timeout=180000)
     assert page.locator("img[src*='.gif'], img[alt*='Trajectory']").count() >= 1 or page.locator("img").count() >= 2
+
+
+def test_cfebm_tab_generates(page):
+    page.get_by_role("tab", name="CF-EBM").click()
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.wait_for_function(
+        "() => (document.querySelector('#cfebm-generate-note')?.innerText || '').includes('Seeds used: 0-15')", timeout=180000)
+    page.locator("#cfebm-grid img").first.wait_for(timeout=60000)
+    assert page.locator("#cfebm-grid img").count() >= 1
 
 
 def test_trajectory_tab_records_and_scrubs(page):

@@ -50,7 +50,12 @@ def complete(model_label: str, image, painted: np.ndarray, class_name: str, guid
     models = available_models()
     if model_label not in models:
         raise SamplingError(f"Model '{model_label}' is not available. Choose one of: {', '.join(models) or 'none'}.")
-    model = cached_model(models[model_label])
+    return complete_with(models[model_label], image, painted, class_name, guidance, n, steps, seed)
+
+
+def complete_with(name: str, image, painted: np.ndarray, class_name: str, guidance: float, n: int, steps: int, seed: int):
+    """``complete`` for a checkpoint name (other tabs call this for models not listed in INPAINTERS)."""
+    model = cached_model(name)
     cfg = model.config
     size = cfg.image_size if hasattr(cfg, "image_size") else cfg.resolution
     x, notes = image_for_model(image, size, cfg.channels)
@@ -80,13 +85,16 @@ def complete(model_label: str, image, painted: np.ndarray, class_name: str, guid
 def inpaint_editor(model_label, editor_value, preset, class_name, guidance, n, steps, seed, progress=gr.Progress(track_tqdm=True)):
     if editor_value is None or editor_value.get("background") is None:
         raise SamplingError("Pick an example or upload an image first.")
-    size = _model_size(model_label)
-    if preset == "paint":
-        painted, notes = mask_from_editor(editor_value, size)
-    else:
-        painted, notes = preset_mask(preset, size, int(seed or 0)), [f"Preset mask: {preset}."]
+    painted, notes = editor_mask(editor_value, preset, _model_size(model_label), seed)
     gallery, more = complete(model_label, editor_value["background"], painted, class_name, guidance, n, steps, seed)
     return gallery, "\n".join([*notes, more])
+
+
+def editor_mask(editor_value, preset: str, size: int, seed) -> tuple[np.ndarray, list[str]]:
+    """The region to replace (True) from the painted strokes or a preset, with notes."""
+    if preset == "paint":
+        return mask_from_editor(editor_value, size)
+    return preset_mask(preset, size, int(seed or 0)), [f"Preset mask: {preset}."]
 
 
 @user_errors
