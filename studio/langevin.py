@@ -173,6 +173,17 @@ class Trace:
             self.segments.append((label, offset, offset + other.num_steps))
         return self
 
+    def select(self, index: int) -> "Trace":
+        """The record of one chain of the batch (for showing a single sample's path)."""
+        batch = self.frames[0].shape[0] if self.frames else (len(self.energies[0]) if self.energies else 0)
+        if not 0 <= index < batch:
+            raise SamplingError(f"Chain index {index} is out of range for a batch of {batch}.")
+        pick = lambda t: t[index : index + 1]  # noqa: E731
+        return Trace(energies=[pick(e) for e in self.energies], grad_norms=[pick(g) for g in self.grad_norms],
+                     frames=[pick(f) for f in self.frames], frame_steps=list(self.frame_steps),
+                     frame_labels=list(self.frame_labels), segments=list(self.segments),
+                     grad_sum=None if self.grad_sum is None else pick(self.grad_sum))
+
     def saliency(self) -> Tensor:
         """Per-pixel L2 over channels of sum_t grad E(x_t), min-max normalised per sample."""
         if self.grad_sum is None:

@@ -1,9 +1,12 @@
 """Method tabs in headless Chromium on tiny random checkpoints: CDRL and CF-EBM generation, painting a mask, trajectories."""
+import io
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from studio.cdrl import CDRL, CDRLConfig
 from studio.hub import ModelCard, checkpoints_dir, save_checkpoint
@@ -36,8 +39,18 @@ def page(tmp_path_factory):
         mp.undo()
 
 
+def _gallery_images(page) -> list[np.ndarray]:
+    """The gallery tiles as grey arrays at the model's 32 px (tiles are 4x nearest enlargements)."""
+    srcs = page.eval_on_selector_all("button.thumbnail-item img", "els => els.map(e => e.src)")
+    out = []
+    for src in srcs:
+        img = Image.open(io.BytesIO(page.request.get(src).body())).convert("L")
+        out.append(np.asarray(img.resize((32, 32), Image.NEAREST), dtype=np.int16))
+    return out
+
+
 def test_paint_a_stroke_and_inpaint(page):
-    page.get_by_role("tab", name="Inpaint").click()
+    page.get_by_role("tab", name="Inpaint", exact=True).click()
     canvas = page.locator("canvas").first
     canvas.wait_for(timeout=60000)
     box = canvas.bounding_box()
@@ -55,8 +68,21 @@ def test_paint_a_stroke_and_inpaint(page):
     replaced = int(text.split(" of 1024 pixels were replaced")[0].split(";")[-1].strip())
     assert 0 < replaced < 1024, (notes, text)
     assert page.locator("[data-testid='gallery'] img, .gallery img, button.thumbnail-item img").count() >= 2
+    masked, *completions = _gallery_images(page)
+    hole = masked == 128  # the masked input shows the hole in mid grey
+    assert 0 < hole.sum() and len(completions) == 4
+    for done in completions:
+        changed = done != masked
+        assert changed.any() and not (changed & ~hole).any(), "a completion changed pixels outside the painted region"
     os.makedirs("runs", exist_ok=True)
     page.screenshot(path="runs/inpaint.png", full_page=True)
+    # "Show the chain": select the second completion and open its recorded chain in the Trajectory tab.
+    page.locator("button.thumbnail-item").nth(2).click()
+    page.get_by_role("button", name="Show the chain of the selected completion in Trajectory").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('inpainting chain of completion 2'))",
+        timeout=120000)
+    assert page.get_by_role("button", name="Record chain", exact=True).is_visible()
 
 
 def test_cdrl_tab_generates(page):

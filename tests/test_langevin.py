@@ -160,3 +160,16 @@ def test_parse_seeds():
             parse_seeds(bad)
     with pytest.raises(SamplingError, match="one per sample"):
         randn((3, 2), make_generators("0-1"))
+
+
+def test_trace_select_keeps_one_chain():
+    energy = lambda x: 0.5 * (x**2).flatten(1).sum(1)  # noqa: E731
+    x0 = torch.randn(3, 2)
+    _, trace = langevin(energy, x0, steps=4, step_size=0.1, noise_std=0.0, record_every=1)
+    one = trace.select(1)
+    assert len(one.frames) == len(trace.frames) and one.frames[0].shape == (1, 2)
+    torch.testing.assert_close(one.frames[-1], trace.frames[-1][1:2])
+    torch.testing.assert_close(one.energy_matrix(), trace.energy_matrix()[:, 1:2])
+    torch.testing.assert_close(one.grad_sum, trace.grad_sum[1:2])
+    with pytest.raises(SamplingError):
+        trace.select(3)

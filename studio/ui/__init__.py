@@ -13,11 +13,22 @@ TABS = [("CDRL", cdrl_tab), ("CF-EBM", cfebm_tab), ("Inpaint", inpaint_tab), ("T
 def build_app() -> gr.Blocks:
     with gr.Blocks(title="EBM Studio", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# EBM Studio\nEnergy-based generative models you can run, inspect and compare. {device_notice()}")
-        for title, module in TABS:
-            if hasattr(module, "available") and not module.available():
-                continue
-            with gr.Tab(title):
-                module.build()
+        built = {}
+        with gr.Tabs() as tabs:
+            for title, module in TABS:
+                if hasattr(module, "available") and not module.available():
+                    continue
+                with gr.Tab(title, id=title):
+                    built[title] = module.build()
+        _link_tabs(built, tabs)
     # Sampling is CPU-bound: a couple of concurrent jobs per event, a bounded queue.
     demo.queue(default_concurrency_limit=2, max_size=32)
     return demo
+
+
+def _link_tabs(built: dict, tabs: gr.Tabs) -> None:
+    """Cross-tab links: Inpaint's "show the chain" opens the recorded chain in Trajectory."""
+    if built.get("Inpaint") and built.get("Trajectory"):
+        inpaint, trajectory = built["Inpaint"], built["Trajectory"]
+        inpaint["show_chain"].click(trajectory_tab.open_chain, inpaint["inputs"], [*trajectory["outputs"], tabs],
+                                    api_visibility="private")

@@ -406,7 +406,7 @@ def build() -> None:
                     i_seed = gr.Number(value=0, precision=0, label="First seed")
                     go_inp = gr.Button("Inpaint", variant="primary")
                     inp_note = gr.Markdown()
-            completions = gr.Gallery(label="Masked input and completions", columns=9, height=260)
+            completions = gr.Gallery(label="Masked input and completions", columns=9, height=260, format="png")
         with gr.Tab("OOD"):
             gr.Markdown("Energies of other images against the Fashion-MNIST test energies: a likelihood-based model "
                         "should give out-of-distribution images higher energy (lower -E).")
@@ -420,7 +420,7 @@ def build() -> None:
                     ood_note = gr.Markdown()
                 with gr.Column(scale=2):
                     histogram = gr.Plot(label="Energies")
-                    scored = gr.Gallery(label="Scored images", columns=8, height=260)
+                    scored = gr.Gallery(label="Scored images", columns=8, height=260, format="png")
     # Layout-only events stay out of the API.
     name.change(user_errors(_model_changed), name, [mode, steps, i_steps], api_visibility="private")
     mode.change(user_errors(_mode_changed), [name, mode], steps, api_visibility="private")

@@ -45,16 +45,26 @@ def load_example(name: str) -> dict:
     return {"background": arr, "layers": [], "composite": arr}
 
 
-def complete(model_label: str, image, painted: np.ndarray, class_name: str, guidance: float, n: int, steps: int, seed: int):
+def complete(model_label: str, image, painted: np.ndarray, class_name: str, guidance: float, n: int, steps: int, seed: int,
+             traces: dict | None = None):
     """Run the chosen model's inpainting; returns (pairs of masked input and completion, note)."""
     models = available_models()
     if model_label not in models:
         raise SamplingError(f"Model '{model_label}' is not available. Choose one of: {', '.join(models) or 'none'}.")
-    return complete_with(models[model_label], image, painted, class_name, guidance, n, steps, seed)
+    return complete_with(models[model_label], image, painted, class_name, guidance, n, steps, seed, traces)
 
 
-def complete_with(name: str, image, painted: np.ndarray, class_name: str, guidance: float, n: int, steps: int, seed: int):
-    """``complete`` for a checkpoint name (other tabs call this for models not listed in INPAINTERS)."""
+def selected_completion(evt: gr.SelectData) -> int | None:
+    """Gallery index -> completion index (the first tile is the masked input)."""
+    return None if evt.index in (None, 0) else int(evt.index) - 1
+
+
+def complete_with(name: str, image, painted: np.ndarray, class_name: str, guidance: float, n: int, steps: int, seed: int,
+                  traces: dict | None = None):
+    """``complete`` for a checkpoint name (other tabs call this for models not listed in INPAINTERS).
+
+    Every step is recorded; pass a dict as ``traces`` to receive the Trace, so the chain of any
+    completion can be shown later without running it again."""
     model = cached_model(name)
     cfg = model.config
     size = cfg.image_size if hasattr(cfg, "image_size") else cfg.resolution
@@ -69,9 +79,12 @@ def complete_with(name: str, image, painted: np.ndarray, class_name: str, guidan
     seeds = f"{int(seed)}-{int(seed) + int(n) - 1}"
     if model.checkpoint.kind in ("cdrl", "drl"):
         cls = None if class_name in (None, "", UNCONDITIONAL) else class_name
-        out, _ = model.inpaint(x, known, classes=cls, seeds=seeds, guidance=float(guidance) if cls else 0.0, steps=int(steps), progress=True)
+        out, trace = model.inpaint(x, known, classes=cls, seeds=seeds, guidance=float(guidance) if cls else 0.0,
+                                   steps=int(steps), progress=True, record_every=1)
     else:
-        out, _ = model.inpaint(x, known, seeds=seeds, steps=int(steps))
+        out, trace = model.inpaint(x, known, seeds=seeds, steps=int(steps), record_every=1)
+    if traces is not None:
+        traces.update(trace=trace, name=name, count=len(out), seeds=[int(seed) + i for i in range(len(out))])
     masked = x.clone()
     masked[:, torch.from_numpy(painted)] = 0.0  # grey marks the hole
     shown = [Image.fromarray(to_uint8(masked[None])[0]).resize((128, 128), Image.NEAREST)]
@@ -86,8 +99,9 @@ def inpaint_editor(model_label, editor_value, preset, class_name, guidance, n, s
     if editor_value is None or editor_value.get("background") is None:
         raise SamplingError("Pick an example or upload an image first.")
     painted, notes = editor_mask(editor_value, preset, _model_size(model_label), seed)
-    gallery, more = complete(model_label, editor_value["background"], painted, class_name, guidance, n, steps, seed)
-    return gallery, "\n".join([*notes, more])
+    traces: dict = {}
+    gallery, more = complete(model_label, editor_value["background"], painted, class_name, guidance, n, steps, seed, traces)
+    return gallery, "\n".join([*notes, more]), traces, None
 
 
 def editor_mask(editor_value, preset: str, size: int, seed) -> tuple[np.ndarray, list[str]]:
@@ -113,7 +127,7 @@ def _model_size(label: str) -> int:
     return cfg.image_size if hasattr(cfg, "image_size") else cfg.resolution
 
 
-def build() -> None:
+def build() -> dict:
     models = list(available_models())
     examples = example_names()
     gr.Markdown("Paint over the part of the image to replace (or choose a preset mask), then get several completions. "
@@ -136,11 +150,16 @@ def build() -> None:
             seed = gr.Number(value=0, precision=0, label="First seed")
             run = gr.Button("Inpaint", variant="primary")
             notes = gr.Textbox(label="Notes", lines=3, interactive=False)
-    gallery = gr.Gallery(label="Masked input and completions", columns=9, height=260)
+    gallery = gr.Gallery(label="Masked input and completions (select one, then show its chain)", columns=9, height=260, format="png")
+    show_chain = gr.Button("Show the chain of the selected completion in Trajectory")
+    traces, selected = gr.State(), gr.State()
     example.change(user_errors(load_example), example, editor)
-    run.click(inpaint_editor, [model, editor, preset, cls, guidance, n, steps, seed], [gallery, notes], api_name="inpaint")
+    run.click(inpaint_editor, [model, editor, preset, cls, guidance, n, steps, seed], [gallery, notes, traces, selected],
+              api_name="inpaint")
+    gallery.select(selected_completion, None, selected, api_visibility="private")
     # A hidden endpoint for scripts: plain image + mask image.
     img_in = gr.Image(visible=False, type="numpy")
     mask_in = gr.Image(visible=False, type="numpy")
     gr.Button(visible=False).click(inpaint_image, [model, img_in, mask_in, cls, guidance, n, steps, seed], [gallery, notes],
                                    api_name="inpaint_image")
+    return {"show_chain": show_chain, "inputs": [traces, selected]}

@@ -81,7 +81,24 @@ def _frames(trace: Trace) -> tuple[list[np.ndarray], list[str], list[int], str]:
 
 @user_errors
 def run(name: str, task: str, seed: float, progress=gr.Progress(track_tqdm=True)):
-    trace, note = record(name, task, seed)
+    return present(*record(name, task, seed))
+
+
+@user_errors
+def open_chain(traces: dict | None, selected: int | None):
+    """The Inpaint tab's "show the chain": the recorded Trace of the selected completion (no re-run)."""
+    if not traces:
+        raise SamplingError("Run an inpainting first.")
+    index = 0 if selected is None else int(selected)
+    if not 0 <= index < traces["count"]:
+        raise SamplingError("Select one of the completions (not the masked input) first.")
+    trace = traces["trace"].select(index)
+    return (*present(trace, f"{traces['name']}: inpainting chain of completion {index + 1} (seed {traces['seeds'][index]})."),
+            gr.Tabs(selected="Trajectory"))
+
+
+def present(trace: Trace, note: str) -> tuple:
+    """Everything the tab shows for a recorded Trace: state, GIF, slider, frame, chart, caption, zip, note."""
     frames, labels, steps, more = _frames(trace)
     gif = trajectory_gif(trace, tempfile.NamedTemporaryFile(suffix=".gif", delete=False).name, scale=6, max_frames=MAX_FRAMES)
     zpath = Path(tempfile.mkdtemp()) / "frames.zip"
@@ -106,7 +123,7 @@ def show_frame(state: dict | None, index: float):
     return img, fig, f"frame {i}: {state['labels'][i]} (step {state['steps'][i]})"
 
 
-def build() -> None:
+def build() -> dict:
     names = trajectory_models()
     gr.Markdown("Every sample is the end of a chain that descends an energy. Pick a model and a task, then scrub "
                 "through the recorded frames; the chart marks the step you are looking at.")
@@ -128,3 +145,5 @@ def build() -> None:
             chart = gr.Plot(label="Energy per step")
     go.click(run, [model, task, seed], [state, gif, scrub, frame, chart, caption, zipped, note], api_name="trajectory")
     scrub.release(show_frame, [state, scrub], [frame, chart, caption], api_name="trajectory_frame")
+    # Other tabs send a recorded chain here (see studio.ui.build_app).
+    return {"outputs": [state, gif, scrub, frame, chart, caption, zipped, note]}
