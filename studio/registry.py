@@ -30,6 +30,8 @@ _ENTRIES = [
     Entry("toy-ring", "Analytic 2-D ring energy (Langevin playground)."),
     Entry("cdrl-fmnist", "CDRL: class-conditional Fashion-MNIST EBM with an initializer and classifier-free guidance."),
     Entry("drl-fmnist", "DRL baseline: the CDRL energy without an initializer (K = 30 per level)."),
+    Entry("cfebm-fmnist", "CF-EBM: Fashion-MNIST EBM grown 8 -> 16 -> 32 px; generation, denoising, inpainting, OOD scores."),
+    Entry("ebm-single-fmnist", "Ablation: the CF-EBM network trained at 32 px only, on the same image budget."),
     Entry("evaluator-fmnist", "Reference Fashion-MNIST classifier; its features define the studio's FD."),
     Entry("evaluator-emoji", "Reference Twitter-vs-Google emoji style classifier."),
     Entry("evaluator-shapes3d", "Reference 6-class classifier of procedural shapes3d renders."),
