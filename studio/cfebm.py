@@ -45,6 +45,9 @@ class CFEBMConfig:
     grad_step: float = 1.0
     eta0: float = 0.02
     scale_steps: int = 15
+    # Translation models (CF-EBM section 6): the energy of target_domain, chains start at source_domain images.
+    source_domain: str = ""
+    target_domain: str = ""
 
 
 def noise_schedule(eta0: float, steps: int):
@@ -90,7 +93,10 @@ class GrowingEnergy(nn.Module):
     def __init__(self, channels: int, width: int, base: int, resolution: int, fading: bool):
         super().__init__()
         self.resolution = resolution
-        res_list = _resolutions(base, resolution)
+        _resolutions(base, resolution)  # validates the sizes
+        # The trunk always reaches 4x4 through Primal blocks at every scale from 8 px up, whatever
+        # resolution training started at (a 16 px first stage starts with the 16 and 8 px blocks).
+        res_list = _resolutions(8, resolution)
         self.from_rgb = nn.Conv2d(channels, width_at(resolution, width), 1)
         self.blocks = nn.ModuleDict({str(r): Primal(width_at(r, width), width_at(r // 2, width)) for r in res_list})
         self.top = Top(width_at(4, width))
@@ -226,9 +232,23 @@ class CFEBM(nn.Module):
 
     def denoise(self, noisy: Tensor, seeds="0", steps: int | None = None, record_every: int = 0) -> tuple[Tensor, Trace]:
         """Run the learned dynamics from the noisy image (one chain per seed; one image or one per seed)."""
-        gens = make_generators(parse_seeds(seeds))
-        x0 = self._batch(noisy, len(gens))
-        return self._chain(self.energy, x0, self.trained_steps() if steps is None else steps, gens, record_every=record_every)
+        return self._from_images(noisy, seeds, steps, None, record_every, False, "denoise")
+
+    def translate(self, images: Tensor, seeds="0", steps: int | None = None, eta0: float | None = None,
+                  record_every: int = 0, progress: bool = False) -> tuple[Tensor, Trace]:
+        """Pixel-space translation: the chain starts at the source-domain images under the target-domain
+        energy; ``trace.saliency()`` is the paper's generative saliency (summed energy gradients)."""
+        if not self.config.target_domain:
+            raise SamplingError("This model was not trained for translation (it has no target domain).")
+        return self._from_images(images, seeds, steps, eta0, record_every, progress, "translate")
+
+    def _from_images(self, images, seeds, steps, eta0, record_every, progress, desc) -> tuple[Tensor, Trace]:
+        gens = make_generators(parse_seeds(seeds, max_count=1024))
+        k = self.trained_steps() if steps is None else int(steps)
+        if not 1 <= k <= 1000:
+            raise SamplingError(f"steps must be between 1 and 1000; got {steps}.")
+        x0 = self._batch(images, len(gens))
+        return self._chain(self.energy, x0, k, gens, eta0, record_every, progress=progress, desc=desc)
 
     def inpaint(self, image: Tensor, mask: Tensor, seeds="0-3", steps: int | None = None, record_every: int = 0) -> tuple[Tensor, Trace]:
         """Fill ``mask == 0`` from U(-1,1) and sample while resetting known pixels after every step."""
@@ -256,8 +276,12 @@ class CFEBM(nn.Module):
 
     # -- training loss (used by train/cfebm.py) -----------------------------------------------
 
-    def initial_chain_state(self, n: int, beta: float, generator: torch.Generator | None = None) -> tuple[Tensor, int]:
-        """Explicit smooth sampling while a stage fades in: blend upsampled coarse samples into the noise init."""
+    def initial_chain_state(self, n: int, beta: float, generator: torch.Generator | None = None,
+                            source: Tensor | None = None) -> tuple[Tensor, int]:
+        """Explicit smooth sampling while a stage fades in: blend upsampled coarse samples into the noise init.
+        Translation training passes ``source`` (source-domain images at this resolution): chains start there."""
+        if source is not None:
+            return source, 0
         res = self.config.resolution
         dev = next(self.parameters()).device
         noise = torch.rand(n, self.config.channels, res, res, generator=generator, device=dev) * 2 - 1
@@ -270,10 +294,11 @@ class CFEBM(nn.Module):
             xc, _ = self._chain(self.coarse[prev], xc, k, generator)
         return math.sqrt(1 - beta**2) * F.interpolate(xc, scale_factor=2, mode="nearest") + beta * noise, k
 
-    def training_loss(self, x_data: Tensor, beta: float = 1.0, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def training_loss(self, x_data: Tensor, beta: float = 1.0, generator: torch.Generator | None = None,
+                      source: Tensor | None = None) -> dict[str, Tensor]:
         """MLE: mean E(data) - mean E(short-run samples); samples are detached."""
         self.net.beta.fill_(beta if self.config.fading else 1.0)
-        x0, coarse_steps = self.initial_chain_state(x_data.shape[0], beta, generator)
+        x0, coarse_steps = self.initial_chain_state(x_data.shape[0], beta, generator, source)
         was = self.net.training
         self.net.eval()  # no spectral-norm power iterations inside the chain
         xs, _ = self._chain(self.energy, x0, self.trained_steps(), generator)

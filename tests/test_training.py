@@ -168,3 +168,25 @@ def test_cfebm_single_scale_ablation_uses_the_same_network_and_image_budget(tmp_
     assert "--no-coarse-to-fine" in (out / "README.md").read_text()
     with pytest.raises(studio.SamplingError):
         model.generate("0", multiscale=True)
+
+
+def test_cfebm_translation_training_starts_chains_at_source_images(tmp_path):
+    from test_data_emoji import _entries, build_tree
+
+    build_tree(tmp_path / "data" / "emoji", _entries())
+    out = tmp_path / "ckpt"
+    args = ["--config", "train/configs/cfebm_emoji_t2g.yaml", "--run-dir", str(tmp_path / "run"), "--export-dir", str(out),
+            "--set", "model.width=4", "--set", 'model.steps={"16": 2, "32": 2}', "--set", "train.resolutions=[16, 32]",
+            "--set", 'train.images={"16": 8, "32": 8}', "--set", "train.batch_size=4", "--set", "train.image_size=32",
+            "--set", "train.threads=1"]
+    done = _launch("train/cfebm.py", args, {"STUDIO_DATA_DIR": str(tmp_path / "data")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    model = studio.load(out)
+    assert (model.config.channels, model.config.resolution) == (3, 32)
+    assert (model.config.source_domain, model.config.target_domain) == ("twitter", "google")
+    source = torch.rand(2, 3, 32, 32) * 2 - 1
+    y, trace = model.translate(source, seeds="0-1", record_every=1)
+    assert y.shape == source.shape and trace.saliency().shape == (2, 32, 32)
+    torch.testing.assert_close(trace.frames[0], source)  # the chain starts at the source image
+    bad = _launch("train/cfebm.py", [*args, "--set", "train.source_domain=google"], {"STUDIO_DATA_DIR": str(tmp_path / "data")})
+    assert bad.returncode != 0 and "source_domain and target_domain" in bad.stderr

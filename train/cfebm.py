@@ -51,6 +51,10 @@ class CFEBMTrainSettings:
     threads: int = 0
     max_minutes: float = 0.0
     coarse_to_fine: bool = True  # False: the single-scale ablation (see the module docstring)
+    dataset: str = "fashion-mnist"  # or "emoji": translation from source_domain to target_domain
+    source_domain: str = ""  # emoji style the chains start from ("twitter" or "google")
+    target_domain: str = ""  # emoji style whose energy is learned
+    image_size: int = 64  # emoji are loaded at this size (Fashion-MNIST is 32)
 
     def single_scale(self) -> "CFEBMTrainSettings":
         """The ablation's schedule: one stage at the final resolution with the summed image budget."""
@@ -115,14 +119,13 @@ def main(argv: list[str] | None = None) -> None:
     single = not cfg.train.coarse_to_fine
     ts = cfg.train.single_scale() if single else cfg.train
     run_dir = Path(args.run_dir or f"runs/{cfg.name}")
-    from studio.data.fashion_mnist import load_fashion_mnist
-
-    data = load_fashion_mnist("train").images
+    data, source = load_training_data(ts)
     if args.resume:
         model, ema_state, opt_state, prog, ema_updates = load_state(run_dir)
     else:
         base = cfg.train.resolutions[0]  # the single-scale model has the same blocks, built at full size at once
-        model = CFEBM(build_dataclass(CFEBMConfig, {**cfg.model, "base_resolution": base, "resolution": ts.resolutions[0]},
+        model = CFEBM(build_dataclass(CFEBMConfig, {**cfg.model, "base_resolution": base, "resolution": ts.resolutions[0],
+                                                    "source_domain": ts.source_domain, "target_domain": ts.target_domain},
                                       "model"))
         ema_state, opt_state, prog, ema_updates = None, None, Progress(), 0
     started, base_elapsed = time.time(), prog.elapsed
@@ -146,12 +149,15 @@ def main(argv: list[str] | None = None) -> None:
             opt.load_state_dict(opt_state)
         ema_state = opt_state = None
         pooled = F.adaptive_avg_pool2d(data, res) if res != data.shape[-1] else data  # low-res data by average pooling
+        pooled_src = None if source is None else F.adaptive_avg_pool2d(source, res) if res != source.shape[-1] else source
         bar = tqdm(total=n_images, initial=prog.seen, disable=not acc.is_main_process, desc=f"CF-EBM {res}px", unit="img")
         out_of_time = False
         while prog.seen < n_images:
             beta = min(1.0, 2 * prog.seen / n_images) if model.config.fading else 1.0
             idx = torch.randint(0, len(pooled), (ts.batch_size,), generator=gen)
-            out = model.training_loss(pooled[idx].to(acc.device), beta=beta, generator=gen)
+            # Unpaired: the source batch is drawn independently of the target batch.
+            src = None if pooled_src is None else pooled_src[torch.randint(0, len(pooled_src), (ts.batch_size,), generator=gen)].to(acc.device)
+            out = model.training_loss(pooled[idx].to(acc.device), beta=beta, generator=gen, source=src)
             loss = out["loss"]
             if ts.energy_l2:
                 loss = loss + ts.energy_l2 * (out["e_pos"] ** 2 + out["e_neg"] ** 2)
@@ -193,21 +199,50 @@ def main(argv: list[str] | None = None) -> None:
     total = elapsed()
     if acc.is_main_process:
         reached = final_ema.config.resolution
-        summary = (f"Single-scale EBM on Fashion-MNIST at {reached}x{reached}: the CF-EBM network trained without "
-                   f"coarse-to-fine growth on the same {ts.images[str(reached)]:,} training images (ablation)." if single else
-                   f"CF-EBM on Fashion-MNIST, grown coarse-to-fine to {reached}x{reached} (stages {ts.resolutions}).")
-        flag = " --no-coarse-to-fine" if args.no_coarse_to_fine else ""
-        card = ModelCard(
-            summary=summary,
-            body=(f"Stage reached: {reached}px. Sampling: `studio.load('{cfg.name}').generate(seeds='0-15')` "
-                  f"(single scale, T = {final_ema.trained_steps()} steps) or `multiscale=True`.\n\n"
-                  f"Reproduce: `accelerate launch train/cfebm.py --config {args.config}{flag}`.\n\n"
-                  "Data: Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017), MIT licence."),
-            tags=["cf-ebm", "fashion-mnist"], datasets=["fashion_mnist"], pipeline_tag="unconditional-image-generation",
-        )
+        card = model_card(cfg.name, ts, final_ema, single, f"--config {args.config}" + (" --no-coarse-to-fine" if args.no_coarse_to_fine else ""))
         path = export(cfg.name, final_ema, card, wall_seconds=total, steps=prog.step, export_dir=args.export_dir,
                       extra={"stage_reached": reached, "coarse_to_fine": not single})
         print(f"Exported EMA weights ({reached}px) to {path}")
+
+
+def model_card(name: str, ts: CFEBMTrainSettings, model: CFEBM, single: bool, args: str) -> ModelCard:
+    reached = model.config.resolution
+    how = (f"the CF-EBM network trained without coarse-to-fine growth on the same {ts.images[str(reached)]:,} training images"
+           if single else f"grown coarse-to-fine to {reached}x{reached} (stages {ts.resolutions})")
+    reproduce = f"Reproduce: `accelerate launch train/cfebm.py {args}`."
+    if ts.dataset == "emoji":
+        src, tgt = ts.source_domain, ts.target_domain
+        return ModelCard(
+            summary=f"CF-EBM pixel-space translation {src} -> {tgt} emoji at {reached}x{reached}, {how}.",
+            body=(f"Stage reached: {reached}px. The energy of {tgt}-style emoji, learned with chains started at unpaired "
+                  f"{src}-style images; translating runs T = {model.trained_steps()} steps from the source image: "
+                  f"`studio.load('{name}').translate(images)`.\n\n{reproduce}\n\n"
+                  "Data: Twemoji (CC-BY 4.0) and Noto Emoji (Apache 2.0) via emoji-datasource."),
+            tags=["cf-ebm", "image-to-image", "emoji"], datasets=["emoji-datasource"], pipeline_tag="image-to-image")
+    kind = "Single-scale EBM (ablation)" if single else "CF-EBM"
+    return ModelCard(
+        summary=f"{kind} on Fashion-MNIST at {reached}x{reached}: {how}.",
+        body=(f"Stage reached: {reached}px. Sampling: `studio.load('{name}').generate(seeds='0-15')` "
+              f"(single scale, T = {model.trained_steps()} steps)" + ("" if single else " or `multiscale=True`") +
+              f".\n\n{reproduce}\n\nData: Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017), MIT licence."),
+        tags=["cf-ebm", "fashion-mnist"], datasets=["fashion_mnist"], pipeline_tag="unconditional-image-generation")
+
+
+def load_training_data(ts: CFEBMTrainSettings) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Target-domain training images, and source-domain images for translation (else None)."""
+    if ts.dataset == "fashion-mnist":
+        from studio.data.fashion_mnist import load_fashion_mnist
+
+        return load_fashion_mnist("train").images, None
+    if ts.dataset == "emoji":
+        from studio.data.emoji import STYLES, load_emoji_pairs
+
+        if {ts.source_domain, ts.target_domain} != set(STYLES):
+            raise ConfigError(f"Emoji translation needs source_domain and target_domain to be {STYLES} in some order; "
+                              f"got '{ts.source_domain}' -> '{ts.target_domain}'.")
+        pairs = load_emoji_pairs("train", size=ts.image_size)
+        return pairs.style(ts.target_domain), pairs.style(ts.source_domain)
+    raise ConfigError(f"Unknown train.dataset '{ts.dataset}'; choose 'fashion-mnist' or 'emoji'.")
 
 
 def _add_arguments(parser) -> None:
