@@ -45,6 +45,10 @@ class CFEBMConfig:
     grad_step: float = 1.0
     eta0: float = 0.02
     scale_steps: int = 15
+    # Denoising runs a short stretch of the learned dynamics without injected noise: on Fashion-MNIST
+    # validation images (noise std 0.3) PSNR peaks at 2-3 steps and falls below the input's by T = 30.
+    denoise_steps: int = 3
+    denoise_eta0: float = 0.0
     # Translation models (CF-EBM section 6): the energy of target_domain, chains start at source_domain images.
     source_domain: str = ""
     target_domain: str = ""
@@ -230,9 +234,13 @@ class CFEBM(nn.Module):
             trace.extend(chain, f"{r}px")
         return x, trace
 
-    def denoise(self, noisy: Tensor, seeds="0", steps: int | None = None, record_every: int = 0) -> tuple[Tensor, Trace]:
-        """Run the learned dynamics from the noisy image (one chain per seed; one image or one per seed)."""
-        return self._from_images(noisy, seeds, steps, None, record_every, False, "denoise")
+    def denoise(self, noisy: Tensor, seeds="0", steps: int | None = None, eta0: float | None = None,
+                record_every: int = 0) -> tuple[Tensor, Trace]:
+        """Run the learned dynamics from the noisy image (one chain per seed; one image or one per seed).
+        Defaults: ``config.denoise_steps`` steps with ``config.denoise_eta0`` (see the config)."""
+        steps = self.config.denoise_steps if steps is None else steps
+        eta0 = self.config.denoise_eta0 if eta0 is None else eta0
+        return self._from_images(noisy, seeds, steps, eta0, record_every, False, "denoise")
 
     def translate(self, images: Tensor, seeds="0", steps: int | None = None, eta0: float | None = None,
                   record_every: int = 0, progress: bool = False) -> tuple[Tensor, Trace]:

@@ -72,7 +72,7 @@ def evaluate_cdrl(model, samples: int, seed: int) -> dict:
     metrics["cdrl_evals" if model.checkpoint.kind == "cdrl" else "drl_evals"] = model.network_evaluations()
     if model.checkpoint.kind == "cdrl":
         metrics.update(_drl_baseline(run, real_feats, judge, samples))
-        metrics.update(evaluate_inpainting(model, seed))
+        metrics.update(evaluate_inpainting(model, samples, seed))
     start = time.perf_counter()
     model.generate(None, seeds="0-15", steps=15)
     metrics["seconds_per_16_samples"] = round(time.perf_counter() - start, 2)
@@ -147,25 +147,17 @@ def cfebm_fd(model, judge, real_feats, samples: int, seed: int, multiscale: bool
 def evaluate_cfebm(model, samples: int, seed: int) -> dict:
     """FD (single- and multi-scale samplers, and the single-scale ablation), denoising and inpainting
     PSNR on held-out test images, OOD AUROC of -energy against MNIST digits, noise and constants."""
-    judge = studio.load(EVALUATOR_FOR["fashion-mnist"])
-    test = labelled_split("fashion-mnist", "test").images
-    perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
-    real_feats = batched_features(judge.features, test[perm[:samples]])
+    judge, test, perm, real_feats = _fmnist_reference(samples, seed)
     metrics: dict = {"fd": cfebm_fd(model, judge, real_feats, samples, seed)}
     if model.coarse:
         metrics["fd_multiscale"] = cfebm_fd(model, judge, real_feats, samples, seed, multiscale=True)
-    ablation = SINGLE_SCALE_ABLATION.get(model.checkpoint.name)
-    if ablation:
-        try:
-            metrics["fd_single_scale_model"] = cfebm_fd(studio.load(ablation), judge, real_feats, samples, seed)
-        except studio.CheckpointError as err:
-            print(f"Single-scale ablation not evaluated: {err}")
+    metrics.update(evaluate_ablation(model, samples, seed, (judge, real_feats)))
     train_images = labelled_split("fashion-mnist", "train").images
     metrics["fd_floor"] = round(fd_floor(judge.features, train_images, test, samples, seed), 3)
     held_out = test[perm[:RESTORATION_IMAGES]]
     metrics.update(restoration_metrics(model, held_out, train_images.mean(0), seed))
     metrics.update(ood_metrics(model, test[perm[:samples]], seed))
-    metrics.update(evaluate_inpainting(model, seed))
+    metrics.update(evaluate_inpainting(model, samples, seed))
     wall = model.checkpoint.extra.get("training", {}).get("wall_time_minutes")
     if wall is not None:
         metrics["train_hours"] = round(wall / 60, 2)
@@ -174,6 +166,30 @@ def evaluate_cfebm(model, samples: int, seed: int) -> dict:
     metrics["seconds_per_16_samples"] = round(time.perf_counter() - start, 2)
     metrics["samples"] = samples
     return metrics
+
+
+def _fmnist_reference(samples: int, seed: int):
+    """The FD judge, the test images, a fixed permutation of them and the features of the first ``samples``."""
+    judge = studio.load(EVALUATOR_FOR["fashion-mnist"])
+    test = labelled_split("fashion-mnist", "test").images
+    perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
+    return judge, test, perm, batched_features(judge.features, test[perm[:samples]])
+
+
+def evaluate_ablation(model, samples: int, seed: int, reference=None) -> dict:
+    """FD of the single-scale ablation checkpoint at the same seeds and reference images."""
+    ablation = SINGLE_SCALE_ABLATION.get(model.checkpoint.name)
+    if not ablation:
+        return {}
+    if reference is None:
+        judge, _, _, real_feats = _fmnist_reference(samples, seed)
+    else:
+        judge, real_feats = reference
+    try:
+        return {"fd_single_scale_model": cfebm_fd(studio.load(ablation), judge, real_feats, samples, seed)}
+    except studio.CheckpointError as err:
+        print(f"Single-scale ablation not evaluated: {err}")
+        return {}
 
 
 def restoration_metrics(model, clean: torch.Tensor, train_mean: torch.Tensor, seed: int) -> dict:
@@ -220,7 +236,7 @@ def inpaint_metrics(model, clean: torch.Tensor, train_mean: torch.Tensor, seed: 
     return out
 
 
-def evaluate_inpainting(model, seed: int) -> dict:
+def evaluate_inpainting(model, samples: int, seed: int) -> dict:
     """The interactive-inpainting benchmark: 200 held-out images, centre 12x12 hole, 4 completions each."""
     test = labelled_split("fashion-mnist", "test").images
     clean = test[torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:200]]
@@ -250,7 +266,8 @@ EVALUATORS: dict[str, Callable] = {"evaluator": evaluate_evaluator, "cdrl": eval
                                    "cfebm": evaluate_cfebm, "toy-ring": evaluate_toy, "toy-gaussian-mixture": evaluate_toy}
 
 # Metric groups that can be recomputed alone (--only) and merged into an existing metrics.json.
-GROUPS: dict[str, tuple[set[str], Callable]] = {"inpainting": ({"cdrl", "drl", "cfebm"}, evaluate_inpainting)}
+GROUPS: dict[str, tuple[set[str], Callable]] = {"inpainting": ({"cdrl", "drl", "cfebm"}, evaluate_inpainting),
+                                                "ablation": ({"cfebm"}, evaluate_ablation)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -275,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         if kind not in kinds:
             parser.error(f"--only {args.only} applies to kinds {sorted(kinds)}, not '{kind}'")
         old = path / "metrics.json"
-        metrics = {**(json.loads(old.read_text()) if old.exists() else {}), **fn(model, args.seed)}
+        metrics = {**(json.loads(old.read_text()) if old.exists() else {}), **fn(model, args.samples, args.seed)}
     else:
         metrics = EVALUATORS[kind](model, args.samples, args.seed)
     if model.checkpoint.source != "hub":
