@@ -209,7 +209,7 @@ def model_card(name: str, ts: CFEBMTrainSettings, model: CFEBM, single: bool, ar
     reached = model.config.resolution
     how = (f"the CF-EBM network trained without coarse-to-fine growth on the same {ts.images[str(reached)]:,} training images"
            if single else f"grown coarse-to-fine to {reached}x{reached} (stages {ts.resolutions})")
-    reproduce = f"Reproduce: `accelerate launch train/cfebm.py {args}`."
+    reproduce = f"{settings_line(ts, model)}\n\nReproduce: `accelerate launch train/cfebm.py {args}`."
     if ts.dataset == "emoji":
         src, tgt = ts.source_domain, ts.target_domain
         return ModelCard(
@@ -226,6 +226,14 @@ def model_card(name: str, ts: CFEBMTrainSettings, model: CFEBM, single: bool, ar
               f"(single scale, T = {model.trained_steps()} steps)" + ("" if single else " or `multiscale=True`") +
               f".\n\n{reproduce}\n\nData: Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017), MIT licence."),
         tags=["cf-ebm", "fashion-mnist"], datasets=["fashion_mnist"], pipeline_tag="unconditional-image-generation")
+
+
+def settings_line(ts: CFEBMTrainSettings, model: CFEBM) -> str:
+    c = model.config
+    return (f"Settings: width c = {c.width}, Langevin steps T = {c.steps}, eta0 = {c.eta0} (noise variance, decaying to 0), "
+            f"gradient step {c.grad_step}; training images per stage {ts.images}, batch {ts.batch_size}, "
+            f"Adam(0.5, 0.999) lr {ts.lr}; the exported weights are the EMA ({ts.ema_decay}). "
+            f"Denoising defaults: {c.denoise_steps} steps, eta0 = {c.denoise_eta0}.")
 
 
 def load_training_data(ts: CFEBMTrainSettings) -> tuple[torch.Tensor, torch.Tensor | None]:

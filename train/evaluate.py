@@ -82,12 +82,36 @@ def evaluate_cdrl(model, samples: int, seed: int) -> dict:
 
 def card_extra(kind: str, name: str, metrics: dict) -> str:
     """Extra model-card markdown next to the metrics table (CDRL: the guidance trade-off table and plot)."""
+    if kind == "cfebm":
+        return cfebm_card_extra(metrics)
     if kind != "cdrl" or "fd_w1" not in metrics:
         return ""
     svg = write_guidance_tradeoff(metrics, Path(name).name)
     rows = "\n".join(f"| {w} | {metrics[f'class_accuracy_w{w}']} | {metrics[f'fd_w{w}']} |" for w in (0, 1, 3))
     return (f"Guidance trade-off (FD floor at the same sample count: {metrics['fd_floor']}):\n\n"
             f"| w | class accuracy | FD |\n|---|---|---|\n{rows}\n\n![guidance trade-off](../../assets/{svg.name})")
+
+
+def cfebm_card_extra(m: dict) -> str:
+    """What the CF-EBM numbers mean, written from the numbers themselves."""
+    lines = []
+    if "fd_single_scale_model" in m:
+        won = m["fd"] < m["fd_single_scale_model"]
+        lines.append(f"- Coarse-to-fine vs the single-scale ablation (same network, same training images): FD {m['fd']} vs "
+                     f"{m['fd_single_scale_model']}; coarse-to-fine {'won' if won else 'did not win'} at this budget.")
+    if "denoise_psnr_out" in m:
+        lines.append(f"- Denoising (noise std {DENOISE_STD}): PSNR {m['denoise_psnr_in']} dB in ({m['denoise_psnr_in_clamped']} "
+                     f"after clipping to [-1, 1]) -> {m['denoise_psnr_out']} dB out, on {m['restoration_images']} test images.")
+    if "inpaint_psnr_hole" in m:
+        lines.append(f"- Inpainting the centre {HOLE}x{HOLE}: hole PSNR {m['inpaint_psnr_hole']} dB vs "
+                     f"{m['inpaint_psnr_hole_meanfill']} dB for filling with the training mean.")
+    ood = {k.removeprefix("ood_auroc_"): v for k, v in m.items() if k.startswith("ood_auroc_")}
+    if ood:
+        below = [k for k, v in ood.items() if v < 0.5]
+        lines.append("- OOD AUROC of -energy (Fashion-MNIST test = in-distribution): " + ", ".join(f"{k} {v}" for k, v in ood.items())
+                     + (f". Below 0.5 for {', '.join(below)}: the energy ranks those inputs as *more* likely than "
+                        "Fashion-MNIST, the known failure of likelihood-style OOD scores on simpler data." if below else "."))
+    return "\n".join(lines)
 
 
 def write_guidance_tradeoff(metrics: dict, name: str) -> Path:
