@@ -120,14 +120,29 @@ def auroc(scores_pos, scores_neg) -> float:
     pos, neg = _as_float64(scores_pos).flatten(), _as_float64(scores_neg).flatten()
     if len(pos) == 0 or len(neg) == 0:
         raise StudioError("AUROC needs at least one positive and one negative score.")
-    allv = torch.cat([pos, neg])
-    order = torch.argsort(allv, stable=True)
-    sorted_v = allv[order]
-    ranks = torch.empty_like(allv)
-    # Average ranks over ties.
-    uniq, inverse, counts = torch.unique_consecutive(sorted_v, return_inverse=True, return_counts=True)
-    ends = torch.cumsum(counts, 0).double()
-    avg = ends - (counts.double() - 1) / 2
-    ranks[order] = avg[inverse]
+    ranks = average_ranks(torch.cat([pos, neg]))
     u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
     return float(u / (len(pos) * len(neg)))
+
+
+def average_ranks(values: Tensor) -> Tensor:
+    """1-based ranks of a 1-D tensor, ties sharing their average rank."""
+    order = torch.argsort(values, stable=True)
+    _, inverse, counts = torch.unique_consecutive(values[order], return_inverse=True, return_counts=True)
+    ends = torch.cumsum(counts, 0).double()
+    ranks = torch.empty(len(values), dtype=torch.float64, device=values.device)
+    ranks[order] = (ends - (counts.double() - 1) / 2)[inverse]
+    return ranks
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation of two equally long sets of values (flattened), ties averaged."""
+    x, y = _as_float64(a).flatten(), _as_float64(b).flatten()
+    if len(x) != len(y) or len(x) < 2:
+        raise StudioError(f"Spearman correlation needs two sets of equal length >= 2; got {len(x)} and {len(y)}.")
+    rx, ry = average_ranks(x), average_ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = rx.norm() * ry.norm()
+    if denom == 0:
+        raise StudioError("Spearman correlation is undefined when one set is constant.")
+    return float((rx * ry).sum() / denom)

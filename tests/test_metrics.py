@@ -75,3 +75,17 @@ def test_class_accuracy():
     assert class_accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])) == 0.5
     with pytest.raises(StudioError):
         class_accuracy(torch.tensor([1, 2]), torch.tensor([1]))
+
+
+def test_spearman_matches_known_values_and_handles_ties():
+    from studio.metrics import spearman
+
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert spearman(x, x**3) == pytest.approx(1.0)
+    assert spearman(x, -x) == pytest.approx(-1.0)
+    # Hand-computed: ranks of b with a tie are [1, 2.5, 2.5, 4]; Pearson of ranks with [1, 2, 3, 4] = 0.9487.
+    assert spearman(torch.tensor([1.0, 2, 3, 4]), torch.tensor([0.0, 5, 5, 9])) == pytest.approx(0.9486833, abs=1e-6)
+    with pytest.raises(StudioError):
+        spearman(x, torch.ones(5))
+    with pytest.raises(StudioError):
+        spearman(x, x[:3])
