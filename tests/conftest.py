@@ -52,3 +52,25 @@ def open_in_chromium(demo, chromium: str):
         finally:
             browser.close()
             demo.close()
+
+
+def serve_app_client(root, cleanups=()):
+    """Build the app on the checkpoints in ``root``, launch it and yield a gradio_client Client;
+    afterwards close it and clear the model caches (used by the module-scoped app fixtures)."""
+    from gradio_client import Client
+
+    from studio.ui import build_app, common
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STUDIO_CHECKPOINTS", str(root))
+    common.cached_model.cache_clear()
+    demo = build_app()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        yield Client(demo.local_url, verbose=False)
+    finally:
+        demo.close()
+        common.cached_model.cache_clear()
+        for cleanup in cleanups:
+            cleanup()
+        mp.undo()

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from gradio_client import Client
 
 from studio.cdrl import CDRL, DRL, CDRLConfig, DRLConfig
 from studio.hub import ModelCard, checkpoints_dir, save_checkpoint
-from studio.ui import common
+
+from conftest import serve_app_client
 
 
 def _tiny(cls, cfg_cls):
@@ -23,19 +23,7 @@ def client(tmp_path_factory):
         shutil.copytree(checkpoints_dir() / name, root / name)
     for name, model in (("cdrl-fmnist", _tiny(CDRL, CDRLConfig)), ("drl-fmnist", _tiny(DRL, DRLConfig))):
         save_checkpoint(root / name, model.kind, model.config, model.state_dict(), ModelCard(summary=f"tiny {name}"))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STUDIO_CHECKPOINTS", str(root))
-    common.cached_model.cache_clear()
-    from studio.ui import build_app
-
-    demo = build_app()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    try:
-        yield Client(demo.local_url, verbose=False)
-    finally:
-        demo.close()
-        common.cached_model.cache_clear()
-        mp.undo()
+    yield from serve_app_client(root)
 
 
 def test_cdrl_generate_with_drl_comparison(client):

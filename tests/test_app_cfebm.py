@@ -5,12 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 from PIL import Image
 
 from studio.cfebm import CFEBM, CFEBMConfig
 from studio.hub import ModelCard, checkpoints_dir, save_checkpoint
-from studio.ui import cfebm_tab, common
+from studio.ui import cfebm_tab
+
+from conftest import serve_app_client
 
 STEPS = {"8": 2, "16": 2, "32": 3}
 MULTI = "multi-scale (coarse to fine)"
@@ -42,20 +44,7 @@ def client(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpts")
     shutil.copytree(checkpoints_dir() / "toy-ring", root / "toy-ring")
     save_tiny_cfebms(root)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STUDIO_CHECKPOINTS", str(root))
-    common.cached_model.cache_clear()
-    from studio.ui import build_app
-
-    demo = build_app()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    try:
-        yield Client(demo.local_url, verbose=False)
-    finally:
-        demo.close()
-        common.cached_model.cache_clear()
-        cfebm_tab.reference_energies.cache_clear()
-        mp.undo()
+    yield from serve_app_client(root, cleanups=[cfebm_tab.reference_energies.cache_clear])
 
 
 def _png(tmp_path, arr, name):
