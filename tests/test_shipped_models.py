@@ -65,3 +65,23 @@ def test_cfebm_inpainting_keeps_known_pixels_of_the_shipped_model():
     out, _ = model.inpaint(image, known, seeds="0-1")
     assert (out[:, :, known.bool()] == image[:, known.bool()]).all()
     assert not torch.equal(out[0], out[1])
+
+
+def _emoji_examples(style: str) -> torch.Tensor:
+    files = sorted((EXAMPLES / "emoji").glob(f"emoji-test-*-{style}.png"))
+    assert len(files) == 20
+    arrays = [np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) for f in files]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1
+
+
+def test_translation_saliency_concentrates_where_pixels_changed():
+    """Issue 8's bar: Spearman(saliency, |output - input|) >= 0.5 on 20 held-out emoji (mean over images)."""
+    from studio.metrics import spearman
+
+    model = studio.load("cfebm-emoji-t2g")
+    source = _emoji_examples("twitter")
+    out, trace = model.translate(source, seeds="0-19")
+    change, saliency = (out - source).norm(dim=1), trace.saliency()
+    rho = sum(spearman(saliency[i], change[i]) for i in range(20)) / 20
+    print(f"cfebm-emoji-t2g saliency/change Spearman on 20 held-out emoji: {rho:.3f}")
+    assert rho >= 0.5
