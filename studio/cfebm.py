@@ -52,6 +52,9 @@ class CFEBMConfig:
     # Translation models (CF-EBM section 6): the energy of target_domain, chains start at source_domain images.
     source_domain: str = ""
     target_domain: str = ""
+    # Translating follows the learned drift without injected noise: on 200 Twitter/Google *training*
+    # pairs, PSNR to the true target was 11.93 dB at eta0 = 0 vs 11.77 dB at the training eta0 = 0.02.
+    translate_eta0: float = 0.0
 
 
 def noise_schedule(eta0: float, steps: int):
@@ -248,6 +251,7 @@ class CFEBM(nn.Module):
         energy; ``trace.saliency()`` is the paper's generative saliency (summed energy gradients)."""
         if not self.config.target_domain:
             raise SamplingError("This model was not trained for translation (it has no target domain).")
+        eta0 = self.config.translate_eta0 if eta0 is None else eta0
         return self._from_images(images, seeds, steps, eta0, record_every, progress, "translate")
 
     def _from_images(self, images, seeds, steps, eta0, record_every, progress, desc) -> tuple[Tensor, Trace]:

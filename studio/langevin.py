@@ -124,7 +124,9 @@ class Trace:
     * ``grad_norms[s, b]``: L2 norm of grad E at that state.
     * ``frames``: CPU copies of x every ``record_every`` steps (and the final x);
       ``frame_steps`` gives the global step index of each, ``frame_labels`` a label.
-    * ``grad_sum``: sum over steps of grad E(x_t), the basis of generative saliency.
+    * ``grad_sum``: sum over steps of grad E(x_t), the basis of generative saliency. Only the part
+      that can move the chain counts: entries held by the mask, and entries pinned at a clamp bound
+      with the drift pointing out of it, add nothing (unconstrained, it is exactly sum_t grad E(x_t)).
     * ``segments``: (label, first_step, last_step) for multi-stage samplers.
     """
 
@@ -246,6 +248,17 @@ def _energy_and_grad(energy_fn: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
 # ----------------------------------------------------------------------------- engine
 
 
+def _movable_gradient(grad: Tensor, x: Tensor, mask: Tensor | None, clamp: tuple[float, float] | None) -> Tensor:
+    """grad E with the entries that cannot move this step zeroed (see Trace.grad_sum)."""
+    g = grad.detach().clone()
+    if mask is not None:
+        g = g * (1 - mask)
+    if clamp is not None:
+        lo, hi = clamp
+        g = g.masked_fill(((x >= hi) & (g < 0)) | ((x <= lo) & (g > 0)), 0.0)  # drift -g points out of the box
+    return g
+
+
 def langevin(
     energy_fn: EnergyFn,
     x0: Tensor,
@@ -316,6 +329,7 @@ def langevin(
                 )
             eta, sigma = step_fn(t), noise_fn(t)
             with torch.no_grad():
+                effective = _movable_gradient(grad, x, mask_t if mask is not None else None, clamp)
                 x = x - eta * grad
                 if isinstance(sigma, Tensor) or sigma > 0:
                     x = x + sigma * randn(x.shape, generator, device=x.device, dtype=x.dtype)
@@ -326,7 +340,7 @@ def langevin(
             grad_norm = grad.flatten(1).norm(dim=1)
             trace.energies.append(energy.cpu())
             trace.grad_norms.append(grad_norm.cpu())
-            trace.grad_sum = grad.detach().clone() if trace.grad_sum is None else trace.grad_sum + grad.detach()
+            trace.grad_sum = effective if trace.grad_sum is None else trace.grad_sum + effective
             if record_every and ((t + 1) % record_every == 0 or t + 1 == steps):
                 trace.add_frame(x, f"step {t + 1}")
             if callback is not None:

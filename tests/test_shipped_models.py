@@ -75,13 +75,18 @@ def _emoji_examples(style: str) -> torch.Tensor:
 
 
 def test_translation_saliency_concentrates_where_pixels_changed():
-    """Issue 8's bar: Spearman(saliency, |output - input|) >= 0.5 on 20 held-out emoji (mean over images)."""
+    """Issue 8's bar: Spearman(saliency, |output - input|) >= 0.5 on 20 held-out emoji (mean over images).
+    With the default noise-free translation the change is the clipped drift itself, so this mostly checks
+    the bookkeeping; the second check asks more: saliency must also follow where the *true* Google
+    drawing differs from the Twitter one, which the model never saw paired."""
     from studio.metrics import spearman
 
     model = studio.load("cfebm-emoji-t2g")
-    source = _emoji_examples("twitter")
+    source, target = _emoji_examples("twitter"), _emoji_examples("google")
     out, trace = model.translate(source, seeds="0-19")
-    change, saliency = (out - source).norm(dim=1), trace.saliency()
-    rho = sum(spearman(saliency[i], change[i]) for i in range(20)) / 20
-    print(f"cfebm-emoji-t2g saliency/change Spearman on 20 held-out emoji: {rho:.3f}")
-    assert rho >= 0.5
+    saliency = trace.saliency()
+    mean_rho = lambda ref: sum(spearman(saliency[i], ref[i]) for i in range(20)) / 20  # noqa: E731
+    changed, needed = mean_rho((out - source).norm(dim=1)), mean_rho((target - source).norm(dim=1))
+    print(f"cfebm-emoji-t2g Spearman on 20 held-out emoji: saliency vs change {changed:.3f}, vs true difference {needed:.3f}")
+    assert changed >= 0.5
+    assert needed >= 0.3
