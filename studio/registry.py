@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from . import cdrl, cfebm, evaluator, toy  # noqa: F401  (register model kinds)
+from . import cdrl, cfebm, evaluator, letit, toy  # noqa: F401  (register model kinds)
 from .hub import checkpoints_dir, read_card
 
 HUB_ORG = os.environ.get("STUDIO_HUB_ORG", "ebm-studio")
@@ -32,6 +32,7 @@ _ENTRIES = [
     Entry("drl-fmnist", "DRL baseline: the CDRL energy without an initializer (K = 30 per level)."),
     Entry("cfebm-fmnist", "CF-EBM: Fashion-MNIST EBM grown 8 -> 16 -> 32 px; generation, denoising, inpainting, OOD scores."),
     Entry("ebm-single-fmnist", "Ablation: the CF-EBM network trained at 32 px only, on the same image budget."),
+    Entry("letit-emoji", "LETIT: latent energy transport between Twitter and Google emoji (autoencoder + one latent EBM per direction)."),
     Entry("evaluator-fmnist", "Reference Fashion-MNIST classifier; its features define the studio's FD."),
     Entry("evaluator-emoji", "Reference Twitter-vs-Google emoji style classifier."),
     Entry("evaluator-shapes3d", "Reference 6-class classifier of procedural shapes3d renders."),
