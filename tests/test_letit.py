@@ -1,0 +1,232 @@
+"""LETIT: autoencoder round trip, latent chains, both directions, latent shift, seeds, checkpoints, training stages."""
+import json
+
+import pytest
+import torch
+
+import studio
+from studio.errors import SamplingError
+from studio.hub import save_checkpoint
+from studio.letit import LETIT, LETITConfig, TranslationResult
+from test_data_emoji import _entries, build_tree
+from test_training import _launch
+
+SAMPLER = {"steps": 4, "step_size": 0.05, "noise": 0.1}
+
+
+def tiny(vector: bool = False, directions=("t2g", "g2t")) -> LETIT:
+    torch.manual_seed(0)
+    cfg = LETITConfig(image_size=16, ae_widths=[4, 8], ae_blocks=[0, 1], latent_channels=2, ebm_width=4,
+                      latent_dim=6 if vector else 0, directions={d: dict(SAMPLER) for d in directions})
+    return LETIT(cfg).eval().requires_grad_(False)
+
+
+@pytest.fixture
+def emoji_data(tmp_path, monkeypatch):
+    """The fake emoji tree of test_data_emoji under a private STUDIO_DATA_DIR (loader cache included)."""
+    build_tree(tmp_path / "data" / "emoji", _entries())
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def test_autoencoder_round_trip_on_fixtures(emoji_data):
+    from studio.data.emoji import load_emoji_pairs
+
+    pairs = load_emoji_pairs("train", size=16)
+    x = torch.cat([pairs.twitter, pairs.google])
+    model = tiny()
+    z = model.encode(x)
+    assert z.shape == (len(x), 2, 8, 8) and model.config.latent_shape == (2, 8, 8)
+    rec = model.reconstruct(x)
+    assert rec.shape == x.shape and rec.min() >= -1 and rec.max() <= 1
+    torch.testing.assert_close(model.decode(z), rec)
+    # Normalised latents: after set_latent_stats the codes of these images have per-channel mean 0 and std 1.
+    model.set_latent_stats(model.encode_raw(x))
+    z = model.encode(x)
+    torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(2), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std((0, 2, 3)), torch.ones(2), atol=1e-4, rtol=0)
+    torch.testing.assert_close(model.reconstruct(x), rec, atol=1e-5, rtol=1e-4)  # normalisation is invertible
+    # A few optimiser steps on the fixtures lower the reconstruction error (the loss the AE stage trains).
+    model.requires_grad_(True).train()
+    opt = torch.optim.Adam([*model.encoder.parameters(), *model.decoder.parameters()], lr=3e-3)
+    first = None
+    for _ in range(30):
+        out = model.autoencoder_loss(x, 0.05, 1e-3, torch.Generator().manual_seed(0))
+        first = float(out["mse"]) if first is None else first
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    assert float(out["mse"]) < 0.7 * first
+
+
+def test_vector_latent_round_trip():
+    model = tiny(vector=True)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert model.encode(x).shape == (2, 6) and model.reconstruct(x).shape == x.shape
+    assert model.energy(model.encode(x), "t2g").shape == (2,)
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_energy_decreases_along_a_noiseless_chain(vector):
+    model = tiny(vector)
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    for direction in ("t2g", "g2t"):
+        r = model.translate(x, direction, steps=25, step_size=0.02, noise=0.0, seeds="0-2")
+        e = torch.cat([r.energies(), model.energy(r.latents, direction)[None]])  # energies before each step, then the end
+        assert e.shape == (26, 3)
+        assert (e[1:] <= e[:-1] + 1e-6).all(), "gradient descent on E must not increase it"
+        assert (e[-1] < e[0]).all()
+
+
+def test_both_directions_use_their_own_ebm_and_bad_arguments_are_clear():
+    model = tiny()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    t2g = model.translate(x, "t2g", seeds="0-1", noise=0.0)
+    g2t = model.translate(x, "g2t", seeds="0-1", noise=0.0)
+    assert isinstance(t2g, TranslationResult) and t2g.direction == "t2g" and g2t.direction == "g2t"
+    assert t2g.outputs.shape == g2t.outputs.shape == x.shape
+    assert not torch.allclose(t2g.latents, g2t.latents)
+    torch.testing.assert_close(t2g.reconstructions, g2t.reconstructions)
+    z = model.encode(x)
+    assert not torch.allclose(model.energy(z, "t2g"), model.energy(z, "g2t"))
+    with pytest.raises(SamplingError, match="Unknown direction 'sideways'.*t2g"):
+        model.translate(x, "sideways")
+    with pytest.raises(SamplingError, match="Unknown direction"):
+        model.energy(z, "x2y")
+    for steps in (-1, 1001, 2.5, "ten"):
+        with pytest.raises(SamplingError, match="steps"):
+            model.translate(x, "t2g", steps=steps, seeds="0-1")
+    with pytest.raises(SamplingError, match="step_size"):
+        model.translate(x, "t2g", step_size=-1.0, seeds="0-1")
+    for bad in (torch.rand(2, 1, 16, 16), torch.rand(2, 3, 32, 32), torch.rand(16, 16), torch.rand(2, 4, 16, 16)):
+        with pytest.raises(SamplingError, match=r"RGB 16x16 images shaped \[B, 3, 16, 16\]"):
+            model.translate(bad, "t2g")
+    with pytest.raises(SamplingError, match="NaN"):
+        model.reconstruct(torch.full((1, 3, 16, 16), float("nan")))
+    with pytest.raises(SamplingError, match="3 seeds"):
+        model.translate(x, "t2g", seeds="0-2")
+    one_way = tiny(directions=("t2g",))
+    with pytest.raises(SamplingError, match="g2t latent EBM of this checkpoint has not been trained"):
+        one_way.translate(x, "g2t")
+
+
+def test_latent_shift_frames_and_trace():
+    model = tiny()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    r = model.translate(x, "t2g", steps=6, seeds="3-4", record_every=1)
+    assert r.latent_shift.shape == (2, 2, 8, 8) and (r.latent_shift >= 0).all() and r.latent_shift.sum() > 0
+    assert r.shift_map().shape == (2, 8, 8) and r.shift_per_channel().shape == (2, 2)
+    # With a frame at every step, the shift is exactly sum_t |z_{t+1} - z_t| over the recorded path.
+    path = torch.stack(r.trace.frames)
+    torch.testing.assert_close(r.latent_shift, (path[1:] - path[:-1]).abs().sum(0))
+    torch.testing.assert_close(path[0], r.source_latents)
+    torch.testing.assert_close(path[-1], r.latents)
+    assert r.frame_steps == list(range(7)) and len(r.frames) == 7 and r.frames[0].shape == x.shape
+    torch.testing.assert_close(r.frames[0], r.reconstructions)
+    torch.testing.assert_close(r.frames[-1], r.outputs)
+    assert r.trace.num_steps == 6 and r.energies().shape == (6, 2)
+    every3 = model.translate(x, "t2g", steps=6, seeds="3-4", record_every=3)
+    assert every3.frame_steps == [0, 3, 6]
+    torch.testing.assert_close(every3.latent_shift, r.latent_shift)
+    none = model.translate(x, "t2g", steps=0, seeds="0-1")
+    assert (none.latent_shift == 0).all() and not none.frames
+    torch.testing.assert_close(none.outputs, none.reconstructions)
+    vec = tiny(vector=True).translate(x, "g2t", seeds="0-1")
+    assert vec.latent_shift.shape == (2, 6) and (vec.latent_shift >= 0).all() and vec.shift_map().shape == (2, 6)
+
+
+def test_per_sample_seeds():
+    model = tiny()
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    batch = model.translate(x, "t2g", seeds="5,6,7")
+    alone = model.translate(x[1], "t2g", seeds="6")
+    torch.testing.assert_close(alone.latents, batch.latents[1:2], atol=1e-5, rtol=1e-5)
+    again = model.translate(x, "t2g", seeds="5,6,7")
+    torch.testing.assert_close(again.latents, batch.latents)
+    assert not torch.allclose(model.translate(x, "t2g", seeds="8,9,10").latents, batch.latents)
+    # One seed for a batch means consecutive seeds; one image with several seeds gives one chain per seed.
+    assert model.translate(x, "t2g", seeds="5").seeds == [5, 6, 7]
+    fan = model.translate(x[0], "t2g", seeds="5-8")
+    assert fan.outputs.shape == (4, 3, 16, 16) and fan.seeds == [5, 6, 7, 8]
+    torch.testing.assert_close(fan.latents[0:1], batch.latents[0:1], atol=1e-5, rtol=1e-5)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = tiny()
+    model.latent_std.fill_(2.0)
+    save_checkpoint(tmp_path / "ck", "letit", model.config, model.state_dict(), "tiny LETIT")
+    loaded = studio.load(tmp_path / "ck", kind="letit")
+    z = torch.randn(2, 2, 8, 8)
+    for d in ("t2g", "g2t"):
+        torch.testing.assert_close(loaded.energy(z, d), model.energy(z, d))
+    assert loaded.config.directions == model.config.directions and float(loaded.latent_std.mean()) == 2.0
+
+
+# ----------------------------------------------------------------------------- training stages through accelerate
+
+TINY = ["--set", "model.ae_widths=[4, 8]", "--set", "model.ae_blocks=[0, 1]", "--set", "model.latent_channels=2",
+        "--set", "model.ebm_width=4", "--set", "train.image_size=16", "--set", "train.threads=1",
+        "--set", "train.autoencoder.batch_size=4", "--set", "train.autoencoder.save_every=1",
+        "--set", "train.ebm.batch_size=4", "--set", "train.ebm.langevin_steps=2", "--set", "train.ebm.save_every=1"]
+
+
+@pytest.fixture(scope="module")
+def ae_stage(tmp_path_factory):
+    """One tiny autoencoder stage on the fixture emoji, shared by the stage tests below."""
+    tmp = tmp_path_factory.mktemp("letit")
+    build_tree(tmp / "data" / "emoji", _entries())
+    env = {"STUDIO_DATA_DIR": str(tmp / "data")}
+    run_dir, out = tmp / "run", tmp / "ckpt"
+    common = ["--config", "train/configs/letit_emoji.yaml", *TINY, "--run-dir", str(run_dir), "--export-dir", str(out)]
+    # The autoencoder stage exports untrained EBMs of width 3; the first EBM stage rebuilds them at TINY's width 4.
+    done = _launch("train/letit.py", [*common, "--stage", "autoencoder", "--set", "train.autoencoder.steps=2",
+                                      "--set", "model.ebm_width=3"], env)
+    return done, env, common, run_dir, out
+
+
+def test_autoencoder_stage_exports_an_autoencoder_without_ebms(ae_stage, tmp_path):
+    done, env, common, run_dir, out = ae_stage
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run_dir / "autoencoder" / "run.json").read_text())["step"] == 2
+    model = studio.load(out, kind="letit")
+    assert model.trained_directions == [] and model.config.latent_shape == (2, 8, 8)
+    assert float(model.latent_std.min()) > 0 and float(model.latent_std.max()) != 1.0  # statistics were set
+    assert (run_dir / "autoencoder" / "export" / "model.safetensors").is_file()
+    assert model.checkpoint.extra["stages"]["autoencoder"]["steps"] == 2
+    with pytest.raises(SamplingError, match="not been trained yet"):
+        model.translate(torch.zeros(1, 3, 16, 16), "t2g")
+    # The EBM stage needs an autoencoder first, and says how to get one.
+    none = tmp_path / "none"
+    early = _launch("train/letit.py", [*common[:-4], "--run-dir", str(none), "--export-dir", str(none / "ckpt"),
+                                       "--stage", "ebm", "--direction", "t2g"], env)
+    assert early.returncode != 0 and "--stage autoencoder" in early.stderr
+
+
+def test_ebm_stages_both_directions_resume_and_one_export(ae_stage):
+    done, env, common, run_dir, out = ae_stage
+    assert done.returncode == 0, done.stderr[-3000:]
+    ae = studio.load(out, kind="letit")
+    t2g = _launch("train/letit.py", [*common, "--stage", "ebm", "--direction", "t2g", "--set", "train.ebm.steps=2"], env)
+    assert t2g.returncode == 0, t2g.stderr[-3000:]
+    assert studio.load(out).trained_directions == ["t2g"]
+    resumed = _launch("train/letit.py", [*common, "--stage", "ebm", "--direction", "t2g", "--set", "train.ebm.steps=3", "--resume"], env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run_dir / "ebm-t2g" / "run.json").read_text())["step"] == 3
+    other_width = _launch("train/letit.py", [*common, "--stage", "ebm", "--direction", "g2t", "--set", "model.ebm_width=6"], env)
+    assert other_width.returncode != 0 and "share one architecture" in other_width.stderr
+    g2t = _launch("train/letit.py", [*common, "--stage", "ebm", "--direction", "g2t", "--set", "train.ebm.steps=1"], env)
+    assert g2t.returncode == 0, g2t.stderr[-3000:]
+
+    final = studio.load(out, kind="letit")
+    assert final.trained_directions == ["t2g", "g2t"] and final.config.ebm_width == 4 and ae.config.ebm_width == 3
+    assert final.config.directions["t2g"]["steps"] == 2 and set(final.config.directions["g2t"]) == {"steps", "step_size", "noise"}
+    stages = final.checkpoint.extra["stages"]
+    assert set(stages) == {"autoencoder", "ebm_t2g", "ebm_g2t"} and stages["ebm_t2g"]["steps"] == 3
+    for k, v in ae.state_dict().items():  # the EBM stages leave the autoencoder untouched
+        if not k.startswith("ebms."):
+            torch.testing.assert_close(final.state_dict()[k], v)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    for d in ("t2g", "g2t"):
+        r = final.translate(x, d, seeds="0-1", record_every=1)
+        assert r.outputs.shape == x.shape and len(r.frames) == 3
+    assert "EBMs trained: t2g, g2t" in (out / "README.md").read_text()
