@@ -272,7 +272,13 @@ def export(name: str, model: nn.Module, card: ModelCard, *, wall_seconds: float,
 
 def configure_threads(accelerator, requested: int = 0) -> int:
     """CPU threads per process. `accelerate launch` exports OMP_NUM_THREADS=1, which would leave a
-    single-process CPU run on one core; default to sharing the machine's cores between processes."""
+    single-process CPU run on one core; default to sharing the machine's cores between processes.
+    STUDIO_THREADS=n in the environment wins over the config (for runs that share a machine)."""
+    env = os.environ.get("STUDIO_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ConfigError(f"STUDIO_THREADS must be a positive integer; got {env!r}.")
+        requested = int(env)
     if requested:
         n = requested
     elif accelerator.device.type == "cpu":
