@@ -32,6 +32,7 @@ _ENTRIES = [
     Entry("drl-fmnist", "DRL baseline: the CDRL energy without an initializer (K = 30 per level)."),
     Entry("cfebm-fmnist", "CF-EBM: Fashion-MNIST EBM grown 8 -> 16 -> 32 px; generation, denoising, inpainting, OOD scores."),
     Entry("ebm-single-fmnist", "Ablation: the CF-EBM network trained at 32 px only, on the same image budget."),
+    Entry("cfebm-emoji-t2g", "CF-EBM pixel-space translation baseline: Twitter -> Google emoji, grown 16 -> 32 -> 64 px."),
     Entry("letit-emoji", "LETIT: latent energy transport between Twitter and Google emoji (autoencoder + one latent EBM per direction)."),
     Entry("evaluator-fmnist", "Reference Fashion-MNIST classifier; its features define the studio's FD."),
     Entry("evaluator-emoji", "Reference Twitter-vs-Google emoji style classifier."),
