@@ -1,0 +1,63 @@
+"""The Translate tab in headless Chromium on tiny random LETIT and CF-EBM checkpoints."""
+import io
+import os
+import shutil
+
+import pytest
+from PIL import Image
+
+from studio.hub import checkpoints_dir
+from studio.ui import common
+
+from conftest import open_in_chromium
+from test_app_translate import save_tiny_translators
+from test_browser import CHROMIUM
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian chromium")]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpts")
+    shutil.copytree(checkpoints_dir() / "toy-ring", root / "toy-ring")
+    save_tiny_translators(root)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STUDIO_CHECKPOINTS", str(root))
+    common.cached_model.cache_clear()
+    from studio.ui import build_app
+
+    try:
+        yield from open_in_chromium(build_app(), CHROMIUM)
+    finally:
+        common.cached_model.cache_clear()
+        mp.undo()
+
+
+def _note(page) -> str:
+    return page.locator("#translate-note").inner_text()
+
+
+def _wait_for_note(page, text: str) -> None:
+    page.wait_for_function(f"() => (document.querySelector('#translate-note')?.innerText || '').includes({text!r})",
+                           timeout=120000)
+
+
+def test_translate_tab_runs_and_shows_the_output(page):
+    page.get_by_role("tab", name="Translate", exact=True).click()
+    # The pixel baseline only goes Twitter -> Google: choosing it after Google -> Twitter switches the direction back.
+    page.get_by_label("google->twitter").check()
+    page.get_by_label("CF-EBM pixel").check()
+    page.wait_for_function("() => document.querySelector('input[value=\"twitter->google\"]')?.checked", timeout=30000)
+    page.get_by_label("LETIT").check()
+    page.get_by_label("google->twitter").check()
+    page.get_by_role("button", name="Translate", exact=True).click()
+    _wait_for_note(page, "LETIT google->twitter")
+    assert "PSNR to the true twitter drawing" in _note(page)
+    out = page.locator("#translate-output img").first
+    out.wait_for(timeout=60000)
+    page.wait_for_function("() => document.querySelector('#translate-output img')?.naturalWidth > 0", timeout=30000)
+    img = Image.open(io.BytesIO(page.request.get(out.get_attribute("src")).body()))
+    assert img.size == (128, 128)
+    for plot in ("#translate-shift", "#translate-energy"):  # both plotly charts drew something
+        page.locator(f"{plot} .js-plotly-plot").first.wait_for(timeout=30000)
+    page.screenshot(path="runs/translate.png", full_page=True)
