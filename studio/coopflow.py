@@ -1,0 +1,391 @@
+"""CoopFlow: a normalizing flow proposes, a short-run Langevin flow on an EBM refines (Xie et al., ICLR 2022;
+Zhu thesis ch. 4). Notes: shared/papers/cdrl-coopflow-notes.md, part A.
+
+Two models, trained cooperatively (Algorithm 3, see train/coopflow.py):
+
+* **Flow** q(x): a small Glow/RealNVP-style flow at 32x32 grey. Three levels of
+  [squeeze, K x (actnorm, invertible 1x1 conv, affine coupling), split]; every
+  layer has an exact inverse and a closed-form log-determinant. The factored-out
+  latents are concatenated into one vector z ~ N(0, I) of size 1024.
+* **EBM** f(x): the paper's negative energy (Table 4.3, scaled down): 3x3 conv +
+  Swish, three residual blocks (two 3x3 convs + Swish, a 3x3 conv shortcut, 2x2
+  average pooling) to 4x4, a 4x4 valid conv, summed to a scalar. No normalisation.
+  The studio's energy is E(x) = -f(x) (lower = more probable).
+
+Dequantisation. Images are 8-bit; the flow is a density on y in [0, 1]^D with
+y = ((x + 1)/2 * 255 + u) / 256, u ~ U(0, 1)^D (uniform dequantisation: exactly
+(k + u)/256 for a data pixel k). Refined samples are continuous and clamped to
+[-1, 1]; they go through the same map, so no point mass at the clamp bounds can
+make the flow's likelihood unbounded. Then, as in RealNVP, p = a + (1 - 2a) y and
+s = logit(p) (a = 0.05) keep the coupling layers away from the [0, 1] boundary;
+the log-determinant of that map is part of log q. Flow samples are mapped back
+with the inverse (u at its mean 1/2) and clipped to [-1, 1].
+
+Langevin mapping onto ``studio.langevin``: the paper's Eq. 4.2 is
+x <- x + (delta^2/2) grad f(x) + delta eps, so ``step_size = delta^2 / 2`` on
+grad E = -grad f and ``noise_std = noise * delta``. The paper trains and samples
+without the noise term (noise = 0, the default), with delta = 0.03 in training and
+4/3 of it at test time. The authors' code also clips each update to +-0.1; the
+engine has no per-update clip, so here only the [-1, 1] clamp bounds the chain.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import SamplingError
+from .hub import register_model
+from .langevin import Trace, langevin, make_generators, parse_seeds, randn
+from .nn import sn_conv
+
+LOG2 = math.log(2.0)
+
+
+# ----------------------------------------------------------------------------- flow layers
+# Each layer maps h -> h' in the normalising direction (data -> latent) with forward(h) -> (h', logdet [B])
+# and back with inverse(h'). logdet is log|det dh'/dh| per sample.
+
+
+def squeeze(h: Tensor) -> Tensor:
+    """[B, C, H, W] -> [B, 4C, H/2, W/2] (space to depth); volume preserving."""
+    b, c, hh, ww = h.shape
+    h = h.view(b, c, hh // 2, 2, ww // 2, 2).permute(0, 1, 3, 5, 2, 4)
+    return h.reshape(b, c * 4, hh // 2, ww // 2)
+
+
+def unsqueeze(h: Tensor) -> Tensor:
+    b, c, hh, ww = h.shape
+    h = h.view(b, c // 4, 2, 2, hh, ww).permute(0, 1, 4, 2, 5, 3)
+    return h.reshape(b, c // 4, hh * 2, ww * 2)
+
+
+class ActNorm(nn.Module):
+    """Per-channel affine h' = (h + bias) * exp(logs); data-dependent init on the first training batch (Glow)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.logs = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.register_buffer("initialized", torch.tensor(0, dtype=torch.uint8))
+
+    @torch.no_grad()
+    def _init(self, h: Tensor) -> None:
+        mean = h.mean(dim=(0, 2, 3), keepdim=True)
+        std = h.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
+        self.bias.copy_(-mean)
+        self.logs.copy_(-std.log())
+        self.initialized.fill_(1)
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        if self.training and not bool(self.initialized):
+            self._init(h)
+        logdet = self.logs.sum() * h.shape[2] * h.shape[3]
+        return (h + self.bias) * self.logs.exp(), logdet.expand(h.shape[0])
+
+    def inverse(self, h: Tensor) -> Tensor:
+        return h * (-self.logs).exp() - self.bias
+
+
+class InvConv1x1(nn.Module):
+    """Invertible 1x1 convolution (Glow), initialised to a random rotation; logdet = H W log|det W|."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        w = torch.linalg.qr(torch.randn(channels, channels))[0]
+        self.weight = nn.Parameter(w)
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        logdet = torch.linalg.slogdet(self.weight)[1] * h.shape[2] * h.shape[3]
+        return F.conv2d(h, self.weight[:, :, None, None]), logdet.expand(h.shape[0])
+
+    def inverse(self, h: Tensor) -> Tensor:
+        return F.conv2d(h, torch.linalg.inv(self.weight)[:, :, None, None])
+
+
+class AffineCoupling(nn.Module):
+    """h = (a, b): b' = (b + t(a)) * sigmoid(r(a) + 2), a unchanged. The last conv starts at zero, so each
+    coupling starts near the identity; the sigmoid bounds the scale (Glow's stable choice)."""
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.half = channels // 2
+        self.net = nn.Sequential(sn_conv(self.half, hidden, 3, sn=False), nn.ReLU(), sn_conv(hidden, hidden, 1, sn=False),
+                                 nn.ReLU(), sn_conv(hidden, 2 * (channels - self.half), 3, sn=False))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def _st(self, a: Tensor) -> tuple[Tensor, Tensor]:
+        raw, t = self.net(a).chunk(2, dim=1)
+        return F.logsigmoid(raw + 2.0), t
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        a, b = h[:, : self.half], h[:, self.half :]
+        log_s, t = self._st(a)
+        return torch.cat([a, (b + t) * log_s.exp()], 1), log_s.flatten(1).sum(1)
+
+    def inverse(self, h: Tensor) -> Tensor:
+        a, b = h[:, : self.half], h[:, self.half :]
+        log_s, t = self._st(a)
+        return torch.cat([a, b * (-log_s).exp() - t], 1)
+
+
+class FlowStep(nn.Module):
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.layers = nn.ModuleList([ActNorm(channels), InvConv1x1(channels), AffineCoupling(channels, hidden)])
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        total = h.new_zeros(h.shape[0])
+        for layer in self.layers:
+            h, ld = layer(h)
+            total = total + ld
+        return h, total
+
+    def inverse(self, h: Tensor) -> Tensor:
+        for layer in reversed(self.layers):
+            h = layer.inverse(h)
+        return h
+
+
+class Flow(nn.Module):
+    """Multi-scale flow on s = logit(a + (1 - 2a) y): per level squeeze, K steps, then split off half the
+    channels (all of them at the last level). ``encode`` returns z [B, C*H*W] and log|det dz/ds|."""
+
+    def __init__(self, channels: int, image_size: int, levels: int, steps_per_level: int, hidden: int):
+        super().__init__()
+        self.channels, self.image_size = channels, image_size
+        if image_size % (2**levels):
+            raise ValueError(f"image_size {image_size} must be divisible by 2**levels = {2**levels}")
+        self.levels = nn.ModuleList()
+        self.shapes: list[tuple[int, int, int]] = []  # shape of each factored-out block
+        c, r = channels, image_size
+        for i in range(levels):
+            c, r = c * 4, r // 2
+            self.levels.append(nn.ModuleList(FlowStep(c, hidden) for _ in range(steps_per_level)))
+            out = c if i == levels - 1 else c // 2
+            self.shapes.append((out, r, r))
+            c -= out if i < levels - 1 else 0
+
+    @property
+    def dim(self) -> int:
+        return self.channels * self.image_size**2
+
+    def encode(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        logdet = s.new_zeros(s.shape[0])
+        h, zs = s, []
+        for i, steps in enumerate(self.levels):
+            h = squeeze(h)
+            for step in steps:
+                h, ld = step(h)
+                logdet = logdet + ld
+            out = self.shapes[i][0]
+            if i < len(self.levels) - 1:
+                zs.append(h[:, :out].flatten(1))
+                h = h[:, out:]
+            else:
+                zs.append(h.flatten(1))
+        return torch.cat(zs, 1), logdet
+
+    def decode(self, z: Tensor) -> Tensor:
+        sizes = [math.prod(s) for s in self.shapes]
+        parts = list(z.split(sizes, dim=1))
+        h = None
+        for i in range(len(self.levels) - 1, -1, -1):
+            zi = parts[i].view(z.shape[0], *self.shapes[i])
+            h = zi if h is None else torch.cat([zi, h], 1)
+            for step in reversed(self.levels[i]):
+                h = step.inverse(h)
+            h = unsqueeze(h)
+        return h
+
+
+# ----------------------------------------------------------------------------- EBM
+
+
+class ResBlock(nn.Module):
+    """Table 4.3(b): Swish(conv(Swish(conv(x)))) + Swish(conv(x)), then 2x2 average pooling."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = sn_conv(cin, cout, 3, sn=False)
+        self.conv2 = sn_conv(cout, cout, 3, sn=False)
+        self.skip = sn_conv(cin, cout, 3, sn=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.silu(self.conv2(F.silu(self.conv1(x)))) + F.silu(self.skip(x))
+        return F.avg_pool2d(h, 2)
+
+
+class CoopEBM(nn.Module):
+    """f(x) (higher = more probable): conv + Swish, residual blocks 2c, 4c, 8c down to 4x4, 4x4 conv, sum."""
+
+    def __init__(self, channels: int, width: int, head_channels: int, image_size: int):
+        super().__init__()
+        self.inp = sn_conv(channels, width, 3, sn=False)
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        self.blocks = nn.Sequential(*(ResBlock(a, b) for a, b in zip(widths[:-1], widths[1:])))
+        self.head = nn.Conv2d(widths[-1], head_channels, image_size // 8)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.blocks(F.silu(self.inp(x)))
+        return F.silu(self.head(h)).flatten(1).sum(1)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@dataclass
+class CoopFlowConfig:
+    image_size: int = 32
+    channels: int = 1
+    flow_levels: int = 3
+    flow_steps: int = 4  # flow steps (actnorm, 1x1 conv, coupling) per level
+    flow_hidden: int = 64
+    logit_alpha: float = 0.05
+    ebm_width: int = 16
+    ebm_head: int = 100
+    langevin_steps: int = 30  # T in training
+    train_step_size: float = 0.03  # delta in training
+    step_size: float = 0.04  # delta for sampling (the paper: 4/3 of the training delta)
+    noise: float = 0.0  # Langevin noise as a fraction of delta (the paper: none)
+
+
+@dataclass
+class CoopFlowSamples:
+    """Flow proposals and the same samples after the Langevin flow, both in [-1, 1]."""
+
+    flow: Tensor
+    refined: Tensor
+    trace: Trace
+    seeds: list[int]
+
+
+@register_model("coopflow")
+class CoopFlow(nn.Module):
+    """Normalizing flow + EBM; ``sample`` returns the flow's proposals and their Langevin refinement."""
+
+    config_class = CoopFlowConfig
+
+    def __init__(self, config: CoopFlowConfig):
+        super().__init__()
+        self.config = c = config
+        self.flow = Flow(c.channels, c.image_size, c.flow_levels, c.flow_steps, c.flow_hidden)
+        self.ebm = CoopEBM(c.channels, c.ebm_width, c.ebm_head, c.image_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # -- EBM ---------------------------------------------------------------------------------
+
+    def energy(self, x: Tensor) -> Tensor:
+        """E(x) = -f(x) (lower = more probable)."""
+        return -self.ebm(x)
+
+    # -- flow density ------------------------------------------------------------------------
+
+    def dequantize(self, x: Tensor, u: Tensor) -> Tensor:
+        """x in [-1, 1] and u ~ U(0, 1) -> y = ((x + 1)/2 * 255 + u) / 256 in [0, 1]."""
+        return ((x.clamp(-1, 1) + 1) / 2 * 255 + u) / 256
+
+    def _to_logit(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """y -> s = logit(a + (1 - 2a) y) and log|det ds/dy| per sample."""
+        a = self.config.logit_alpha
+        p = a + (1 - 2 * a) * y
+        s = torch.log(p) - torch.log1p(-p)
+        logdet = (math.log(1 - 2 * a) - torch.log(p) - torch.log1p(-p)).flatten(1).sum(1)
+        return s, logdet
+
+    def _from_logit(self, s: Tensor) -> Tensor:
+        a = self.config.logit_alpha
+        return (torch.sigmoid(s) - a) / (1 - 2 * a)
+
+    def log_prob_y(self, y: Tensor) -> Tensor:
+        """log q(y) per sample: the flow's density on dequantized images y in [0, 1]^D."""
+        s, ld_s = self._to_logit(y)
+        z, ld_z = self.flow.encode(s)
+        log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
+        return log_pz + ld_z + ld_s
+
+    def nll_bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Bits per dimension of 8-bit images x in [-1, 1] (one dequantisation draw; an upper bound in expectation)."""
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        d = x[0].numel()
+        return -self.log_prob_y(self.dequantize(x, u)) / (d * LOG2) + 8.0
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Latents [B, D] -> flow images in [-1, 1] (inverse of the dequantisation with u = 1/2, clipped)."""
+        c = self.config
+        y = self._from_logit(self.flow.decode(z))
+        return (2 * (256 * y - 0.5) / 255 - 1).clamp(-1, 1).view(z.shape[0], c.channels, c.image_size, c.image_size)
+
+    def latents(self, generators, temperature: float = 1.0) -> Tensor:
+        return temperature * randn((len(generators), self.flow.dim), generators).to(self.device)
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    def refine(self, x0: Tensor, *, steps: int | None = None, step_size: float | None = None, noise: float | None = None,
+               generator=None, record_every: int = 0, progress: bool = False) -> tuple[Tensor, Trace]:
+        """T Langevin steps on E = -f from x0: step_size = delta^2/2, noise_std = noise * delta, clamp [-1, 1]."""
+        c = self.config
+        t = c.langevin_steps if steps is None else int(steps)
+        delta = c.step_size if step_size is None else float(step_size)
+        nz = c.noise if noise is None else float(noise)
+        if not 0 <= t <= 1000:
+            raise SamplingError(f"Langevin steps must be between 0 and 1000; got {steps}.")
+        if not (0 < delta <= 1 and math.isfinite(delta)):
+            raise SamplingError(f"Langevin step size delta must be in (0, 1]; got {step_size}.")
+        if not (0 <= nz <= 1 and math.isfinite(nz)):
+            raise SamplingError(f"Langevin noise must be between 0 and 1 (a fraction of delta); got {noise}.")
+        return langevin(self.energy, x0, steps=t, step_size=delta**2 / 2, noise_std=nz * delta, generator=generator,
+                        clamp=(-1.0, 1.0), record_every=record_every, modules=[self.ebm], progress=progress, desc="CoopFlow")
+
+    def sample(self, seeds="0-15", *, steps: int | None = None, step_size: float | None = None, noise: float | None = None,
+               temperature: float = 1.0, record_every: int = 0, progress: bool = False) -> CoopFlowSamples:
+        """Flow proposals x_hat = g(z), z from seed i, then T Langevin steps; returns both (and the Trace)."""
+        if not (0 < temperature <= 2 and math.isfinite(temperature)):
+            raise SamplingError(f"temperature must be in (0, 2]; got {temperature}.")
+        seed_list = parse_seeds(seeds, max_count=1024)
+        gens = make_generators(seed_list)
+        with torch.no_grad():
+            x_flow = self.decode(self.latents(gens, temperature))
+        if not torch.isfinite(x_flow).all():
+            raise SamplingError("The flow produced non-finite values; lower the temperature.")
+        refined, trace = self.refine(x_flow, steps=steps, step_size=step_size, noise=noise, generator=gens,
+                                     record_every=record_every, progress=progress)
+        if record_every and trace.frame_labels:
+            trace.frame_labels[0] = "flow proposal"
+        return CoopFlowSamples(x_flow, refined, trace, seed_list)
+
+    def generate(self, seeds="0-15", **kwargs) -> tuple[Tensor, Trace]:
+        """The studio's common sampler contract: (refined samples, Trace)."""
+        out = self.sample(seeds, **kwargs)
+        return out.refined, out.trace
+
+    # -- training pieces (used by train/coopflow.py; no optimiser here) -------------------------
+
+    def flow_loss(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Mean bits per dimension of x (data, or refined samples: MLE on the Langevin flow's output)."""
+        return self.nll_bits_per_dim(x, generator).mean()
+
+    def propose_and_refine(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Algorithm 3, lines 4-6, with the training T and delta; no gradient flows between the models."""
+        c = self.config
+        with torch.no_grad():
+            z = torch.randn(n, self.flow.dim, generator=generator, device=self.device)
+            x_flow = self.decode(z)
+        was = self.ebm.training
+        self.ebm.eval()
+        refined, _ = self.refine(x_flow, steps=c.langevin_steps, step_size=c.train_step_size, noise=c.noise, generator=generator)
+        self.ebm.train(was)
+        return x_flow, refined.detach()
+
+    def ebm_loss(self, x_data: Tensor, x_refined: Tensor) -> dict[str, Tensor]:
+        """Minimise mean f(x~) - mean f(x_data), i.e. mean E(data) - mean E(refined)."""
+        e = self.energy(torch.cat([x_data, x_refined]))
+        e_pos, e_neg = e.chunk(2)
+        return {"ebm_loss": e_pos.mean() - e_neg.mean(), "e_data": e_pos.mean().detach(), "e_refined": e_neg.mean().detach()}
