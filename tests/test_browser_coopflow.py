@@ -1,0 +1,65 @@
+"""The CoopFlow tab in headless Chromium on a tiny random checkpoint: both grids appear, T = 0 makes them equal."""
+import io
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.hub import checkpoints_dir
+from studio.ui import common
+
+from conftest import open_in_chromium
+from test_app_coopflow import save_tiny_coopflow
+from test_browser import CHROMIUM
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian chromium")]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpts")
+    shutil.copytree(checkpoints_dir() / "toy-ring", root / "toy-ring")
+    save_tiny_coopflow(root)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STUDIO_CHECKPOINTS", str(root))
+    common.cached_model.cache_clear()
+    from studio.ui import build_app
+
+    try:
+        yield from open_in_chromium(build_app(), CHROMIUM)
+    finally:
+        common.cached_model.cache_clear()
+        mp.undo()
+
+
+def _image(page, elem_id: str) -> np.ndarray:
+    src = page.locator(f"#{elem_id} img").first.get_attribute("src")
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("L"))
+
+
+def _run(page, seeds: str) -> None:
+    page.get_by_role("button", name="Sample", exact=True).click()
+    page.wait_for_function(
+        f"() => (document.querySelector('#coopflow-summary textarea')?.value || '').includes('Seeds used: {seeds}')", timeout=120000)
+    for elem in ("coopflow-flow", "coopflow-refined"):
+        page.wait_for_function(f"() => document.querySelector('#{elem} img')?.naturalWidth > 0", timeout=30000)
+
+
+def test_coopflow_tab_samples_side_by_side(page):
+    page.get_by_role("tab", name="CoopFlow", exact=True).click()
+    _run(page, "0-15")
+    flow, refined = _image(page, "coopflow-flow"), _image(page, "coopflow-refined")
+    assert flow.shape == refined.shape and flow.shape[0] > 100 and (flow != refined).any()
+    page.screenshot(path="runs/coopflow.png", full_page=True) if os.path.isdir("runs") else None
+    # T = 0: the right grid is the flow's samples unchanged; a new seed changes both.
+    steps = page.locator("#coopflow-steps input[type=number]")
+    steps.fill("0")
+    steps.press("Enter")
+    seed = page.locator("#coopflow-seed input")
+    seed.fill("7")
+    seed.press("Enter")
+    _run(page, "7-22")
+    flow2, refined2 = _image(page, "coopflow-flow"), _image(page, "coopflow-refined")
+    assert (flow2 == refined2).all() and (flow2 != flow).any()
