@@ -1,4 +1,4 @@
-"""Figures and images built from Traces: plotly charts, image grids.
+"""Figures and images built from Traces: plotly charts, image grids, animations, saliency heatmaps.
 
 Nothing here runs a sampler; it only reads what samplers recorded.
 """
@@ -131,3 +131,108 @@ def line_plot_svg(xs: list[float], ys: list[float], labels: list[str], xlabel: s
         parts.append(f'<text x="{px(x) + 6:.1f}" y="{py(y) - 6:.1f}">{lab}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- saliency heatmaps
+
+# An inferno-like ramp (black -> purple -> red -> orange -> pale yellow): dark where the value is low, so an
+# overlay leaves unimportant pixels dim; monotone in lightness, so it reads correctly in grey too.
+HEATMAP_STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+HEATMAP_COLOURS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64)
+
+
+def _as_map(saliency) -> np.ndarray:
+    """A [H, W] map in [0, 1] (tensor or array) as float64; anything else is a ValueError."""
+    s = saliency.detach().cpu().double().numpy() if isinstance(saliency, Tensor) else np.asarray(saliency, dtype=np.float64)
+    if s.ndim != 2 or min(s.shape) < 1:
+        raise ValueError(f"A saliency map must have shape [H, W]; got {tuple(s.shape)}.")
+    if not np.isfinite(s).all():
+        raise ValueError("The saliency map contains NaN or infinite values.")
+    if s.min() < -1e-6 or s.max() > 1 + 1e-6:
+        raise ValueError(f"Saliency values must lie in [0, 1] (normalise first); got [{s.min():.3g}, {s.max():.3g}].")
+    return s.clip(0.0, 1.0)
+
+
+def heatmap(saliency) -> np.ndarray:
+    """[H, W] values in [0, 1] -> uint8 [H, W, 3] colours of the ramp above (0 -> near black, 1 -> pale yellow)."""
+    s = _as_map(saliency)
+    rgb = np.stack([np.interp(s, HEATMAP_STOPS, HEATMAP_COLOURS[:, c]) for c in range(3)], axis=-1)
+    return rgb.round().astype(np.uint8)
+
+
+def saliency_overlay(image, saliency, opacity: float = 0.6):
+    """Blend the heatmap of ``saliency`` [H, W] (in [0, 1]) over ``image`` [C, H, W] (C = 1 or 3, in [-1, 1]).
+
+    Returns a PIL RGB image at the map's size: ``(1 - opacity) * image + opacity * heatmap``, so opacity 0
+    gives the image exactly and opacity 1 the pure heatmap.
+    """
+    from PIL import Image
+
+    try:
+        a = float(opacity)
+    except (TypeError, ValueError):
+        raise ValueError(f"Opacity must be a number between 0 and 1; got {opacity!r}.") from None
+    if not 0.0 <= a <= 1.0:  # False for NaN
+        raise ValueError(f"Opacity must be between 0 and 1; got {opacity!r}.")
+    x = image if isinstance(image, Tensor) else torch.as_tensor(np.asarray(image, dtype=np.float32))
+    if x.dim() != 3 or x.shape[0] not in (1, 3):
+        raise ValueError(f"The image must have shape [C, H, W] with C = 1 or 3; got {tuple(x.shape)}.")
+    if not torch.isfinite(x).all():
+        raise ValueError("The image contains NaN or infinite values.")
+    heat = heatmap(saliency)
+    if heat.shape[:2] != tuple(x.shape[-2:]):
+        raise ValueError(f"The saliency map is {heat.shape[0]}x{heat.shape[1]} but the image is {x.shape[-2]}x{x.shape[-1]}.")
+    base = to_uint8(x[None])[0]
+    if a == 0.0:
+        return Image.fromarray(base)
+    if a == 1.0:
+        return Image.fromarray(heat)
+    mixed = (1.0 - a) * base.astype(np.float64) + a * heat.astype(np.float64)
+    return Image.fromarray(mixed.round().clip(0, 255).astype(np.uint8))
+
+
+def pixel_map(values: Tensor) -> Tensor:
+    """[C, H, W] -> [H, W] in [0, 1]: the per-pixel L2 norm over channels, min-max normalised.
+
+    The same reduction as ``Trace.saliency``, for maps that do not come from a chain (an energy gradient,
+    a decoded difference). A constant map becomes all zeros.
+    """
+    if not isinstance(values, Tensor) or values.dim() != 3:
+        raise ValueError(f"Expected a [C, H, W] tensor; got {getattr(values, 'shape', type(values).__name__)}.")
+    if not torch.isfinite(values).all():
+        raise ValueError("The values contain NaN or infinite entries.")
+    norm = values.detach().float().pow(2).sum(0).sqrt().cpu()
+    lo, hi = norm.min(), norm.max()
+    return (norm - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def latent_shift_figure(per_channel: Tensor, per_location: Tensor | None = None, title: str = "Latent shift") -> go.Figure:
+    """How far a latent chain moved each latent channel (bars) and, for map latents, each location (heatmap).
+
+    ``per_channel`` [C] (or [D] for vector latents) and ``per_location`` [h, w] are sums of |z_{t+1} - z_t|.
+    """
+    from plotly.subplots import make_subplots
+
+    bars = per_channel.detach().float().cpu().flatten().numpy()
+    if bars.size == 0 or not np.isfinite(bars).all():
+        raise ValueError("The latent shift must be a non-empty, finite vector.")
+    if per_location is None:
+        fig = go.Figure()
+        fig.add_trace(go.Bar(x=np.arange(bars.size), y=bars, marker_color="rgb(31,119,180)", name="shift"))
+        fig.update_xaxes(title_text="latent dimension")
+        fig.update_yaxes(title_text="sum_t |z_(t+1) - z_t|")
+    else:
+        loc = per_location.detach().float().cpu().numpy()
+        if loc.ndim != 2 or not np.isfinite(loc).all():
+            raise ValueError(f"The per-location shift must be a finite [h, w] map; got shape {loc.shape}.")
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45],
+                            subplot_titles=("per latent channel (summed over locations)", "per location (summed over channels)"))
+        fig.add_trace(go.Bar(x=np.arange(bars.size), y=bars, marker_color="rgb(31,119,180)", name="shift"), row=1, col=1)
+        # Row 0 at the top, like the image it was encoded from.
+        fig.add_trace(go.Heatmap(z=loc, colorscale="Inferno", showscale=True, colorbar=dict(x=1.02, len=0.9),
+                                 name="shift"), row=1, col=2)
+        fig.update_yaxes(autorange="reversed", scaleanchor="x2", constrain="domain", row=1, col=2)
+        fig.update_xaxes(title_text="latent channel", row=1, col=1)
+        fig.update_yaxes(title_text="sum_t |z_(t+1) - z_t|", row=1, col=1)
+    fig.update_layout(title=title, showlegend=False, margin=dict(l=10, r=10, t=60, b=10), height=340)
+    return fig

@@ -15,27 +15,17 @@ from ..errors import SamplingError
 from ..langevin import Trace
 from ..viz import energy_figure, to_uint8, trajectory_gif
 from .common import cached_model, user_errors
+from .inputs import LETIT_TASKS, chain_tasks, checkpoint_config, held_out, local_kinds, task_choices, translation_domains
 from .masks import preset_mask
 
-# Kinds whose samplers record image frames, and the tasks each supports.
-TASKS = {"cdrl": ("generate", "inpaint"), "drl": ("generate", "inpaint"), "cfebm": ("generate", "inpaint")}
 MAX_FRAMES = 240
 EXAMPLE = Path(__file__).resolve().parents[2] / "assets" / "examples" / "fmnist-test-0002-trouser.png"
+TRANSLATE_EXAMPLE = 0  # held-out emoji #0 of the source domain (shipped in assets/examples/emoji)
 
 
 def trajectory_models() -> list[str]:
-    """Local checkpoints with a trajectory-capable task (new kinds appear by adding them to TASKS)."""
-    import json
-
-    from ..hub import checkpoints_dir
-    from ..registry import local_names
-
-    out = []
-    for name in local_names():
-        kind = json.loads((checkpoints_dir() / name / "config.json").read_text()).get("kind")
-        if kind in TASKS:
-            out.append(name)
-    return out
+    """Local checkpoints with a trajectory-capable task (``inputs.CHAIN_TASKS``: new kinds appear there)."""
+    return [name for name, (kind, config) in local_kinds().items() if chain_tasks(kind, config)]
 
 
 def available() -> bool:
@@ -49,18 +39,46 @@ def _example(model) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.float32))[None] / 127.5 - 1
 
 
+def _decoded(result) -> Trace:
+    """A LETIT chain's Trace with its latent frames replaced by the decoded images translate() made of them."""
+    t = result.trace
+    return Trace(energies=list(t.energies), grad_norms=list(t.grad_norms), frames=list(result.frames),
+                 frame_steps=list(result.frame_steps), frame_labels=list(t.frame_labels), grad_sum=t.grad_sum,
+                 segments=list(t.segments))
+
+
+def _translate(name: str, kind: str, config: dict, model, task: str, seeds: str) -> tuple[Trace, str]:
+    source, target = translation_domains(kind, config, task)
+    image, label = held_out(config, TRANSLATE_EXAMPLE, source)
+    if kind == "letit":
+        result = model.translate(image, LETIT_TASKS[task], seeds=seeds, record_every=1)
+        return _decoded(result), (f"Translating {label} to {target} style: the latent chain, each frame decoded, "
+                                  f"seed {seeds}.")
+    _, trace = model.translate(image, seeds=seeds, record_every=1)
+    return trace, f"Translating {label} to {target} style, seed {seeds}."
+
+
 def record(name: str, task: str, seed: int) -> tuple[Trace, str]:
     """Run one chain with a frame at every step and return its Trace (and a note)."""
-    if name not in trajectory_models():
-        raise SamplingError(f"Model '{name}' has no trajectory view. Choose one of: {', '.join(trajectory_models())}.")
+    names = trajectory_models()
+    if name not in names:
+        raise SamplingError(f"Model '{name}' has no trajectory view. Choose one of: {', '.join(names) or 'none'}.")
+    kind, config = checkpoint_config(name)
+    tasks = chain_tasks(kind, config)
+    if task not in tasks:
+        raise SamplingError(f"{name} supports {', '.join(tasks)}, not '{task}'.")
+    try:
+        ok = float(seed).is_integer() and 0 <= int(seed) < 2**63
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise SamplingError(f"Seed must be a non-negative integer below 2**63; got {seed}.")
     model = cached_model(name)
-    if task not in TASKS[model.checkpoint.kind]:
-        raise SamplingError(f"{name} supports {', '.join(TASKS[model.checkpoint.kind])}, not '{task}'.")
-    if seed is None or int(seed) < 0:
-        raise SamplingError(f"Seed must be a non-negative integer; got {seed}.")
     seeds = str(int(seed))
+    if task.startswith("translate"):
+        return _translate(name, kind, config, model, task, seeds)
     if task == "generate":
-        kwargs = {"classes": None} if model.checkpoint.kind in ("cdrl", "drl") else {}
+        kwargs = {"classes": None} if kind in ("cdrl", "drl") else {}
         _, trace = model.generate(seeds=seeds, record_every=1, **kwargs)
         return trace, f"Unconditional sample, seed {seeds}."
     image = _example(model)
@@ -120,7 +138,18 @@ def show_frame(state: dict | None, index: float):
     i = int(min(max(int(index or 0), 0), len(state["frames"]) - 1))
     img = Image.fromarray(state["frames"][i]).resize((192, 192), Image.NEAREST)
     fig = energy_figure(state["trace"], "Energy and |grad E| per step", marker_step=state["steps"][i])
-    return img, fig, f"frame {i}: {state['labels'][i]} (step {state['steps'][i]})"
+    label, step = state["labels"][i], state["steps"][i]
+    return img, fig, f"frame {i}: {label}" + ("" if label == f"step {step}" else f" (step {step})")
+
+
+def _tasks(name: str, task: str | None = None):
+    """The chosen model's tasks (translation models translate; others generate and inpaint)."""
+    names = trajectory_models()
+    if name not in names:
+        raise SamplingError(f"Model '{name}' has no trajectory view. Choose one of: {', '.join(names) or 'none'}.")
+    kind, config = checkpoint_config(name)
+    tasks = chain_tasks(kind, config)
+    return gr.update(choices=task_choices(kind, config, tasks), value=task if task in tasks else tasks[0])
 
 
 def build() -> dict:
@@ -128,10 +157,13 @@ def build() -> dict:
     gr.Markdown("Every sample is the end of a chain that descends an energy. Pick a model and a task, then scrub "
                 "through the recorded frames; the chart marks the step you are looking at.")
     state = gr.State()
+    kind, config = checkpoint_config(names[0])
+    tasks = chain_tasks(kind, config)
     with gr.Row():
         with gr.Column(scale=1):
             model = gr.Dropdown(names, value=names[0], label="Model")
-            task = gr.Radio(["generate", "inpaint"], value="generate", label="Task")
+            # Not a closed choice list: API calls may ask for any model's task; record() checks it.
+            task = gr.Dropdown(task_choices(kind, config, tasks), value=tasks[0], label="Task", allow_custom_value=True)
             seed = gr.Number(value=0, precision=0, label="Seed")
             go = gr.Button("Record chain", variant="primary")
             note = gr.Textbox(label="Notes", interactive=False)
@@ -143,6 +175,7 @@ def build() -> dict:
             scrub = gr.Slider(0, 1, value=0, step=1, label="Frame")
             caption = gr.Textbox(label="Frame", interactive=False)
             chart = gr.Plot(label="Energy per step")
+    model.change(user_errors(_tasks), [model, task], task, api_visibility="private")
     go.click(run, [model, task, seed], [state, gif, scrub, frame, chart, caption, zipped, note], api_name="trajectory")
     scrub.release(show_frame, [state, scrub], [frame, chart, caption], api_name="trajectory_frame")
     # Other tabs send a recorded chain here (see studio.ui.build_app).

@@ -1,0 +1,231 @@
+"""Inputs the analysis tabs share: what a local checkpoint is, which chain tasks it offers, and
+held-out example images.
+
+Held-out examples are addressed by their index in the data set's **test** split. When the data set is
+installed, any index works; when it is not, the tabs fall back to the held-out images shipped in
+``assets/examples`` (their file names carry the same test index), so the app works out of the box.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import DataNotFoundError, SamplingError, StudioError
+from .masks import image_for_model, to_array
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "examples"
+EMOJI_DIR = EXAMPLES_DIR / "emoji"
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+
+def checkpoint_config(name: str) -> tuple[str, dict]:
+    """(kind, config dict) of a local checkpoint, read from its config.json without loading weights."""
+    from ..hub import checkpoints_dir, read_config
+
+    payload = read_config(checkpoints_dir() / name)
+    return str(payload["kind"]), dict(payload["config"])
+
+
+def local_kinds() -> dict[str, tuple[str, dict]]:
+    """Every readable local checkpoint: name -> (kind, config). Unreadable folders are skipped."""
+    from ..registry import local_names
+
+    out = {}
+    for name in local_names():
+        try:
+            out[name] = checkpoint_config(name)
+        except StudioError:
+            continue
+    return out
+
+
+def is_translation(config: dict) -> bool:
+    """A pixel-space translation model (CF-EBM section 6): its energy is that of a target domain."""
+    return bool(config.get("target_domain"))
+
+
+# -- chain tasks -----------------------------------------------------------------------------------
+
+# LETIT's task values -> its directions. "translate" is Twitter -> Google, the direction of the pixel-space
+# baseline cfebm-emoji-t2g, so the two models answer the same request the same way.
+LETIT_TASKS = {"translate": "t2g", "translate g2t": "g2t"}
+
+# kind -> config -> the chain tasks a checkpoint can run, in display order. The Trajectory and Saliency
+# tabs both read this, so a new method kind is offered by adding one entry; kinds absent here (toys,
+# evaluators) and checkpoints for which the list is empty are not offered. Translation models get only
+# "translate": they were trained with chains that start at source-domain images, not at noise, and their
+# inputs are RGB emoji (the grey Fashion-MNIST examples of "inpaint" would be a shape error).
+CHAIN_TASKS: dict[str, Callable[[dict], list[str]]] = {
+    "cfebm": lambda c: ["translate"] if is_translation(c) else ["generate", "inpaint"],
+    "cdrl": lambda c: ["generate", "inpaint"],
+    "drl": lambda c: ["generate", "inpaint"],
+    "letit": lambda c: [task for task, d in LETIT_TASKS.items() if d in (c.get("directions") or {})],
+}
+
+
+def chain_tasks(kind: str, config: dict) -> list[str]:
+    """The chain tasks (generate, inpaint, translate, ...) of a checkpoint of ``kind`` with ``config``."""
+    return list(CHAIN_TASKS[kind](config)) if kind in CHAIN_TASKS else []
+
+
+def translation_domains(kind: str, config: dict, task: str = "translate") -> tuple[str, str]:
+    """(source, target) domain of a translate task."""
+    if kind == "letit":
+        from ..letit import DIRECTIONS
+
+        return DIRECTIONS[LETIT_TASKS[task]]
+    return config.get("source_domain") or "twitter", config["target_domain"]
+
+
+def task_label(kind: str, config: dict, task: str) -> str:
+    """What the task radio shows, e.g. "translate (twitter -> google)"."""
+    if task.startswith("translate"):
+        source, target = translation_domains(kind, config, task)
+        return f"translate ({source} -> {target})"
+    return task
+
+
+def task_choices(kind: str, config: dict, tasks: list[str]) -> list[tuple[str, str]]:
+    """(label, value) pairs for a gr.Radio: the API takes the value, people read the label."""
+    return [(task_label(kind, config, t), t) for t in tasks]
+
+
+# -- held-out examples ---------------------------------------------------------------------------
+
+
+def _index(value) -> int:
+    try:
+        ok = float(value).is_integer() and int(value) >= 0
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise SamplingError(f"The example index must be a non-negative integer; got {value}.")
+    return int(value)
+
+
+def _shipped(folder: Path, pattern: str) -> dict[int, Path]:
+    """Shipped example files by test index (the number after 'test-' in the file name)."""
+    out = {}
+    for path in sorted(folder.glob(pattern)):
+        m = re.search(r"-test-(\d+)-", path.name)
+        if m:
+            out[int(m.group(1))] = path
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _emoji_test(size: int, data_root: str):
+    from ..data.emoji import load_emoji_pairs
+
+    return load_emoji_pairs("test", size=size)
+
+
+def on_white(image) -> np.ndarray:
+    """Composite any transparency on white (how the emoji data are prepared) -> uint8 H x W x 3 (or 1)."""
+    arr = to_array(image)
+    if arr.shape[2] in (2, 4):
+        alpha = arr[..., -1:].astype(np.float32) / 255
+        arr = (arr[..., :-1] * alpha + 255 * (1 - alpha)).round().astype(np.uint8)
+    return arr
+
+
+def held_out_emoji(index, size: int, style: str = "twitter") -> tuple[torch.Tensor, str]:
+    """Emoji pair ``index`` of the test split in one style: ([3, size, size] in [-1, 1], a label)."""
+    from ..data import data_dir
+
+    i = _index(index)
+    try:
+        pairs = _emoji_test(int(size), str(data_dir()))
+    except DataNotFoundError:
+        shipped = _shipped(EMOJI_DIR, f"emoji-test-*-{style}.png")
+        if i not in shipped:
+            raise DataNotFoundError(
+                "The emoji data are not installed (run `bash train/get_data.sh` for all test pairs), so only the "
+                f"held-out emoji shipped in assets/examples/emoji can be used: indices {', '.join(map(str, shipped))}; "
+                f"got {i}. Or upload an image.") from None
+        x, _ = image_for_model(on_white(shipped[i]), size, 3)
+        code = shipped[i].name[len(f"emoji-test-{i:03d}-"):-len(f"-{style}.png")]
+        return x, f"held-out emoji #{i} ({code}, {style} style)"
+    if i >= len(pairs):
+        raise SamplingError(f"The emoji test split has {len(pairs)} pairs: the index must be 0 to {len(pairs) - 1}; got {i}.")
+    return pairs.style(style)[i].clone(), f"held-out emoji #{i} ({Path(pairs.names[i]).stem}, {style} style)"
+
+
+@functools.lru_cache(maxsize=2)
+def _fmnist_test(search: str):
+    from ..data.fashion_mnist import load_fashion_mnist
+
+    return load_fashion_mnist("test")
+
+
+def held_out_fmnist(index, size: int) -> tuple[torch.Tensor, str]:
+    """Fashion-MNIST test image ``index``: ([1, size, size] in [-1, 1], a label)."""
+    i = _index(index)
+    try:
+        data = _fmnist_test(os.environ.get("FASHION_MNIST_DIR", ""))
+    except DataNotFoundError:
+        shipped = _shipped(EXAMPLES_DIR, "fmnist-test-*.png")
+        if i not in shipped:
+            raise DataNotFoundError(
+                "Fashion-MNIST is not installed (run `bash train/get_data.sh` for the whole test split), so only "
+                f"the held-out images shipped in assets/examples can be used: indices {', '.join(map(str, shipped))}; "
+                f"got {i}. Or upload an image.") from None
+        x, _ = image_for_model(shipped[i], size, 1)
+        return x, f"held-out Fashion-MNIST test image #{i} ({shipped[i].stem.split('-', 3)[-1]})"
+    if i >= len(data):
+        raise SamplingError(f"The Fashion-MNIST test split has {len(data)} images: the index must be 0 to {len(data) - 1}; got {i}.")
+    x = data.images[i]
+    if x.shape[-1] != size:
+        x = torch.nn.functional.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return x.clone(), f"held-out Fashion-MNIST test image #{i} ({data.class_names[int(data.labels[i])]})"
+
+
+def _source(config: dict, source: str | None) -> str | None:
+    """The input domain: the one given, else a translation model's source domain, else None (own data)."""
+    if source:
+        return source
+    return (config.get("source_domain") or "twitter") if is_translation(config) else None
+
+
+def held_out(config: dict, index, source: str | None = None) -> tuple[torch.Tensor, str]:
+    """The held-out example of a model's input domain: ``source`` (an emoji style) when given, the source
+    domain of a translation model, Fashion-MNIST for grey models. Other domains take uploads."""
+    size = int(config.get("image_size") or config.get("resolution"))
+    channels = int(config.get("channels", 1))
+    source = _source(config, source)
+    if source:
+        from ..data.emoji import STYLES
+
+        if source not in STYLES:
+            raise SamplingError(f"No held-out examples for the domain '{source}': upload an image instead.")
+        return held_out_emoji(index, size, source)
+    if channels == 1:
+        return held_out_fmnist(index, size)
+    raise SamplingError("This model has no held-out examples: upload an image instead.")
+
+
+def model_input(config: dict, index, upload, source: str | None = None) -> tuple[torch.Tensor, str, list[str]]:
+    """The image a tab works on: an upload wins over the held-out index. Emoji-domain uploads (``source``
+    given, or a translation model) are composited on white, like their training data; others follow
+    ``image_for_model``."""
+    size = int(config.get("image_size") or config.get("resolution"))
+    channels = int(config.get("channels", 1))
+    if upload is not None:
+        if not _source(config, source):
+            x, notes = image_for_model(upload, size, channels)
+            return x, "your upload", notes
+        arr = to_array(upload)
+        transparent = arr.shape[2] in (2, 4) and bool((arr[..., -1] < 255).any())
+        x, notes = image_for_model(on_white(arr), size, channels)
+        return x, "your upload", (["Transparent pixels were composited on white (as the emoji training data are)."]
+                                  if transparent else []) + notes
+    x, label = held_out(config, index, source)
+    return x, label, []
