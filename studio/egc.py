@@ -1,0 +1,389 @@
+"""EGC: one network that classifies and generates (Guo et al., ICCV 2023).
+
+A classifier f(x_t, t) -> logits over C classes is read as a joint energy over
+*noisy* diffusion samples: p(x_t, y) ∝ exp(f(x_t, t)[y]). Then
+
+* forward pass:  p(y | x_t) = softmax(f)[y]   (classification, at t = 0 for real images);
+* free energy:   E(x_t, t) = -logsumexp_y f(x_t, t)[y]   (lower = more probable; ``energy()``);
+* backward pass: grad_x logsumexp f = -grad_x E, trained to regress -eps, so the DDPM/DDIM
+  epsilon is eps_hat = -grad_x logsumexp f = grad_x E (``score()`` returns -eps_hat).
+
+Training (Algorithm 1, needs double backprop)::
+
+    x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
+    L = || grad_x logsumexp f(x_t, t) + eps ||^2 + gamma * w(t) * CE(f(x_t, t), y)
+
+Choices (the paper text wins over the notes; where both are silent, what fits a CPU budget):
+
+* Fisher term averaged over pixels (DDPM's ``mean_flat``) instead of summed; the minimiser is the
+  same, it only rescales gamma.
+* CE weight w(t) = sqrt(abar_t) (the authors' code, notes) times gamma; label smoothing optional.
+  Because w(t) vanishes at high noise and classification is judged at t = 0, a fraction
+  ``low_t_fraction`` of each batch draws t from the lowest ``low_t_max`` steps (the Fisher term
+  still sees every t; this is importance on where the classifier is evaluated).
+* The network: a small ADM-style U-Net (GroupNorm/SiLU residual blocks with time scale-shift, no
+  spectral norm, as the paper) whose full-resolution output map is pooled by single-head attention
+  pooling (CLIP-style, as the paper) into C logits.
+* A fixed, class-independent quadratic term -sqrt(1 - abar_t) |x_t|^2 / 2 is added to every logit
+  (``base_quadratic``). It cancels in softmax, so classification is unchanged, but its gradient
+  -sqrt(1 - abar_t) x_t is the exact target -eps for pure-noise x_t: the network then only learns
+  the residual, which a gradient-parameterised score needs badly on a CPU budget.
+* Classifier guidance (notes): eps' = eps_hat - sqrt(1 - abar_t) * s * grad log p(y | x_t), i.e. the
+  guided energy E_s(x) = -(logsumexp f + s sqrt(1 - abar_t) log_softmax(f)[y]) and eps' = grad E_s:
+  one forward and one backward pass of the same network.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .errors import SamplingError, StudioError
+from .hub import register_model
+from .langevin import Trace, frozen, make_generators, parse_seeds, randn
+from .nn import UNetBlock, sinusoidal_embedding
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+@dataclass
+class EGCConfig:
+    image_size: int = 32
+    channels: int = 1
+    num_classes: int = 10
+    class_names: list[str] = field(default_factory=lambda: list(FASHION_CLASSES))
+    widths: list[int] = field(default_factory=lambda: [32, 64, 64])  # channels per resolution (32, 16, 8 px)
+    emb_dim: int = 128
+    feat_dim: int = 64  # channels of the full-resolution map that attention pooling reads
+    dropout: float = 0.0
+    num_timesteps: int = 1000  # DDPM T, linear betas
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    base_quadratic: bool = True
+    sample_steps: int = 50  # default DDIM steps
+    guidance: float = 1.0  # default classifier-guidance scale s
+
+
+class AttentionPool(nn.Module):
+    """CLIP-style single-head attention pooling: the mean token queries all positions."""
+
+    def __init__(self, dim: int, size: int, out: int):
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(size * size + 1, dim) / math.sqrt(dim))
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, out)
+
+    def forward(self, h: Tensor) -> Tensor:
+        tokens = h.flatten(2).transpose(1, 2)  # [B, HW, D]
+        tokens = torch.cat([tokens.mean(1, keepdim=True), tokens], 1) + self.pos[None]
+        q, k, v = self.qkv(tokens).chunk(3, dim=-1)
+        attn = torch.softmax(q[:, :1] @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1)  # [B, 1, HW+1]
+        return self.proj((attn @ v)[:, 0])
+
+
+class EGCNet(nn.Module):
+    """U-Net (one block per resolution, skip connections) -> attention pooling -> logits."""
+
+    def __init__(self, c: EGCConfig):
+        super().__init__()
+        self.emb_dim = c.emb_dim
+        self.temb = nn.Sequential(nn.Linear(c.emb_dim, c.emb_dim), nn.SiLU(), nn.Linear(c.emb_dim, c.emb_dim))
+        widths = list(c.widths)
+        self.inp = nn.Conv2d(c.channels, widths[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        cin = widths[0]
+        for w in widths:
+            self.down.append(UNetBlock(cin, w, c.emb_dim, c.dropout))
+            cin = w
+        self.mid = UNetBlock(cin, cin, c.emb_dim, c.dropout)
+        self.up = nn.ModuleList()
+        for w in reversed(widths):
+            self.up.append(UNetBlock(cin + w, w, c.emb_dim, c.dropout))
+            cin = w
+        self.out_norm = nn.GroupNorm(math.gcd(8, cin), cin)
+        self.out = nn.Conv2d(cin, c.feat_dim, 3, padding=1)
+        self.pool = AttentionPool(c.feat_dim, c.image_size, c.num_classes)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        emb = self.temb(sinusoidal_embedding(t.float(), self.emb_dim).to(x.dtype))
+        h = self.inp(x)
+        skips = []
+        for i, block in enumerate(self.down):
+            if i > 0:
+                h = F.avg_pool2d(h, 2)
+            h = block(h, emb)
+            skips.append(h)
+        h = self.mid(h, emb)
+        for block in self.up:
+            skip = skips.pop()
+            if h.shape[-1] != skip.shape[-1]:
+                h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
+            h = block(torch.cat([h, skip], 1), emb)
+        return self.pool(self.out(F.silu(self.out_norm(h))))
+
+
+def fgsm(logits_fn: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, eps: float) -> Tensor:
+    """Fast gradient sign attack: x + eps * sign(grad_x CE(logits_fn(x), y)), clamped to [-1, 1].
+
+    ``eps`` is in [-1, 1] pixel units. Works for any classifier given as a logits function.
+    """
+    if not (0 <= eps <= 2 and math.isfinite(eps)):
+        raise SamplingError(f"FGSM epsilon must be between 0 and 2 (in [-1, 1] units); got {eps}.")
+    with torch.inference_mode(False), torch.enable_grad():
+        x = images.detach().clone().requires_grad_(True)
+        loss = F.cross_entropy(logits_fn(x), labels.to(x.device), reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x)
+    return (images + eps * grad.sign()).clamp(-1, 1).detach()
+
+
+@register_model("egc")
+class EGC(nn.Module):
+    """Energy-guided classifier/generator: logits f(x_t, t); energy -logsumexp f; eps = grad energy."""
+
+    config_class = EGCConfig
+
+    def __init__(self, config: EGCConfig):
+        super().__init__()
+        self.config = config
+        self.net = EGCNet(config)
+        betas = torch.linspace(config.beta_start, config.beta_end, config.num_timesteps, dtype=torch.float64)
+        abar = torch.cumprod(1 - betas, 0)
+        self.register_buffer("abar", abar.float(), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _t(self, x: Tensor, t: Tensor | int) -> Tensor:
+        if torch.is_tensor(t) and t.dim() == 1:
+            return t.long().to(x.device)
+        return torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+
+    # -- the one network ----------------------------------------------------------------------
+
+    def logits(self, x: Tensor, t: Tensor | int = 0) -> Tensor:
+        """f(x_t, t): [B, C]. The class-independent base term (see module doc) is included."""
+        t = self._t(x, t)
+        out = self.net(x, t)
+        if self.config.base_quadratic:
+            out = out - (0.5 * (1 - self.abar[t]).sqrt() * x.pow(2).flatten(1).sum(1))[:, None]
+        return out
+
+    def energy(self, x: Tensor, t: Tensor | int = 0) -> Tensor:
+        """Free energy E(x_t, t) = -logsumexp_y f(x_t, t)[y] (lower = more probable)."""
+        return -torch.logsumexp(self.logits(x, t), dim=1)
+
+    def score(self, x: Tensor, t: Tensor | int = 0, create_graph: bool = False) -> Tensor:
+        """grad_x logsumexp f(x_t, t) (= -eps_hat; the true score times sqrt(1 - abar_t))."""
+        with torch.inference_mode(False), torch.enable_grad():
+            xr = x if (create_graph and x.requires_grad) else x.detach().clone().requires_grad_(True)
+            lse = torch.logsumexp(self.logits(xr, t), dim=1)
+            (grad,) = torch.autograd.grad(lse.sum(), xr, create_graph=create_graph)
+        return grad
+
+    def classify(self, images: Tensor) -> Tensor:
+        """p(y | x) at t = 0 for images in [-1, 1] ([B, C, H, W]); returns probabilities [B, classes]."""
+        self._check_images(images)
+        with torch.no_grad():
+            return torch.softmax(self.logits(images.to(self.device), 0), dim=1)
+
+    def predict(self, images: Tensor, batch_size: int = 500) -> Tensor:
+        """Logits at t = 0 in batches (what metrics.class_accuracy takes)."""
+        self._check_images(images)
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(images), batch_size):
+                out.append(self.logits(images[i : i + batch_size].to(self.device), 0).cpu())
+        return torch.cat(out)
+
+    def _check_images(self, images: Tensor) -> None:
+        c = self.config
+        want = (c.channels, c.image_size, c.image_size)
+        if images.dim() != 4 or tuple(images.shape[1:]) != want:
+            raise SamplingError(f"Images must have shape [B, {want[0]}, {want[1]}, {want[2]}] in [-1, 1]; got {tuple(images.shape)}.")
+
+    # -- training loss (used by train/egc.py; no optimiser here) -------------------------------
+
+    def training_losses(self, x0: Tensor, labels: Tensor, *, gamma: float = 1.0, label_smoothing: float = 0.0,
+                        low_t_fraction: float = 0.25, low_t_max: int = 100, low_t_ce: float = 0.0,
+                        generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Algorithm 1 on a batch x0 in [-1, 1]: Fisher/denoising term + weighted CE (double backprop).
+
+        ``low_t_ce`` > 0 adds a CE term (that weight) on a second, low-noise view of the same batch
+        (t < ``low_t_max``, fresh noise). It needs no double backprop (about a quarter of a step's cost)
+        and feeds the classifier where it is judged.
+        """
+        b, dev, T = x0.shape[0], x0.device, self.config.num_timesteps
+        t = torch.randint(0, T, (b,), device=dev, generator=generator)
+        n_low = int(round(low_t_fraction * b))
+        if n_low:
+            t[:n_low] = torch.randint(0, min(low_t_max, T), (n_low,), device=dev, generator=generator)
+        eps = torch.randn(x0.shape, device=dev, generator=generator)
+        ab = self.abar[t].view(-1, 1, 1, 1)
+        x_t = (ab.sqrt() * x0 + (1 - ab).sqrt() * eps).requires_grad_(True)
+        logits = self.logits(x_t, t)
+        lse = torch.logsumexp(logits, dim=1)
+        (grad,) = torch.autograd.grad(lse.sum(), x_t, create_graph=True)
+        fisher = (grad + eps).pow(2).flatten(1).mean(1)
+        ce = F.cross_entropy(logits, labels, reduction="none", label_smoothing=label_smoothing)
+        w = self.abar[t].sqrt()
+        loss = fisher.mean() + gamma * (w * ce).mean()
+        low, low_logits, low_labels = t < low_t_max, logits, labels
+        out_extra = {}
+        if low_t_ce > 0:
+            t2 = torch.randint(0, min(low_t_max, T), (b,), device=dev, generator=generator)
+            ab2 = self.abar[t2].view(-1, 1, 1, 1)
+            x2 = ab2.sqrt() * x0 + (1 - ab2).sqrt() * torch.randn(x0.shape, device=dev, generator=generator)
+            low_logits = self.logits(x2, t2)
+            ce2 = F.cross_entropy(low_logits, labels, label_smoothing=label_smoothing)
+            loss = loss + low_t_ce * ce2
+            low = torch.ones_like(low)
+            out_extra["ce_low_t"] = ce2.detach()
+        with torch.no_grad():
+            acc = (low_logits[low].argmax(1) == low_labels[low]).float().mean() if low.any() else torch.zeros((), device=dev)
+        return {**out_extra, "loss": loss, "fisher": fisher.mean().detach(), "ce": ce.mean().detach(), "acc_low_t": acc, "lse": lse.mean().detach()}
+
+    # -- sampling ------------------------------------------------------------------------------
+
+    def _labels(self, classes, n: int) -> Tensor | None:
+        items = list(classes) if isinstance(classes, (list, tuple)) else [classes] * n
+        if len(items) != n:
+            raise SamplingError(f"Got {len(items)} classes for {n} seeds; give one class or one per seed.")
+        if all(c is None or c == "unconditional" for c in items):
+            return None
+        out = []
+        for c in items:
+            if c is None or c == "unconditional":
+                raise SamplingError("Mixing unconditional and class-guided samples in one call is not supported.")
+            if isinstance(c, str):
+                if c not in self.config.class_names:
+                    raise SamplingError(f"Unknown class '{c}'. Choose one of: {', '.join(self.config.class_names)} (or None).")
+                out.append(self.config.class_names.index(c))
+            else:
+                if not 0 <= int(c) < self.config.num_classes:
+                    raise SamplingError(f"Class index {c} is out of range 0..{self.config.num_classes - 1}.")
+                out.append(int(c))
+        return torch.tensor(out, dtype=torch.long, device=self.device)
+
+    def guided_eps(self, x: Tensor, t: int, labels: Tensor | None, guidance: float) -> tuple[Tensor, Tensor, Tensor]:
+        """eps' = grad_x E_s(x) with E_s = -(logsumexp f + s sqrt(1-abar_t) log p(y|x)); one backward pass.
+
+        Returns (eps', free energy -logsumexp f [B], log p(y|x) or zeros [B]).
+        """
+        tt = self._t(x, t)
+        with torch.inference_mode(False), torch.enable_grad():
+            xr = x.detach().clone().requires_grad_(True)
+            logits = self.logits(xr, tt)
+            lse = torch.logsumexp(logits, dim=1)
+            obj = lse
+            logp = torch.zeros_like(lse)
+            if labels is not None and guidance:
+                logp = logits.gather(1, labels[:, None])[:, 0] - lse
+                obj = obj + guidance * (1 - self.abar[t]).sqrt() * logp
+            (grad,) = torch.autograd.grad(obj.sum(), xr)
+        return -grad, (-lse).detach(), logp.detach()
+
+    def timesteps(self, steps: int) -> list[int]:
+        """DDIM's evenly spaced sub-sequence of 0..T-1, from high noise to low."""
+        T = self.config.num_timesteps
+        return sorted({int(round(v)) for v in torch.linspace(0, T - 1, steps).tolist()}, reverse=True)
+
+    def generate(
+        self,
+        classes=None,
+        *,
+        seeds="0-15",
+        guidance: float | None = None,
+        steps: int | None = None,
+        eta: float = 0.0,
+        record_every: int = 0,
+        progress: bool = False,
+    ) -> tuple[Tensor, Trace]:
+        """DDIM (eta = 0) or DDPM-like ancestral (eta = 1) sampling, eps = -grad logsumexp f.
+
+        Args:
+            classes: None (unconditional: the marginal score only), a class name/index, or one per seed.
+            guidance: classifier-guidance scale s >= 0 (through the same network); default from config.
+            steps: DDIM steps (1..1000). eta: DDIM stochasticity (0 deterministic, 1 ancestral).
+            record_every: Trace frames every n steps (plus start and end).
+        Returns:
+            (images in [-1, 1] [N, C, H, W], Trace).
+
+        Why a Trace is recorded here rather than by calling ``studio.langevin``: a DDIM step is
+        x_{t-1} = a_t x_t + b_t eps(x_t) + sigma_t z with a_t != 1, which is not the engine's
+        x - step * grad E + noise form unless a synthetic quadratic is folded into the energy, and then
+        the Trace would plot that synthetic energy instead of the model's. So the same ``Trace`` type
+        is filled directly with the model's free energy E(x_t, t), |grad E|, frames, grad_sum and a
+        segment, with the engine's seeding (one generator per sample, ``studio.langevin.randn``),
+        parameter freezing and finite checks, so every Trace consumer works unchanged.
+        """
+        cfg = self.config
+        s = cfg.guidance if guidance is None else float(guidance)
+        k = cfg.sample_steps if steps is None else int(steps)
+        if not 1 <= k <= cfg.num_timesteps:
+            raise SamplingError(f"steps must be between 1 and {cfg.num_timesteps}; got {steps}.")
+        if not (0 <= s <= 100 and math.isfinite(s)):
+            raise SamplingError(f"guidance scale must be between 0 and 100; got {guidance}.")
+        if not 0 <= eta <= 1:
+            raise SamplingError(f"eta must be between 0 and 1; got {eta}.")
+        if record_every < 0:
+            raise SamplingError(f"record_every must be >= 0; got {record_every}.")
+        seed_list = parse_seeds(seeds, max_count=2048)
+        n = len(seed_list)
+        gens = make_generators(seed_list, "cpu")
+        labels = self._labels(classes, n)
+        shape = (n, cfg.channels, cfg.image_size, cfg.image_size)
+        x = randn(shape, gens).to(self.device)
+        ts = self.timesteps(k)
+        trace = Trace()
+        if record_every:
+            trace.add_frame(x, "noise")
+        with frozen(self):
+            for i, t in enumerate(tqdm(ts, disable=not progress, desc="DDIM", leave=False)):
+                eps, energy, _ = self.guided_eps(x, t, labels, s)
+                if not (torch.isfinite(eps).all() and torch.isfinite(energy).all()):
+                    raise SamplingError(f"Sampling diverged at t = {t} (non-finite epsilon). Lower the guidance scale.")
+                ab = self.abar[t]
+                ab_prev = self.abar[ts[i + 1]] if i + 1 < len(ts) else torch.ones((), device=x.device)
+                x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
+                eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()  # consistent with the clipped x0
+                sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).clamp_min(0).sqrt()
+                x = ab_prev.sqrt() * x0 + (1 - ab_prev - sigma**2).clamp_min(0).sqrt() * eps
+                if float(sigma) > 0 and i + 1 < len(ts):
+                    x = x + sigma * randn(shape, gens).to(x.device)
+                # grad E at x_t is eps (the network's), so its norm is the Trace's grad norm.
+                trace.energies.append(energy.cpu())
+                trace.grad_norms.append(eps.flatten(1).norm(dim=1).cpu())
+                trace.grad_sum = eps.detach().cpu() if trace.grad_sum is None else trace.grad_sum + eps.detach().cpu()
+                if record_every and ((i + 1) % record_every == 0 or i + 1 == len(ts)):
+                    trace.add_frame(x, f"t={ts[i + 1] if i + 1 < len(ts) else 0}")
+        trace.segments.append(("DDIM" if eta == 0 else f"DDIM eta={eta:g}", 0, trace.num_steps))
+        if not torch.isfinite(x).all():
+            raise SamplingError("Sampling produced non-finite pixels. Lower the guidance scale.")
+        return x.clamp(-1, 1), trace
+
+    def topk(self, images: Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-k (class name, probability) per image, classified at t = 0."""
+        probs = self.classify(images)
+        k = max(1, min(int(k), self.config.num_classes))
+        vals, idx = probs.topk(k, dim=1)
+        return [[(self.config.class_names[j], float(v)) for v, j in zip(vr, ir)] for vr, ir in zip(vals.tolist(), idx.tolist())]
+
+    def fgsm_accuracy(self, images: Tensor, labels: Tensor, eps: float) -> tuple[Tensor, float]:
+        """FGSM against this classifier (t = 0): (perturbed images, accuracy on them)."""
+        self._check_images(images)
+        with frozen(self):
+            adv = fgsm(lambda z: self.logits(z, 0), images.to(self.device), labels, eps)
+            pred = self.predict(adv).argmax(1)
+        return adv, float((pred == labels.cpu()).float().mean())
+
+
+__all__ = ["EGC", "EGCConfig", "EGCNet", "fgsm", "FASHION_CLASSES", "StudioError"]
