@@ -24,6 +24,8 @@ from studio.metrics import auroc, batched_features, class_accuracy, fd_floor, fr
 from .datasets import labelled_split
 from .eval_coopflow import card_extra as coopflow_card_extra
 from .eval_coopflow import evaluate_coopflow
+from .eval_egc import card_extra as egc_card_extra
+from .eval_egc import evaluate_egc
 
 EVALUATOR_FOR = {"fashion-mnist": "evaluator-fmnist", "emoji": "evaluator-emoji", "shapes3d": "evaluator-shapes3d"}
 
@@ -86,6 +88,8 @@ def card_extra(kind: str, name: str, metrics: dict) -> str:
     """Extra model-card markdown next to the metrics table (CDRL: the guidance trade-off table and plot)."""
     if kind == "coopflow":
         return coopflow_card_extra(metrics)
+    if kind == "egc":
+        return egc_card_extra(metrics)
     if kind == "cfebm":
         return cfebm_card_extra(metrics)
     if kind != "cdrl" or "fd_w1" not in metrics:
@@ -383,6 +387,7 @@ def ood_metrics(model, in_dist: torch.Tensor, seed: int) -> dict:
 EVALUATORS: dict[str, Callable] = {"evaluator": evaluate_evaluator, "cdrl": evaluate_cdrl, "drl": evaluate_cdrl,
                                    "cfebm": evaluate_cfebm, "letit": evaluate_letit, "toy-ring": evaluate_toy, "toy-gaussian-mixture": evaluate_toy}
 EVALUATORS["coopflow"] = evaluate_coopflow  # bulk in train/eval_coopflow.py
+EVALUATORS["egc"] = evaluate_egc  # bulk in train/eval_egc.py
 
 # Metric groups that can be recomputed alone (--only) and merged into an existing metrics.json.
 GROUPS: dict[str, tuple[set[str], Callable]] = {"inpainting": ({"cdrl", "drl", "cfebm"}, evaluate_inpainting),
