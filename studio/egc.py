@@ -218,7 +218,7 @@ class EGC(nn.Module):
         """Algorithm 1 on a batch x0 in [-1, 1]: Fisher/denoising term + weighted CE (double backprop).
 
         ``low_t_ce`` > 0 adds a CE term (that weight) on a second, low-noise view of the same batch
-        (t < ``low_t_max``, fresh noise). It needs no double backprop (about a quarter of a step's cost)
+        (t < ``low_t_max``, fresh noise). It needs no double backprop (about a third of a step's cost)
         and feeds the classifier where it is judged.
         """
         b, dev, T = x0.shape[0], x0.device, self.config.num_timesteps

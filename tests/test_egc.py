@@ -183,3 +183,13 @@ def test_shipped_checkpoint_meets_the_accuracy_bar_on_1000_test_images():
     x, _ = model.generate("Trouser", seeds="0-3", steps=10)
     judge = studio.load("evaluator-fmnist")
     assert (judge.predict(x).argmax(1) == 1).float().mean() >= 0.5
+
+
+def test_lr_schedule_warms_up_and_decays_by_steps_or_time():
+    from train.egc import TrainSettings, lr_factor
+
+    ts = TrainSettings(steps=100, warmup=10, decay_from=0.5, final_lr_ratio=0.1, max_minutes=0.0)
+    assert lr_factor(ts, 0, 0) == pytest.approx(0.1) and lr_factor(ts, 40, 0) == 1.0
+    assert lr_factor(ts, 75, 0) == pytest.approx(0.55) and lr_factor(ts, 100, 0) == pytest.approx(0.1)
+    timed = TrainSettings(steps=10**6, warmup=1, decay_from=0.5, final_lr_ratio=0.1, max_minutes=10.0)
+    assert lr_factor(timed, 50, 300) == 1.0 and lr_factor(timed, 50, 600) == pytest.approx(0.1)

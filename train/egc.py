@@ -34,6 +34,8 @@ class TrainSettings:
     batch_size: int = 32
     lr: float = 5e-4
     warmup: int = 200
+    decay_from: float = 0.6  # linear lr decay to final_lr_ratio over the last part of the budget (steps or max_minutes)
+    final_lr_ratio: float = 0.1
     ema_decay: float = 0.995
     gamma: float = 0.5  # CE weight (times sqrt(abar_t))
     label_smoothing: float = 0.0
@@ -70,6 +72,18 @@ class LossModule(nn.Module):
                                           low_t_fraction=ts.low_t_fraction, low_t_max=ts.low_t_max, low_t_ce=ts.low_t_ce, generator=generator)
 
 
+def lr_factor(ts: TrainSettings, step: int, elapsed_seconds: float) -> float:
+    """Warm-up, then linear decay over the last (1 - decay_from) of the budget. The budget is whichever of
+    ``steps`` and ``max_minutes`` runs out first, so a time-limited run still ends on a small rate."""
+    progress = step / ts.steps
+    if ts.max_minutes:
+        progress = max(progress, elapsed_seconds / (ts.max_minutes * 60))
+    decay = 1.0
+    if progress > ts.decay_from:
+        decay = 1.0 - (1.0 - ts.final_lr_ratio) * min(1.0, (progress - ts.decay_from) / max(1e-9, 1.0 - ts.decay_from))
+    return min(1.0, (step + 1) / max(1, ts.warmup)) * decay
+
+
 def main(argv: list[str] | None = None) -> None:
     args, cfg, acc = start(__doc__, "train/configs/egc_fmnist.yaml", EGCRunConfig, argv)
     ts = cfg.train
@@ -84,9 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         init_from_checkpoint(model, args.init_from)
     ema = EMA(model, ts.ema_decay)
     opt = torch.optim.Adam(model.parameters(), lr=ts.lr, betas=(0.9, 0.999))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, ts.warmup)))
     trainer, opt = acc.prepare(LossModule(model), opt)
-    sched = acc.prepare(sched)
     ema.to(acc.device)
     acc.register_for_checkpointing(ema)
     run = Run(acc, Path(args.run_dir or f"runs/{cfg.name}"), args.resume)
@@ -104,13 +116,14 @@ def main(argv: list[str] | None = None) -> None:
         if ts.hflip:
             flip = torch.rand(x.shape[0], device=acc.device, generator=gen) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        for group in opt.param_groups:
+            group["lr"] = ts.lr * lr_factor(ts, run.state.step, run.elapsed())
         losses = trainer(x, y, ts, gen)
         opt.zero_grad(set_to_none=True)
         acc.backward(losses["loss"])
         if acc.sync_gradients:
             acc.clip_grad_norm_(core.parameters(), ts.grad_clip)
         opt.step()
-        sched.step()
         ema.update(core)
         run.state.step += 1
         run.state.epoch = run.state.step // per_epoch
