@@ -51,8 +51,10 @@ Langevin mapping onto ``studio.langevin`` (update x <- x - step_size grad E + no
 * Here ``step_size`` and ``noise`` are passed through unchanged (the engine's
   numbers). Each direction stores the values its EBM was trained with in
   ``config.directions``; they are the defaults, because an EBM learned with
-  short-run chains is only meaningful under its own sampler (more steps than
-  trained may overshoot). With a little noise the seed matters; with
+  short-run chains is only meaningful under its own sampler. The one exception is
+  the number of steps: ``translate_steps``, when present, was chosen after training
+  on *training* pairs (train/letit_choose_steps.py: the most steps whose output
+  still matches the true counterpart better than the untranslated input does). With a little noise the seed matters; with
   ``noise=0`` the translation is deterministic.
 """
 from __future__ import annotations
@@ -329,13 +331,16 @@ class LETIT(nn.Module):
         return self.ebms[self.check_direction(direction)](z)
 
     def sampler_defaults(self, direction: str) -> dict:
-        """The steps, step size and noise the direction's EBM was trained with."""
+        """The step size and noise the direction's EBM was trained with, and the default number of steps:
+        ``translate_steps`` when it was chosen after training (train/letit_choose_steps.py, on training
+        pairs), else the trained T."""
         self.check_direction(direction)
         if direction not in self.config.directions:
             trained = ", ".join(self.trained_directions) or "none"
             raise SamplingError(f"The {direction} latent EBM of this checkpoint has not been trained yet (trained: {trained}). "
                                 f"Run `accelerate launch train/letit.py --stage ebm --direction {direction}`.")
-        return dict(self.config.directions[direction])
+        d = self.config.directions[direction]
+        return {"steps": int(d.get("translate_steps", d["steps"])), "step_size": d["step_size"], "noise": d["noise"]}
 
     def chain(self, z0: Tensor, direction: str, steps: int, step_size: float, noise: float, generator=None,
               record_every: int = 0, callback=None, progress: bool = False) -> tuple[Tensor, Trace]:

@@ -230,3 +230,16 @@ def test_ebm_stages_both_directions_resume_and_one_export(ae_stage):
         r = final.translate(x, d, seeds="0-1", record_every=1)
         assert r.outputs.shape == x.shape and len(r.frames) == 3
     assert "EBMs trained: t2g, g2t" in (out / "README.md").read_text()
+
+
+def test_chosen_translate_steps_become_the_default_and_the_rule_keeps_content():
+    from train.letit_choose_steps import choose
+
+    rows = [{"steps": 10, "psnr": 12.0}, {"steps": 20, "psnr": 11.6}, {"steps": 40, "psnr": 11.2}]
+    assert choose(rows, identity_psnr=11.5, trained_steps=20) == 20  # the most steps still above the identity
+    assert choose(rows, identity_psnr=12.5, trained_steps=20) == 20  # none qualifies: keep the trained T
+    model = tiny()
+    model.config.directions["t2g"] = {**SAMPLER, "translate_steps": 7}
+    assert model.sampler_defaults("t2g") == {"steps": 7, "step_size": SAMPLER["step_size"], "noise": SAMPLER["noise"]}
+    assert model.sampler_defaults("g2t")["steps"] == SAMPLER["steps"]
+    assert model.translate(torch.zeros(1, 3, 16, 16), "t2g").steps == 7

@@ -23,6 +23,8 @@ from studio.metrics import auroc, batched_features, class_accuracy, fd_floor, fr
 
 from .datasets import labelled_split
 from .eval_coopflow import card_extra as coopflow_card_extra
+from .eval_letit import card_extra as letit_card_extra
+from .eval_letit import evaluate_letit
 from .eval_coopflow import evaluate_coopflow
 from .eval_egc import card_extra as egc_card_extra
 from .eval_egc import evaluate_egc
@@ -92,6 +94,8 @@ def card_extra(kind: str, name: str, metrics: dict) -> str:
         return egc_card_extra(metrics)
     if kind == "cfebm":
         return cfebm_card_extra(metrics)
+    if kind == "letit":
+        return letit_card_extra(metrics)
     if kind != "cdrl" or "fd_w1" not in metrics:
         return ""
     svg = write_guidance_tradeoff(metrics, Path(name).name)
@@ -228,39 +232,6 @@ def evaluate_cfebm_translation(model, samples: int, seed: int) -> dict:
     from studio.bench import timed
 
     metrics["seconds_per_translation"] = round(timed(lambda: model.translate(torch.zeros(3, 64, 64), seeds="0"), 3), 3)
-    return metrics
-
-
-def evaluate_letit(model, samples: int, seed: int) -> dict:
-    """Both translation directions on the true held-out pairs (PSNR/SSIM to the counterpart, the identity
-    baseline, the evaluator's target-style probability, FD to the target-style test set), the autoencoder's
-    reconstruction PSNR over both styles (the ceiling) and the training time of each stage.
-    Chains use each direction's trained sampler settings; image i of the test split gets seed i; with
-    ``--samples`` below the 512 test pairs, only the first ``samples`` pairs are translated."""
-    from studio.data.emoji import load_emoji_pairs
-
-    metrics: dict = {}
-    for direction in model.trained_directions:
-        metrics.update(translation_metrics(lambda x, s, d=direction: model.translate(x, d, seeds=s).outputs, direction, direction,
-                                          limit=samples))
-    pairs = load_emoji_pairs("test", size=model.config.image_size)
-    both = torch.cat([pairs.twitter, pairs.google])
-    recon = torch.cat([model.reconstruct(both[i : i + 256]) for i in range(0, len(both), 256)])
-    metrics["recon_psnr"] = round(float(psnr(recon, both).mean()), 2)
-    metrics["recon_ssim"] = round(float(ssim(recon, both).mean()), 4)
-    stages = model.checkpoint.extra.get("stages", {})
-    if "autoencoder" in stages:
-        metrics["ae_train_seconds"] = round(stages["autoencoder"]["seconds"])
-    ebm_seconds = {d: stages[f"ebm_{d}"]["seconds"] for d in model.trained_directions if f"ebm_{d}" in stages}
-    for d, sec in ebm_seconds.items():
-        metrics[f"ebm_{d}_train_seconds"] = round(sec)
-    if ebm_seconds:
-        metrics["ebm_train_seconds"] = round(sum(ebm_seconds.values()))
-    if model.trained_directions:
-        d = model.trained_directions[0]
-        start = time.perf_counter()
-        model.translate(torch.zeros(1, 3, model.config.image_size, model.config.image_size), d, seeds="0")
-        metrics["seconds_per_translation"] = round(time.perf_counter() - start, 3)
     return metrics
 
 
