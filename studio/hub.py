@@ -10,14 +10,24 @@ A checkpoint is a directory with
 
 Loading never unpickles anything and is strict: a missing or unexpected
 weight, a shape mismatch or a kind mismatch is an error that names it.
+``config.json`` records the SHA-256 of the weights file, so a bit flip or a
+partial download is caught on load, not sampled from. Saving is atomic: the
+files are written to a temporary folder next to the target, which then takes
+the target's place in one rename, so a crash mid-export never leaves a
+half-written checkpoint under the final name.
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import hashlib
 import json
 import os
 import re
+import secrets
+import shutil
 import subprocess
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -28,7 +38,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, StudioError
 
 FORMAT_VERSION = "1"
 CONFIG_NAME = "config.json"
@@ -168,24 +178,83 @@ def save_checkpoint(
     card: ModelCard | str,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``directory``.
+    """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``directory``, atomically.
 
     ``extra`` adds top-level entries to config.json (sampler defaults, data,
-    training command, wall time, ...).
+    training command, wall time, ...). Other files already in ``directory``
+    (e.g. ``metrics.json``) are carried over.
     """
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     cfg = config_to_dict(config)
-    payload = {"kind": kind, "format_version": FORMAT_VERSION, "config": cfg, "code_version": _git_sha(), **(extra or {})}
-    text = json.dumps(payload, indent=2, sort_keys=False)
+    code_version = _git_sha()
     # safetensors refuses shared or non-contiguous storage; make each tensor standalone.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    metadata = {"format_version": FORMAT_VERSION, "kind": kind, "config": json.dumps(cfg), "code_version": payload["code_version"]}
-    save_file(tensors, str(out / WEIGHTS_NAME), metadata=metadata)
-    (out / CONFIG_NAME).write_text(text + "\n")
+    metadata = {"format_version": FORMAT_VERSION, "kind": kind, "config": json.dumps(cfg), "code_version": code_version}
     card_obj = card if isinstance(card, ModelCard) else ModelCard(summary=str(card))
-    (out / CARD_NAME).write_text(card_obj.render(out.name))
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata=metadata)
+        payload = {"kind": kind, "format_version": FORMAT_VERSION, "config": cfg, "code_version": code_version,
+                   "weights_sha256": file_sha256(tmp / WEIGHTS_NAME), **(extra or {})}
+        (tmp / CONFIG_NAME).write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+        (tmp / CARD_NAME).write_text(card_obj.render(out.name))
+        if out.is_dir():
+            for item in out.iterdir():
+                if item.name not in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
+                    (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        _fsync_tree(tmp)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush the files to disk before the rename makes them visible (a power cut must not publish empty files)."""
+    for f in folder.iterdir():
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put ``new`` at ``target`` in one step. An existing target is swapped out atomically where the OS
+    can (Linux renameat2 RENAME_EXCHANGE), else renamed aside first: the target is then missing for an
+    instant, but never holds a mix of old and new files."""
+    if not target.exists():
+        os.rename(new, target)
+        return
+    if not target.is_dir():
+        raise CheckpointError(f"Cannot export to {target}: it exists and is not a directory.")
+    aside = target.parent / f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+    if _exchange(new, target):
+        os.rename(new, aside)  # `new` now holds the previous checkpoint
+    else:
+        os.rename(target, aside)
+        os.rename(new, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux >= 3.15); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 # ----------------------------------------------------------------------------- resolve
@@ -207,7 +276,13 @@ def resolve(ref: str | os.PathLike) -> Resolved:
     """Resolve a registry name, a local directory or ``org/name[@revision]`` to a local folder."""
     from .registry import REGISTRY, known_names
 
+    if not isinstance(ref, (str, os.PathLike)):
+        raise CheckpointError(f"A model reference must be a name, a folder or a Hub id (a string); got {type(ref).__name__}.")
     text = os.fspath(ref)
+    if not isinstance(text, str):
+        text = os.fsdecode(text)
+    if "\x00" in text or len(text) > 1024:
+        raise CheckpointError("That model reference is not a valid name, folder or Hub id (too long or contains NUL).")
     if not text or not text.strip():
         raise CheckpointError("Empty model reference. Known models: " + ", ".join(known_names()))
     path = Path(text).expanduser()
@@ -294,12 +369,21 @@ def read_config(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{file} is not valid JSON ({err}). Re-download or re-export the checkpoint.") from None
     if not isinstance(payload, dict) or "kind" not in payload or "config" not in payload:
-        raise CheckpointError(f"{file} lacks the 'kind' and 'config' entries of an EBM Studio checkpoint.")
+        missing = [k for k in ("kind", "config") if not isinstance(payload, dict) or k not in payload]
+        raise CheckpointError(f"{file} lacks the {' and '.join(repr(k) for k in missing)} "
+                              f"entr{'ies' if len(missing) > 1 else 'y'} of an EBM Studio checkpoint.")
+    if not isinstance(payload["kind"], str):
+        raise CheckpointError(f"{file}: 'kind' must be a string naming the model kind; got {payload['kind']!r}.")
+    if not isinstance(payload["config"], dict):
+        raise CheckpointError(f"{file}: 'config' must be a mapping of config fields; got {type(payload['config']).__name__}.")
     return payload
 
 
-def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read safetensors weights and metadata; a corrupt or truncated file is a clear error."""
+def read_weights(path: Path, sha256: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read safetensors weights and metadata; a corrupt or truncated file is a clear error.
+
+    ``sha256`` (from config.json) is checked when given, which also catches bit flips inside
+    the tensor data that the safetensors header cannot see."""
     file = path / WEIGHTS_NAME
     if not file.is_file():
         raise CheckpointError(f"{path} has no {WEIGHTS_NAME}. Only safetensors weights are loaded (never pickles).")
@@ -313,23 +397,61 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         raise CheckpointError(
             f"{file} is corrupt or truncated ({err}). Delete it and download or export the checkpoint again."
         ) from None
+    if sha256 is not None and file_sha256(file) != sha256:
+        raise CheckpointError(f"{file} is corrupt: it does not match the SHA-256 recorded in {CONFIG_NAME} (a flipped "
+                              "bit or an interrupted download). Delete it and download or export the checkpoint again.")
     return tensors, metadata
 
 
 def build_config(cls: type[nn.Module], raw: Mapping[str, Any], where: str) -> Any:
-    """Instantiate ``cls.config_class`` from a dict, refusing unknown or missing fields."""
+    """Instantiate ``cls.config_class`` from a dict, refusing unknown fields, missing required ones and
+    values of the wrong type (fields added after a checkpoint was written take their defaults)."""
     config_class = cls.config_class
     names = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(raw) - names)
     if unknown:
         raise CheckpointError(f"{where}: config has fields {unknown} that {config_class.__name__} does not know.")
+    required = sorted(f.name for f in dataclasses.fields(config_class)
+                      if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in raw)
+    if required:
+        raise CheckpointError(f"{where}: config lacks the required fields {required} of {config_class.__name__}.")
+    hints = typing.get_type_hints(config_class)
+    for key, value in raw.items():
+        if not _type_ok(value, hints.get(key, Any)):
+            raise CheckpointError(f"{where}: config field '{key}' should be {_type_name(hints[key])}; got {value!r}.")
     try:
         return config_class(**raw)
     except TypeError as err:
         raise CheckpointError(f"{where}: config does not match {config_class.__name__}: {err}") from None
 
 
-def load_strict(model: nn.Module, tensors: Mapping[str, torch.Tensor], where: str) -> None:
+def _type_ok(value: Any, hint: Any) -> bool:
+    """A shallow check of JSON values against simple annotations (int, float, bool, str, list, dict, Optional)."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is list or origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if hint is dict or origin is dict:
+        return isinstance(value, dict)
+    return True  # anything more elaborate is left to the config class
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def load_strict(model: nn.Module, tensors: Mapping[str, torch.Tensor], where: str, shapes_only: bool = False) -> None:
     """Copy weights into ``model``; any missing/unexpected key or shape mismatch is named."""
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
@@ -344,7 +466,8 @@ def load_strict(model: nn.Module, tensors: Mapping[str, torch.Tensor], where: st
     for key, value in tensors.items():
         if own[key].shape != value.shape:
             raise CheckpointError(f"{where}: weight '{key}' has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}.")
-    model.load_state_dict(dict(tensors), strict=True)
+    if not shapes_only:
+        model.load_state_dict(dict(tensors), strict=True)
 
 
 def load(ref: str | os.PathLike, kind: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
@@ -363,13 +486,35 @@ def load(ref: str | os.PathLike, kind: str | None = None, device: str | torch.de
         raise CheckpointError(f"{where} is a '{found_kind}' model, but a '{kind}' model was requested.")
     if found_kind not in MODEL_KINDS:
         raise CheckpointError(f"{where} has kind '{found_kind}', which this version of studio does not know. Known kinds: {sorted(MODEL_KINDS)}.")
-    tensors, metadata = read_weights(resolved.path)
+    sha = payload.get("weights_sha256")
+    tensors, metadata = read_weights(resolved.path, sha if isinstance(sha, str) else None)
     if metadata.get("kind", found_kind) != found_kind:
         raise CheckpointError(f"{where}: config.json says kind '{found_kind}' but the weights say '{metadata['kind']}'. The files come from different checkpoints.")
-    if "config" in metadata and json.loads(metadata["config"]) != payload["config"]:
+    try:
+        stored_config = json.loads(metadata["config"]) if "config" in metadata else payload["config"]
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{where}: the config stored with the weights is not valid JSON; the weights file is corrupt.") from None
+    if stored_config != payload["config"]:
         raise CheckpointError(f"{where}: config.json does not match the config stored with the weights. The files come from different checkpoints.")
     cls = MODEL_KINDS[found_kind]
-    model = cls(build_config(cls, payload["config"], where))
+    config = build_config(cls, payload["config"], where)
+    # Check the architecture against the weights on the meta device first (no memory), so a config.json
+    # with absurd sizes cannot make the loader allocate gigabytes before it notices the mismatch.
+    try:
+        with torch.device("meta"):
+            shell = cls(config)
+    except StudioError:
+        raise
+    except Exception:  # noqa: BLE001 - some models compute in __init__; they are checked after construction
+        shell = None
+    if shell is not None:
+        load_strict(shell, tensors, where, shapes_only=True)
+    try:
+        model = cls(config)
+    except StudioError:
+        raise
+    except (ValueError, TypeError, RuntimeError, KeyError, IndexError) as err:
+        raise CheckpointError(f"{where}: its config cannot build a '{found_kind}' model ({err}).") from None
     load_strict(model, tensors, where)
     model.eval().requires_grad_(False).to(device)
     extra = {k: v for k, v in payload.items() if k not in {"kind", "config"}}
