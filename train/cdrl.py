@@ -4,8 +4,10 @@
     accelerate launch train/cdrl.py --config train/configs/drl_fmnist.yaml     # the DRL baseline
     accelerate launch train/cdrl.py --config ... --resume                       # continue a run
 
-The same command runs on many GPUs (each process gets its own data shard and
-seed; gradients are averaged by accelerate). States are saved every
+The same command runs on many GPUs, or on N CPU processes with
+``accelerate launch --multi_gpu --num_processes N train/cdrl.py --cpu ...``:
+``batch_size`` is the global batch, each process trains on its slice with its own
+chain noise, and accelerate averages the gradients. States are saved every
 ``save_every`` steps to runs/<name>/ and the EMA weights are exported to
 checkpoints/<name>/ at the end.
 """
@@ -24,8 +26,8 @@ from tqdm.auto import tqdm
 
 from studio.cdrl import CDRL, DRL, CDRLConfig, DRLConfig
 from studio.hub import ModelCard
-from train.common import (EMA, ConfigError, DivergenceError, Run, build_dataclass, check_finite, export, infinite_batches,
-                          init_from_checkpoint, start)
+from train.common import (EMA, ConfigError, DivergenceError, Run, any_rank, build_dataclass, check_finite, export,
+                          infinite_batches, init_from_checkpoint, shard, start, step_generator)
 
 
 @dataclass
@@ -103,16 +105,17 @@ def main(argv: list[str] | None = None) -> None:
     run = Run(acc, Path(args.run_dir or f"runs/{cfg.name}"), args.resume)
     core = acc.unwrap_model(trainer).model
 
-    batches = infinite_batches((data.images, data.labels), ts.batch_size, ts.seed * 1000 + acc.process_index,
-                               start_epoch=run.state.epoch)
+    # Every process draws the same global batch (same seed) and trains on its slice.
+    batches = infinite_batches((data.images, data.labels), ts.batch_size, ts.seed * 1000, start_epoch=run.state.epoch)
     # Skip the batches already consumed in the current epoch so a resumed run continues the same order.
     per_epoch = len(data.images) // ts.batch_size
     for _ in range(run.state.step % per_epoch if run.resumed else 0):
         next(batches)
-    gen = torch.Generator(device=acc.device).manual_seed(ts.seed * 7919 + acc.process_index + run.state.step)
     bar = tqdm(total=ts.steps, initial=run.state.step, disable=not acc.is_main_process, desc=cfg.name, dynamic_ncols=True)
     while run.state.step < ts.steps:
-        x, y = next(batches)
+        # Flips and chain noise come from (seed, step, rank): a resumed run repeats the uninterrupted one.
+        gen = step_generator(ts.seed * 7919, run.state.step, acc.process_index, acc.device)
+        x, y = shard(acc, *next(batches), trace_dir=run.dir, step=run.state.step + 1)
         x, y = x.to(acc.device), y.to(acc.device)
         if ts.hflip:
             flip = torch.rand(x.shape[0], device=acc.device, generator=gen) < 0.5
@@ -138,12 +141,13 @@ def main(argv: list[str] | None = None) -> None:
         if abs(stats["f_pos"]) > ts.max_abs_f:
             raise DivergenceError(f"|fhat| of data reached {stats['f_pos']:.3g} at step {run.state.step}: the energy is "
                                   "exploding. Resume from the last state with a lower ebm_lr.")
+        run.log(stats)
         bar.update(1)
         bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()})
-        if run.state.step % ts.save_every == 0 or run.state.step == ts.steps:
+        out_of_time = any_rank(acc, bool(ts.max_minutes) and run.elapsed() > ts.max_minutes * 60)
+        if run.state.step % ts.save_every == 0 or run.state.step == ts.steps or out_of_time:
             run.save()
-        if ts.max_minutes and run.elapsed() > ts.max_minutes * 60:
-            run.save()
+        if out_of_time:
             bar.write(f"Stopping at step {run.state.step}: reached max_minutes={ts.max_minutes}.")
             break
     bar.close()

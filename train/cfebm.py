@@ -14,7 +14,13 @@ frozen coarse stage blended with noise (explicit smooth sampling). The model
 architecture changes between stages, so the run folder stores the model config
 with its weights: ``runs/<name>/state/{model.safetensors, ema.safetensors,
 optimizer.pt, run.json}`` (the optimizer file holds only tensors and is read
-with ``weights_only=True``).
+with ``weights_only=True``) and ``runs/<name>/log.jsonl`` has one line per step.
+
+Several processes (``accelerate launch --multi_gpu --num_processes N train/cfebm.py --cpu ...`` on a
+CPU machine, or N GPUs): ``batch_size`` is the global batch, every process draws the same batch
+indices and trains on its slice with its own chain noise, and the trainer goes through
+``accelerator.prepare`` (rebuilt at every stage, since growing changes the network) so DDP
+averages the gradients. Each save checks that the replicas agree.
 """
 from __future__ import annotations
 
@@ -29,11 +35,13 @@ if __package__ in (None, ""):
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from torch import nn
 from tqdm.auto import tqdm
 
 from studio.cfebm import CFEBM, CFEBMConfig
 from studio.hub import ModelCard, config_to_dict
-from train.common import EMA, ConfigError, DivergenceError, build_dataclass, check_finite, export, start
+from train.common import (EMA, ConfigError, DivergenceError, any_rank, append_log, build_dataclass, check_finite, check_replicas,
+                          export, replica_checksums, shard, start, step_generator, truncate_log)
 
 
 @dataclass
@@ -78,25 +86,51 @@ class Progress:
     elapsed: float = 0.0
 
 
-def save_state(run_dir: Path, model: CFEBM, ema: EMA, opt: torch.optim.Optimizer | None, progress: Progress) -> None:
+class LossModule(nn.Module):
+    """Routes the training loss through forward(), so DDP (several processes) averages the gradients."""
+
+    def __init__(self, model: CFEBM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, beta: float, generator, source=None):
+        return self.model.training_loss(x, beta=beta, generator=generator, source=source)
+
+
+def save_state(run_dir: Path, model: CFEBM, ema: EMA, opt: torch.optim.Optimizer | None, progress: Progress,
+               replicas: list[float] | None = None) -> None:
     """Atomic save: write to state.tmp then rename, so an interrupted save keeps the last good state."""
     tmp, final = run_dir / "state.tmp", run_dir / "state"
+    if tmp.exists():  # left by a crash mid-save
+        import shutil
+
+        shutil.rmtree(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
     save_file({k: v.contiguous() for k, v in ema.shadow.state_dict().items()}, str(tmp / "ema.safetensors"))
     if opt is not None:
         torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    (tmp / "run.json").write_text(json.dumps({"progress": asdict(progress), "model_config": config_to_dict(model.config),
-                                              "ema_updates": int(ema.num_updates)}))
-    if final.exists():
+    info = {"progress": asdict(progress), "model_config": config_to_dict(model.config), "ema_updates": int(ema.num_updates)}
+    if replicas is not None:
+        info["replicas"] = replicas
+    (tmp / "run.json").write_text(json.dumps(info))
+    old = run_dir / "state.old"
+    if old.exists():
         import shutil
 
-        shutil.rmtree(final)
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
     tmp.rename(final)
+    if old.exists():
+        import shutil
+
+        shutil.rmtree(old)
 
 
 def load_state(run_dir: Path) -> tuple[CFEBM, dict, dict, Progress, int]:
-    state = run_dir / "state"
+    # "state.old" is the last good state if a crash hit between save_state's two renames.
+    state = next((d for d in (run_dir / "state", run_dir / "state.old") if (d / "run.json").exists()), run_dir / "state")
     if not (state / "run.json").exists():
         raise ConfigError(f"--resume: no saved state in {run_dir}. Start without --resume, or pass --run-dir.")
     info = json.loads((state / "run.json").read_text())
@@ -111,7 +145,11 @@ def load_state(run_dir: Path) -> tuple[CFEBM, dict, dict, Progress, int]:
 def main(argv: list[str] | None = None) -> None:
     import time
 
-    args, cfg, acc = start(__doc__, "train/configs/cfebm_fmnist.yaml", CFEBMRunConfig, argv, add_arguments=_add_arguments)
+    from accelerate import DistributedDataParallelKwargs
+
+    # The fade branch stops contributing once beta reaches 1, so DDP must allow unused parameters.
+    args, cfg, acc = start(__doc__, "train/configs/cfebm_fmnist.yaml", CFEBMRunConfig, argv, add_arguments=_add_arguments,
+                           accelerator_kwargs={"kwargs_handlers": [DistributedDataParallelKwargs(find_unused_parameters=True)]})
     if args.no_coarse_to_fine:
         cfg.train.coarse_to_fine = False
         if cfg.name.startswith("cfebm-"):
@@ -120,9 +158,14 @@ def main(argv: list[str] | None = None) -> None:
     ts = cfg.train.single_scale() if single else cfg.train
     run_dir = Path(args.run_dir or f"runs/{cfg.name}")
     data, source = load_training_data(ts)
+    log_file = run_dir / "log.jsonl"
     if args.resume:
         model, ema_state, opt_state, prog, ema_updates = load_state(run_dir)
+        if acc.is_main_process:
+            truncate_log(log_file, prog.step)
     else:
+        if acc.is_main_process and log_file.exists():
+            log_file.unlink()
         base = cfg.train.resolutions[0]  # the single-scale model has the same blocks, built at full size at once
         model = CFEBM(build_dataclass(CFEBMConfig, {**cfg.model, "base_resolution": base, "resolution": ts.resolutions[0],
                                                     "source_domain": ts.source_domain, "target_domain": ts.target_domain},
@@ -130,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         ema_state, opt_state, prog, ema_updates = None, None, Progress(), 0
     started, base_elapsed = time.time(), prog.elapsed
     elapsed = lambda: base_elapsed + time.time() - started  # noqa: E731
-    gen = torch.Generator().manual_seed(ts.seed * 7919 + prog.step + acc.process_index)
+    rank = acc.process_index
     model = model.to(acc.device)
     final_ema = None
     if prog.stage >= len(ts.resolutions):  # a finished run: export what it saved
@@ -144,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
         if ema_state is not None:
             ema.shadow.load_state_dict(ema_state)
             ema.num_updates.fill_(ema_updates)
+        model.coarse.requires_grad_(False)  # frozen stages: only sampled from, never trained
+        trainer = acc.prepare(LossModule(model))  # a new network each stage, so a new DDP wrapper
         opt = torch.optim.Adam(model.net.parameters(), lr=ts.lr[str(res)], betas=(0.5, 0.999))
         if opt_state is not None:
             opt.load_state_dict(opt_state)
@@ -154,10 +199,17 @@ def main(argv: list[str] | None = None) -> None:
         out_of_time = False
         while prog.seen < n_images:
             beta = min(1.0, 2 * prog.seen / n_images) if model.config.fading else 1.0
+            # Global batch indices from a generator seeded by the step (the same on every process, and
+            # the same after --resume); each process takes its slice, then draws its own chain noise.
+            gen = step_generator(ts.seed * 7919, prog.step)
             idx = torch.randint(0, len(pooled), (ts.batch_size,), generator=gen)
             # Unpaired: the source batch is drawn independently of the target batch.
-            src = None if pooled_src is None else pooled_src[torch.randint(0, len(pooled_src), (ts.batch_size,), generator=gen)].to(acc.device)
-            out = model.training_loss(pooled[idx].to(acc.device), beta=beta, generator=gen, source=src)
+            src_idx = None if pooled_src is None else torch.randint(0, len(pooled_src), (ts.batch_size,), generator=gen)
+            idx = shard(acc, idx, trace_dir=run_dir, step=prog.step + 1)
+            src = None if src_idx is None else pooled_src[shard(acc, src_idx)].to(acc.device)
+            if rank:
+                gen = step_generator(ts.seed * 7919, prog.step, rank)
+            out = trainer(pooled[idx].to(acc.device), beta, gen, src)
             loss = out["loss"]
             if ts.energy_l2:
                 loss = loss + ts.energy_l2 * (out["e_pos"] ** 2 + out["e_neg"] ** 2)
@@ -173,12 +225,17 @@ def main(argv: list[str] | None = None) -> None:
             if max(abs(stats["e_pos"]), abs(stats["e_neg"])) > ts.max_abs_energy:
                 raise DivergenceError(f"|E| reached {max(abs(stats['e_pos']), abs(stats['e_neg'])):.3g} at step {prog.step}: "
                                       "resume from the last state with a lower lr, or set train.energy_l2.")
+            if acc.is_main_process:
+                append_log(log_file, prog.step, {**stats, "stage": prog.stage})
             bar.update(ts.batch_size)
             bar.set_postfix(stage=f"{res}px", beta=f"{beta:.2f}", **{k: f"{v:.3g}" for k, v in stats.items()})
-            out_of_time = bool(ts.max_minutes) and elapsed() > ts.max_minutes * 60
-            if acc.is_main_process and (prog.step % ts.save_every == 0 or out_of_time):
-                prog.elapsed = elapsed()
-                save_state(run_dir, model, ema, opt, prog)
+            out_of_time = any_rank(acc, bool(ts.max_minutes) and elapsed() > ts.max_minutes * 60)
+            if prog.step % ts.save_every == 0 or out_of_time:
+                replicas = replica_checksums(acc, [model.net])  # every process takes part
+                check_replicas(replicas, prog.step)
+                if acc.is_main_process:
+                    prog.elapsed = elapsed()
+                    save_state(run_dir, model, ema, opt, prog, replicas)
             if out_of_time:
                 break
         bar.close()
@@ -187,15 +244,17 @@ def main(argv: list[str] | None = None) -> None:
             final_ema = ema.shadow
             break
         # Stage done (beta = 1): drop the fade, then grow unless this was the last stage.
+        replicas = replica_checksums(acc, [model.net])
+        check_replicas(replicas, prog.step)
         model, final_ema = _finish_stage(model), _finish_stage(ema.shadow)
         prog.stage, prog.seen, prog.elapsed = prog.stage + 1, 0, elapsed()
         if prog.stage < len(ts.resolutions):
             model = model.expand()
             ema_state, ema_updates = final_ema.expand().state_dict(), 0
             if acc.is_main_process:  # a fresh optimizer starts each stage, so none is saved here
-                save_state(run_dir, model, _ema_from(model, ema_state), None, prog)
+                save_state(run_dir, model, _ema_from(model, ema_state), None, prog, replicas)
         elif acc.is_main_process:
-            save_state(run_dir, model, _ema_from(model, final_ema.state_dict()), None, prog)
+            save_state(run_dir, model, _ema_from(model, final_ema.state_dict()), None, prog, replicas)
     total = elapsed()
     if acc.is_main_process:
         reached = final_ema.config.resolution

@@ -16,6 +16,7 @@ import platform
 import shlex
 import sys
 import time
+import warnings
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar, get_type_hints
@@ -116,14 +117,18 @@ def base_parser(description: str, default_config: str) -> argparse.ArgumentParse
     parser.add_argument("--export-dir", default=None, help="checkpoint output folder (default checkpoints/<name>)")
     parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                         help="start from an exported checkpoint's weights (continue training without the run folder)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="train on the CPU even when a GPU is present; with `accelerate launch --multi_gpu "
+                             "--num_processes N` this runs N gloo processes on the CPU")
     return parser
 
 
 def init_from_checkpoint(model: nn.Module, ref: str) -> None:
     """Copy weights from an exported checkpoint (strictly: the architecture must match)."""
-    from studio.hub import load_strict, read_weights, resolve
+    from studio.hub import load_strict, read_config, read_weights, resolve
 
-    tensors, _ = read_weights(resolve(ref).path)
+    path = resolve(ref).path
+    tensors, _ = read_weights(path, read_config(path).get("weights_sha256"))
     load_strict(model, tensors, f"--init-from {ref}")
 
 
@@ -156,11 +161,89 @@ class EMA(nn.Module):
 # ----------------------------------------------------------------------------- runs
 
 
-def make_accelerator(**kwargs):
-    """An Accelerator that works on CPU-only machines and on GPUs unchanged."""
-    from accelerate import Accelerator
+def make_accelerator(cpu: bool = False, **kwargs):
+    """An Accelerator that works on CPU-only machines and on GPUs unchanged.
 
-    return Accelerator(cpu=not torch.cuda.is_available(), **kwargs)
+    ``batch_size`` in every config is the *global* batch: all processes draw the same batch and each
+    trains on its slice (``shard``), so a run means the same thing on 1 or 8 processes.
+    ``split_batches=True`` tells accelerate so: its schedulers then step once per optimisation step
+    instead of once per process.
+    """
+    from accelerate import Accelerator, DataLoaderConfiguration
+
+    kwargs.setdefault("dataloader_config", DataLoaderConfiguration(split_batches=True))
+    return Accelerator(cpu=cpu or not torch.cuda.is_available(), **kwargs)
+
+
+def shard(acc, *tensors: torch.Tensor, trace_dir: Path | None = None, step: int = 0):
+    """This process's contiguous slice of a global batch that every process drew identically.
+
+    With ``STUDIO_TRACE_BATCHES=1`` each process appends what it got to
+    ``<trace_dir>/batches-rank<r>.jsonl`` (row sums of the first tensor), so tests and
+    sceptical users can check that the ranks split the global batch without overlap.
+    """
+    n, world, rank = tensors[0].shape[0], acc.num_processes, acc.process_index
+    if n % world:
+        raise ConfigError(f"The global batch size {n} is not divisible by the {world} processes; "
+                          f"use a multiple of {world} (--set train.batch_size=...).")
+    per = n // world
+    out = tuple(t[rank * per : (rank + 1) * per] for t in tensors)
+    if trace_dir is not None and os.environ.get("STUDIO_TRACE_BATCHES") == "1":
+        first = out[0]
+        rows = first.flatten(1).double().sum(1) if first.dim() > 1 else first.double()
+        Path(trace_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(trace_dir) / f"batches-rank{rank}.jsonl", "a") as fh:
+            fh.write(json.dumps({"step": step, "rows": [round(v, 4) for v in rows.tolist()]}) + "\n")
+    return out if len(out) > 1 else out[0]
+
+
+def step_generator(seed: int, step: int, rank: int = 0, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator seeded by (seed, step, rank): a resumed run draws exactly what the uninterrupted one would."""
+    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + step) * 64 + rank)
+
+
+def any_rank(acc, flag: bool) -> bool:
+    """True if ``flag`` is true on any process. Decisions that end the loop (a time budget) must be
+    taken by all processes together, or one would wait forever for the others' gradients."""
+    if acc.num_processes == 1:
+        return bool(flag)
+    return bool(acc.reduce(torch.tensor([float(flag)], device=acc.device), reduction="sum").item() > 0)
+
+
+def replica_checksums(acc, modules) -> list[float]:
+    """One number per process summarising its parameters (position-weighted, in float64); equal
+    numbers mean the replicas are in sync. Every process must call this (it is a collective)."""
+    total = torch.zeros((), dtype=torch.float64)
+    for module in modules:
+        for p in acc.unwrap_model(module).parameters():
+            flat = p.detach().to("cpu", torch.float64).flatten()
+            total += (flat * (1 + torch.arange(flat.numel(), dtype=torch.float64) % 7)).sum()
+    if acc.num_processes == 1:
+        return [float(total)]
+    return [float(v) for v in acc.gather(total.view(1).to(acc.device)).cpu()]
+
+
+def check_replicas(checksums: list[float], step: int) -> None:
+    if max(checksums) - min(checksums) > 1e-9 * max(1.0, max(abs(c) for c in checksums)):
+        raise DivergenceError(f"The processes' model replicas differ at step {step} (checksums {checksums}): gradients "
+                              "are not being synchronised. Make sure the trained module goes through accelerator.prepare.")
+
+
+def append_log(path: Path, step: int, stats: dict) -> None:
+    """One JSON line per step (the loss curve); kept consistent with the saved state on resume."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps({"step": step, **{k: round(float(v), 7) for k, v in stats.items()}}) + "\n")
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past the resumed state's step: a killed run re-trains those steps."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
 
 
 @dataclass
@@ -174,47 +257,75 @@ class RunState:
 
 
 class Run:
-    """A run folder: periodic ``save_state`` and ``--resume``.
+    """A run folder: periodic ``save_state``, ``--resume`` and the loss log.
 
-    Layout: ``<run_dir>/state`` (accelerate: models, optimisers, EMA, RNG) and
-    ``<run_dir>/run.json`` (step, wall time). A state is written to a temporary
-    folder and renamed, so a crash mid-save never corrupts the last good one.
+    Layout: ``<run_dir>/state`` (accelerate: models, optimisers, EMA, RNG, plus ``run.json`` with
+    step and wall time), ``<run_dir>/run.json`` (a copy, for people and older runs) and
+    ``<run_dir>/log.jsonl`` (one line per step). A state is written to ``state.tmp`` with its
+    counters inside and renamed, so a crash (even SIGKILL) at any moment leaves a complete state
+    whose counters match its weights: ``state``, or ``state.old`` if the crash hit between the
+    two renames.
     """
 
     def __init__(self, accelerator, run_dir: Path, resume: bool):
         self.acc = accelerator
         self.dir = Path(run_dir)
+        self.log_file = self.dir / "log.jsonl"
         self.state = RunState()
         self.started = time.time()
         self.resumed = False
         if resume:
-            info = self.dir / "run.json"
-            if not info.exists():
+            state_dir = next((d for d in (self.dir / "state", self.dir / "state.old") if d.is_dir()), None)
+            info = next((f for f in ((state_dir / "run.json") if state_dir else None, self.dir / "run.json")
+                         if f is not None and f.exists()), None)
+            if state_dir is None or info is None:
                 raise ConfigError(f"--resume: no saved state in {self.dir}. Start without --resume, or pass --run-dir.")
             self.state = RunState(**json.loads(info.read_text()))
-            self.acc.load_state(str(self.dir / "state"))
+            self.acc.load_state(str(state_dir))
             self.resumed = True
+            if self.acc.is_main_process:
+                truncate_log(self.log_file, self.state.step)
+        elif self.acc.is_main_process and self.log_file.exists():
+            self.log_file.unlink()  # a fresh run starts a fresh curve
+        self.acc.wait_for_everyone()
 
     def elapsed(self) -> float:
         return self.state.elapsed + (time.time() - self.started)
 
-    def save(self) -> None:
-        self.acc.wait_for_everyone()
-        tmp = self.dir / "state.tmp"
-        self.acc.save_state(str(tmp))
+    def log(self, stats: dict) -> None:
         if self.acc.is_main_process:
-            final = self.dir / "state"
+            append_log(self.log_file, self.state.step, stats)
+
+    def save(self) -> None:
+        # Replicas must agree before their (rank 0) weights become the saved state.
+        checksums = replica_checksums(self.acc, self.acc._models)
+        check_replicas(checksums, self.state.step)
+        self.state.extra["replicas"] = {"processes": self.acc.num_processes, "checksums": checksums}
+        tmp = self.dir / "state.tmp"
+        if self.acc.is_main_process and tmp.exists():
+            _rmtree(tmp)  # left by a crash mid-save
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            text = json.dumps(dataclasses.asdict(dataclasses.replace(self.state, elapsed=self.elapsed())))
+            (tmp / "run.json").write_text(text)
+            final, old = self.dir / "state", self.dir / "state.old"
             if final.exists():
-                old = self.dir / "state.old"
                 if old.exists():
                     _rmtree(old)
                 final.rename(old)
             tmp.rename(final)
-            state = dataclasses.replace(self.state, elapsed=self.elapsed())
-            (self.dir / "run.json").write_text(json.dumps(dataclasses.asdict(state)))
-            if (self.dir / "state.old").exists():
-                _rmtree(self.dir / "state.old")
+            _write_atomic(self.dir / "run.json", text)
+            if old.exists():
+                _rmtree(old)
         self.acc.wait_for_everyone()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _rmtree(path: Path) -> None:
@@ -290,15 +401,18 @@ def configure_threads(accelerator, requested: int = 0) -> int:
 
 
 def start(doc: str, default_config: str, config_cls: type[T], argv: list[str] | None = None,
-          add_arguments: Callable[[argparse.ArgumentParser], None] | None = None):
+          add_arguments: Callable[[argparse.ArgumentParser], None] | None = None, accelerator_kwargs: dict | None = None):
     """The common preamble of every train script: parse args, read the typed config, set up
-    the Accelerator, threads and seed. Returns (args, config, accelerator)."""
+    the Accelerator (``--cpu`` forces the CPU), threads and seed. Returns (args, config, accelerator)."""
     parser = base_parser(doc, default_config)
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    # DDP's note about grad strides (some convolutions return channels-last grads on CPU) is about
+    # speed, not correctness; it would fill every multi-process log.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     cfg = load_config(config_cls, args.config, args.overrides)
-    acc = make_accelerator()
+    acc = make_accelerator(cpu=args.cpu, **(accelerator_kwargs or {}))
     configure_threads(acc, cfg.train.threads)
     torch.manual_seed(cfg.train.seed + acc.process_index)
     return args, cfg, acc

@@ -4,6 +4,8 @@
     accelerate launch train/evaluator.py --config train/configs/evaluator_emoji.yaml
     accelerate launch train/evaluator.py --config train/configs/evaluator_shapes3d.yaml
 
+``batch_size`` is the global batch (split across processes, e.g. with
+``accelerate launch --multi_gpu --num_processes 2 train/evaluator.py --cpu ...``).
 Model selection uses a validation split carved out of the training data; the
 accuracy written to the model card is measured afterwards on the held-out test
 split by ``python -m train.evaluate NAME``.
@@ -25,7 +27,7 @@ from tqdm.auto import tqdm
 
 from studio.evaluator import EvaluatorConfig, EvaluatorNet
 from studio.hub import ModelCard
-from train.common import EMA, Run, build_dataclass, check_finite, export, infinite_batches, start
+from train.common import EMA, Run, build_dataclass, check_finite, export, infinite_batches, shard, start, step_generator
 from train.datasets import DATA_CREDITS, labelled_split
 
 
@@ -91,13 +93,14 @@ def main(argv: list[str] | None = None) -> None:
     batches = infinite_batches((train.images, train.labels), ts.batch_size, ts.seed, start_epoch=run.state.epoch)
     for _ in range(run.state.step % steps_per_epoch if run.resumed else 0):
         next(batches)
-    gen = torch.Generator().manual_seed(ts.seed + run.state.step)
     bar = tqdm(total=total, initial=run.state.step, disable=not acc.is_main_process, desc=cfg.name, dynamic_ncols=True)
     model.train()
     while run.state.step < total:
+        # The same augmented global batch on every process (generator seeded by the step), then each takes its slice.
         x, y = next(batches)
-        x = augment(x, ts.shift, ts.hflip, gen).to(acc.device)
-        loss = F.cross_entropy(model(x), y.to(acc.device), label_smoothing=0.05)
+        x = augment(x, ts.shift, ts.hflip, step_generator(ts.seed, run.state.step))
+        x, y = shard(acc, x, y, trace_dir=run.dir, step=run.state.step + 1)
+        loss = F.cross_entropy(model(x.to(acc.device)), y.to(acc.device), label_smoothing=0.05)
         opt.zero_grad(set_to_none=True)
         acc.backward(loss)
         opt.step()
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         run.state.step += 1
         run.state.epoch = run.state.step // steps_per_epoch
         check_finite(run.state.step, loss=float(loss.detach()))
+        run.log({"loss": float(loss.detach())})
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss):.3f}", epoch=run.state.epoch)
         if run.state.step % ts.save_every == 0:

@@ -28,7 +28,9 @@ Add ``--resume`` to continue a stage from its run folder. Run folders:
   autoencoder's ``model`` entries are read by the autoencoder stage only.
 
 Mini-batch indices, augmentations and chain noise at step s come from generators
-seeded with (seed, s), so a resumed run continues exactly where it stopped.
+seeded with (seed, s), so a resumed run continues exactly where it stopped. ``batch_size`` is
+the global batch: with N processes (``accelerate launch --multi_gpu --num_processes N ... --cpu``
+on a CPU machine) each trains on its slice, with its own noise.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ from tqdm.auto import tqdm
 
 from studio.hub import ModelCard, checkpoints_dir, read_config
 from studio.letit import DIRECTIONS, LETIT, LETITConfig, autoencoder_loss, ebm_loss
-from train.common import EMA, ConfigError, DivergenceError, Run, build_dataclass, check_finite, export, start
+from train.common import EMA, ConfigError, DivergenceError, Run, any_rank, build_dataclass, check_finite, export, shard, start
 from train.datasets import DATA_CREDITS
 
 
@@ -197,9 +199,13 @@ def train_autoencoder(args, cfg: LETITRunConfig, acc) -> None:
     seed, rank = cfg.train.seed, acc.process_index
     bar = tqdm(total=s.steps, initial=run.state.step, disable=not acc.is_main_process, desc=f"{cfg.name} autoencoder", dynamic_ncols=True)
     while run.state.step < s.steps:
-        gen = step_generator(seed, run.state.step, rank)
+        # The global batch and its augmentation come from rank 0's generator on every process (each then
+        # takes its slice); the code noise from each rank's own. With one process this is one generator.
+        gen = step_generator(seed, run.state.step)
         x = data[torch.randint(0, len(data), (s.batch_size,), generator=gen)]
-        x = augment(x, s.shift, s.hflip, gen).to(acc.device)
+        x = shard(acc, augment(x, s.shift, s.hflip, gen), trace_dir=run.dir, step=run.state.step + 1).to(acc.device)
+        if rank:
+            gen = step_generator(seed, run.state.step, rank)
         out = trainer(x, s.latent_noise, s.latent_l2, gen)
         opt.zero_grad(set_to_none=True)
         acc.backward(out["loss"])
@@ -211,9 +217,10 @@ def train_autoencoder(args, cfg: LETITRunConfig, acc) -> None:
         run.state.step += 1
         stats = {k: float(v.detach()) for k, v in out.items()}
         check_finite(run.state.step, **stats)
+        run.log(stats)
         bar.update(1)
         bar.set_postfix(psnr=f"{10 * math.log10(4 / max(stats['mse'], 1e-12)):.1f}", rms=f"{stats['latent_rms']:.2f}")
-        out_of_time = bool(s.max_minutes) and run.elapsed() > s.max_minutes * 60
+        out_of_time = any_rank(acc, bool(s.max_minutes) and run.elapsed() > s.max_minutes * 60)
         if run.state.step % s.save_every == 0 or run.state.step == s.steps or out_of_time:
             run.save()
         if out_of_time:
@@ -305,10 +312,13 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
     zs, zt = latents[source_style], latents[target_style]
     bar = tqdm(total=s.steps, initial=run.state.step, disable=not acc.is_main_process, desc=f"{cfg.name} ebm {direction}", dynamic_ncols=True)
     while run.state.step < s.steps:
-        gen = step_generator(seed, run.state.step, rank)
+        gen = step_generator(seed, run.state.step)  # the global batch (as in the autoencoder stage)
         # Unpaired: source and target batches are drawn independently.
-        src = zs[torch.randint(0, len(zs), (s.batch_size,), generator=gen)].to(acc.device)
-        tgt = zt[torch.randint(0, len(zt), (s.batch_size,), generator=gen)].to(acc.device)
+        src = zs[torch.randint(0, len(zs), (s.batch_size,), generator=gen)]
+        tgt = zt[torch.randint(0, len(zt), (s.batch_size,), generator=gen)]
+        src, tgt = (t.to(acc.device) for t in shard(acc, src, tgt, trace_dir=run.dir, step=run.state.step + 1))
+        if rank:
+            gen = step_generator(seed, run.state.step, rank)
         out = trainer(src, tgt, s, gen)
         opt.zero_grad(set_to_none=True)
         acc.backward(out["loss"])
@@ -322,9 +332,10 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
         if abs(stats["loss"]) > s.max_abs_loss:
             raise DivergenceError(f"|loss| reached {abs(stats['loss']):.3g} > {s.max_abs_loss:g} at step {run.state.step}: the latent "
                                   "EBM diverged. Resume from the last saved state with a lower train.ebm.lr, or set train.ebm.energy_l2.")
+        run.log(stats)
         bar.update(1)
         bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()})
-        out_of_time = bool(s.max_minutes) and run.elapsed() > s.max_minutes * 60
+        out_of_time = any_rank(acc, bool(s.max_minutes) and run.elapsed() > s.max_minutes * 60)
         if run.state.step % s.save_every == 0 or run.state.step == s.steps or out_of_time:
             run.save()
         if out_of_time:
