@@ -1,8 +1,12 @@
 """EBM Studio web app: `python app.py` (port from PORT or GRADIO_SERVER_PORT, default 7860)."""
 import os
 
-from studio.ui import build_app
+from studio.runtime import configure_threads
+from studio.ui import QUEUE, build_app
 
+# Threads per request: the queue runs up to default_concurrency_limit jobs per event at once, so
+# each gets that share of the free cores, unless STUDIO_THREADS or OMP_NUM_THREADS says otherwise.
+configure_threads(jobs=QUEUE["default_concurrency_limit"])
 demo = build_app()
 
 if __name__ == "__main__":

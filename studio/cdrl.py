@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -121,6 +121,19 @@ class Initializer(nn.Module):
 
 
 # ----------------------------------------------------------------------------- model
+
+
+@dataclass
+class SampleUpdate:
+    """One step of ``CDRL.generate_stream``: a preview of the chain, or (``done``) the result."""
+
+    label: str  # "level 5 proposal", "level 4", ..., "done"
+    images: Tensor  # [N, C, H, W] in [-1, 1]
+    trace: Trace | None = None  # the full Trace, on the final update only
+
+    @property
+    def done(self) -> bool:
+        return self.trace is not None
 
 
 @dataclass
@@ -238,14 +251,27 @@ class CDRL(nn.Module):
         sig_sq = self.sigma[t].pow(2).view(-1, 1, 1, 1)
         quad_on = (self.alpha_eff[t] != 1).float().view(-1, 1, 1, 1)
         x_anchor = x_next.detach()
+        f_scale = s_train_sq.flatten()
+        guided = self._guided(labels, w)
+        if guided:  # cond and null in one batched call; the doubled levels/labels are built once per chain
+            tt, ll = torch.cat([t, t]), torch.cat([labels, torch.zeros_like(labels)])
 
         def energy(y: Tensor) -> Tensor:
-            f = self.guided_fhat(y, t, labels, w) / s_train_sq.flatten()
+            if guided:
+                cond, null = self.fhat(torch.cat([y, y]), tt, ll).chunk(2)
+                f = (w + 1) * cond - w * null
+            else:
+                f = self.fhat(y, t, labels)
             quad = (quad_on * (y - x_anchor).pow(2) / (2 * sig_sq)).flatten(1).sum(1)
-            return -f + quad
+            return -f / f_scale + quad
 
         return langevin(energy, y0, steps=steps, step_size=s_sq / 2, noise_std=s_sq.sqrt() if noise else 0.0,
                         generator=generator, mask=mask, known=known, record_every=record_every, modules=[self.ebm])
+
+    @staticmethod
+    def _guided(labels: Tensor, w: float) -> bool:
+        """Whether guidance changes anything (w != 0 and some label is a class); checked once per chain."""
+        return w != 0 and not bool((labels == 0).all())
 
     # -- sampling (Algorithm 5) --------------------------------------------------------------
 
@@ -303,6 +329,21 @@ class CDRL(nn.Module):
         Returns:
             (images [N, C, H, W], Trace) where the Trace concatenates every level.
         """
+        for update in self.generate_stream(classes, seeds=seeds, guidance=guidance, steps=steps, noise=noise, tweedie=tweedie,
+                                           init_only=init_only, image=image, mask=mask, record_every=record_every,
+                                           progress=progress):
+            pass
+        return update.images, update.trace
+
+    def generate_stream(self, classes=None, **kwargs) -> Iterator[SampleUpdate]:
+        """``generate`` as it happens: a ``SampleUpdate`` after the top level's proposal and after
+        each level's chain (the current state x_t, clamped to [-1, 1]), then a final one with the
+        samples and the Trace (``update.done``). Same arguments and results as ``generate``."""
+        return self._generate(classes, **kwargs)
+
+    def _generate(self, classes=None, *, seeds="0-15", guidance: float = 0.0, steps: int | None = None, noise: bool = True,
+                  tweedie: bool = True, init_only: bool = False, image: Tensor | None = None, mask: Tensor | None = None,
+                  record_every: int = 0, progress: bool = False) -> Iterator[SampleUpdate]:
         cfg = self.config
         k = cfg.langevin_steps if steps is None else int(steps)
         if not 1 <= k <= 200:
@@ -340,19 +381,23 @@ class CDRL(nn.Module):
             level = Trace()
             if record_every:
                 level.add_frame(y, "proposal")
+            if t_int == top:  # the first thing worth showing, one network call in
+                yield SampleUpdate(f"level {t_int} proposal", (y / self.alpha_eff[t_int]).clamp(-1, 1))
             if not init_only:
                 y, chain = self.refine(y, x, t, labels, steps=k, w=guidance, noise=noise, generator=gens,
                                        mask=mask_t if known_y is not None else None, known=known_y, record_every=record_every)
                 level.extend(chain)
             trace.extend(level, f"level {t_int}")
             x = y / self.alpha_eff[t_int]
+            if t_int > 0:
+                yield SampleUpdate(f"level {t_int}", x.clamp(-1, 1))
         if tweedie and not init_only:
             x = self._tweedie(x, labels, guidance)
         if known0 is not None:
             x = mask_t * known0 + (1 - mask_t) * x
         if not torch.isfinite(x).all():
             raise SamplingError("Sampling diverged (non-finite pixels). Try fewer guidance or more steps.")
-        return x.clamp(-1, 1), trace
+        yield SampleUpdate("done", x.clamp(-1, 1), trace)
 
     def inpaint(self, image: Tensor, mask: Tensor, **kwargs) -> tuple[Tensor, Trace]:
         """Complete ``image`` where ``mask == 0``; different seeds give different completions."""

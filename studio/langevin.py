@@ -26,12 +26,16 @@ Contracts (see DESIGN.md):
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
+import os
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from .errors import SamplingError
@@ -49,6 +53,8 @@ __all__ = [
     "randn",
     "frozen",
     "as_schedule",
+    "fast_paths",
+    "channels_last",
 ]
 
 
@@ -151,7 +157,7 @@ class Trace:
 
     def add_frame(self, x: Tensor, label: str = "") -> None:
         """Record a frame at the current step (used for proposals between chains)."""
-        self.frames.append(x.detach().to("cpu", copy=True))
+        self.frames.append(x.detach().to("cpu", copy=True, memory_format=torch.contiguous_format))
         self.frame_steps.append(self.num_steps)
         self.frame_labels.append(label)
 
@@ -245,18 +251,89 @@ def _energy_and_grad(energy_fn: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
     return energy.detach(), grad
 
 
+# ----------------------------------------------------------------------------- fast paths
+
+# Fast paths (all on by default; ``fast_paths(False)`` runs the straightforward loop, for tests and
+# the benchmark). Measured on the 2-core AMD EPYC CPU this studio is developed on (one thread; see the
+# README "Performance" section):
+# * spectral-norm weights computed once per chain (``parametrize.cached``) instead of at every step;
+# * channels-last activations and conv weights for 4-D inputs on CPU: one forward + input-gradient
+#   pass of the CDRL EBM (batch 32) took 134 ms instead of 190 ms, CF-EBM (batch 16) 87 instead of 106;
+# * energies, gradient norms and frames stay on the device and move to the host once, at the end;
+#   the finiteness check reads one flag per step on CPU (free) and every 16 steps elsewhere.
+# torch.compile (inductor) made the CDRL pass 19% faster (79 vs 97 ms) but its first call took 62 s,
+# which no interactive request amortises (break-even after ~3,500 steps), so it is not used.
+_FAST: contextvars.ContextVar[bool] = contextvars.ContextVar("studio_langevin_fast", default=True)
+_LAYOUT_LOCK = threading.Lock()
+CHECK_EVERY_ON_DEVICE = 16
+
+
+@contextlib.contextmanager
+def fast_paths(enabled: bool = True) -> Iterator[None]:
+    """Switch the engine's fast paths on or off in this context (results agree to float precision)."""
+    token = _FAST.set(enabled)
+    try:
+        yield
+    finally:
+        _FAST.reset(token)
+
+
+def _wants_channels_last(x: Tensor, modules: Sequence[nn.Module]) -> bool:
+    return (x.dim() == 4 and x.device.type == "cpu" and os.environ.get("STUDIO_CHANNELS_LAST", "1") != "0"
+            and any(isinstance(m, nn.Conv2d) for mod in modules for m in mod.modules()))
+
+
+def channels_last(module: nn.Module) -> nn.Module:
+    """Store a frozen module's 4-D weights channels-last, once; values are unchanged (checkpoints are
+    saved contiguous). Each weight gets a new Parameter rather than new storage under the old one, so
+    a thread still running a forward on the old weights reads valid memory. Modules with trainable
+    parameters are left alone (an optimizer holds their Parameter objects)."""
+    if getattr(module, "_studio_channels_last", False) or any(p.requires_grad for p in module.parameters()):
+        return module
+    with _LAYOUT_LOCK:
+        if not getattr(module, "_studio_channels_last", False):
+            for sub in module.modules():
+                for name, p in list(sub._parameters.items()):
+                    if p is not None and p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last):
+                        sub._parameters[name] = nn.Parameter(p.detach().contiguous(memory_format=torch.channels_last),
+                                                             requires_grad=False)
+                sub._studio_channels_last = True
+    return module
+
+
+def _check_every(device: torch.device, fast: bool) -> int:
+    """Steps between reads of the finiteness flags: every step on CPU (a read costs nothing there),
+    every ``CHECK_EVERY_ON_DEVICE`` steps on an accelerator (each read waits for the device)."""
+    return 1 if not fast or device.type == "cpu" else CHECK_EVERY_ON_DEVICE
+
+
+def _to_host(tensors: list[Tensor]) -> list[Tensor]:
+    """One device-to-host transfer for a list of same-shaped tensors, as contiguous CPU tensors."""
+    if not tensors:
+        return []
+    return list(torch.stack(tensors).to("cpu").contiguous().unbind(0))
+
+
 # ----------------------------------------------------------------------------- engine
 
 
 def _movable_gradient(grad: Tensor, x: Tensor, mask: Tensor | None, clamp: tuple[float, float] | None) -> Tensor:
     """grad E with the entries that cannot move this step zeroed (see Trace.grad_sum)."""
-    g = grad.detach().clone()
+    g = grad.detach()
     if mask is not None:
         g = g * (1 - mask)
     if clamp is not None:
         lo, hi = clamp
         g = g.masked_fill(((x >= hi) & (g < 0)) | ((x <= lo) & (g > 0)), 0.0)  # drift -g points out of the box
     return g
+
+
+def _diverged(step: int, energy: Tensor) -> SamplingError:
+    bad = (~torch.isfinite(energy)).nonzero().flatten().tolist()
+    return SamplingError(
+        f"Sampling diverged at step {step}: non-finite energy or gradient (samples {bad or 'grad only'}). "
+        "Lower the step size or the number of steps."
+    )
 
 
 def langevin(
@@ -289,13 +366,19 @@ def langevin(
             every step (and at the start). Broadcastable to x0.
         clamp: (lo, hi) bounds applied after every step.
         callback: called after each step with a dict
-            ``{step, x, energy, grad_norm, step_size, noise_std}``.
+            ``{step, x, energy, grad_norm, step_size, noise_std}`` (tensors on x's device).
         record_every: store a frame every n steps (0 = no frames). The final
             state is always stored when n > 0.
         modules: networks inside energy_fn to freeze while sampling (an
-            ``nn.Module`` energy_fn is frozen automatically).
-        check_finite: raise ``SamplingError`` at the first non-finite energy/state.
+            ``nn.Module`` energy_fn is frozen automatically). Their spectral-norm
+            (any ``torch.nn.utils.parametrize``) weights are computed once per call,
+            and on CPU their conv weights are stored channels-last (see ``channels_last``).
+        check_finite: raise ``SamplingError`` at the first non-finite energy/gradient/state
+            (on an accelerator it is noticed up to 16 steps late, to avoid a sync per step).
         progress: show a tqdm bar (also what ``gr.Progress(track_tqdm=True)`` shows).
+
+    While a chain runs, torch's parametrization cache is on for the whole process (it is
+    process-global): do not train a parametrized module in another thread meanwhile.
     """
     if not isinstance(steps, int) or steps < 0:
         raise SamplingError(f"steps must be a non-negative integer; got {steps!r}.")
@@ -306,10 +389,19 @@ def langevin(
     step_fn = as_schedule(step_size, "step_size")
     noise_fn = as_schedule(noise_std, "noise_std")
     to_freeze = list(modules) + ([energy_fn] if isinstance(energy_fn, nn.Module) else [])
+    fast = _FAST.get()
+    layout = torch.contiguous_format
+    if fast and _wants_channels_last(x0, to_freeze):
+        for module in to_freeze:
+            channels_last(module)
+        if all(getattr(module, "_studio_channels_last", False) for module in to_freeze):
+            layout = torch.channels_last  # a channels-last input only pays with channels-last weights
+    check_every = _check_every(x0.device, fast)
+    cache = parametrize.cached() if fast else contextlib.nullcontext()
 
     # Samplers need autograd even when the caller is in no_grad/inference_mode.
-    with torch.inference_mode(False), torch.enable_grad(), frozen(*to_freeze):
-        x = x0.detach().clone()
+    with torch.inference_mode(False), torch.enable_grad(), frozen(*to_freeze), cache:
+        x = x0.detach().clone(memory_format=layout)
         if mask is not None:
             mask_t = mask.to(device=x.device, dtype=x.dtype).clone()
             known_t = known.to(device=x.device, dtype=x.dtype).clone()
@@ -317,16 +409,21 @@ def langevin(
                 raise SamplingError("mask values must lie in [0, 1] (1 = known).")
             x = mask_t * known_t + (1 - mask_t) * x
         trace = Trace()
+        frames, frame_steps, frame_labels = [], [], []
         if record_every:
-            trace.add_frame(x, "start")
+            frames.append(x if fast else x.detach().to("cpu", copy=True))
+            frame_steps.append(0), frame_labels.append("start")
+        energies, grad_norms, finite = [], [], []
+        grad_sum = None
+        reduce_dims = tuple(range(1, x.dim()))
         for t in tqdm(range(steps), disable=not progress, desc=desc, leave=False):
             energy, grad = _energy_and_grad(energy_fn, x)
-            if check_finite and not (torch.isfinite(energy).all() and torch.isfinite(grad).all()):
-                bad = (~torch.isfinite(energy)).nonzero().flatten().tolist()
-                raise SamplingError(
-                    f"Sampling diverged at step {t}: non-finite energy or gradient (samples {bad or 'grad only'}). "
-                    "Lower the step size or the number of steps."
-                )
+            grad_norm = torch.linalg.vector_norm(grad, dim=reduce_dims) if reduce_dims else grad.abs()
+            if check_finite:
+                finite.append(torch.isfinite(energy).all() & torch.isfinite(grad_norm).all())
+                if (t + 1) % check_every == 0 or t + 1 == steps:
+                    _raise_if_diverged(finite, energies + [energy], t + 1 - len(finite))
+                    finite.clear()
             eta, sigma = step_fn(t), noise_fn(t)
             with torch.no_grad():
                 effective = _movable_gradient(grad, x, mask_t if mask is not None else None, clamp)
@@ -337,16 +434,31 @@ def langevin(
                     x = mask_t * known_t + (1 - mask_t) * x
                 if clamp is not None:
                     x = x.clamp(*clamp)
-            grad_norm = grad.flatten(1).norm(dim=1)
-            trace.energies.append(energy.cpu())
-            trace.grad_norms.append(grad_norm.cpu())
-            trace.grad_sum = effective if trace.grad_sum is None else trace.grad_sum + effective
+                x = x.contiguous(memory_format=layout)
+                grad_sum = effective.clone() if grad_sum is None else grad_sum.add_(effective)
+            if fast:
+                energies.append(energy), grad_norms.append(grad_norm)
+            else:  # the straightforward path: a host copy per step
+                energies.append(energy.cpu()), grad_norms.append(grad_norm.cpu())
             if record_every and ((t + 1) % record_every == 0 or t + 1 == steps):
-                trace.add_frame(x, f"step {t + 1}")
+                # x is never modified in place, so a reference is a snapshot; copied to the host at the end.
+                frames.append(x if fast else x.detach().to("cpu", copy=True))
+                frame_steps.append(t + 1), frame_labels.append(f"step {t + 1}")
             if callback is not None:
                 callback({"step": t, "x": x, "energy": energy, "grad_norm": grad_norm, "step_size": eta, "noise_std": sigma})
         if check_finite and not torch.isfinite(x).all():
             raise SamplingError("Sampling produced non-finite values. Lower the step size or the number of steps.")
-    if trace.grad_sum is not None:
-        trace.grad_sum = trace.grad_sum.cpu()
-    return x.detach(), trace
+    trace.energies, trace.grad_norms = _to_host(energies), _to_host(grad_norms)
+    trace.frames, trace.frame_steps, trace.frame_labels = _to_host(frames), frame_steps, frame_labels
+    if grad_sum is not None:
+        trace.grad_sum = grad_sum.to("cpu").contiguous()
+    return x.detach().contiguous(), trace
+
+
+def _raise_if_diverged(flags: list[Tensor], energies: list[Tensor], first_step: int) -> None:
+    """One host read for the pending per-step flags; name the first bad step and its samples."""
+    if bool(torch.stack(flags).all()):
+        return
+    bad = int((~torch.stack(flags)).nonzero()[0])
+    step = first_step + bad
+    raise _diverged(step, energies[step])

@@ -107,3 +107,16 @@ def test_scrubbing_is_clamped_and_large_traces_are_subsampled(client):
     big = type(trace)(frames=trace.frames * 20, frame_labels=trace.frame_labels * 20, frame_steps=trace.frame_steps * 20)
     frames, _, _, note = tt._frames(big)
     assert len(frames) == tt.MAX_FRAMES and "subsampled" in note
+
+
+def test_cdrl_generate_streams_a_preview_first(client):
+    import time
+
+    job = client.submit("Trouser", 1.0, 2, 0, 2, True, True, False, False, api_name="/cdrl_generate")
+    while not job.done():
+        time.sleep(0.05)
+    outputs = job.outputs()
+    assert len(outputs) == 7  # the top level's proposal, levels 5..1, then the result
+    grid, drl_grid, gif, energy, summary = outputs[0]
+    assert Path(grid).exists() and gif is None and "level 5 proposal" in summary
+    assert outputs[-1][2] is not None and "network evaluations" in outputs[-1][4]

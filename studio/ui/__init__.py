@@ -10,6 +10,9 @@ from .common import device_notice
 TABS = [("CDRL", cdrl_tab), ("CF-EBM", cfebm_tab), ("Inpaint", inpaint_tab), ("Trajectory", trajectory_tab),
         ("Saliency", saliency_tab), ("Translate", translate_tab), ("CoopFlow", coopflow_tab), ("EGC", egc_tab), ("Langevin playground", playground), ("Models", models_tab)]
 
+# Sampling is CPU-bound: a couple of concurrent jobs per event, a bounded queue (app.py sizes threads by it).
+QUEUE = {"default_concurrency_limit": 2, "max_size": 32}
+
 
 def build_app() -> gr.Blocks:
     with gr.Blocks(title="EBM Studio", delete_cache=(3600, 3600)) as demo:
@@ -22,8 +25,7 @@ def build_app() -> gr.Blocks:
                 with gr.Tab(title, id=title):
                     built[title] = module.build()
         _link_tabs(built, tabs)
-    # Sampling is CPU-bound: a couple of concurrent jobs per event, a bounded queue.
-    demo.queue(default_concurrency_limit=2, max_size=32)
+    demo.queue(**QUEUE)
     return demo
 
 

@@ -9,7 +9,8 @@ import gradio as gr
 from ..errors import SamplingError
 from ..langevin import parse_seeds
 from ..viz import energy_figure, image_grid, trajectory_gif
-from .common import cached_model, user_errors
+from ..cdrl import FASHION_CLASSES, CDRLConfig
+from .common import cached_model, model_config, user_errors
 
 CDRL_NAME, DRL_NAME = "cdrl-fmnist", "drl-fmnist"
 UNCONDITIONAL = "(unconditional)"
@@ -39,24 +40,37 @@ def _run(name: str, cls, seeds: str, w: float, k: int, noise: bool, tweedie: boo
 @user_errors
 def generate(class_name: str, guidance: float, steps: int, first_seed: float, n: int, noise: bool, tweedie: bool,
              init_only: bool, compare_drl: bool, progress=gr.Progress(track_tqdm=True)):
-    """CDRL samples (and DRL at the same seeds): grids, the CDRL trajectory GIF, energy chart and a summary."""
+    """CDRL samples (and DRL at the same seeds): grids, the CDRL trajectory GIF, energy chart and a summary.
+
+    Streams: a preview grid after the top level's proposal (one network call in) and after every
+    level, then the full result; API callers get the last one from ``predict``."""
     if not 0 <= float(guidance) <= 5:
         raise SamplingError(f"Guidance w must be between 0 and 5; got {guidance}.")
     if not 1 <= int(steps) <= 50:
         raise SamplingError(f"K must be between 1 and 50; got {steps}.")
     seeds = _seeds(first_seed, n)
     cls = None if class_name in (None, UNCONDITIONAL) else class_name
-    x, trace, secs, evals = _run(CDRL_NAME, cls, seeds, float(guidance), int(steps), noise, tweedie, init_only, record_every=1)
+    w, k = float(guidance), int(steps)
+    model = cached_model(CDRL_NAME)
+    start = time.perf_counter()
+    for update in model.generate_stream(cls, seeds=seeds, guidance=w, steps=k, noise=noise, tweedie=tweedie,
+                                        init_only=init_only, record_every=1, progress=True):
+        if not update.done:
+            yield image_grid(update.images, scale=3), None, None, None, f"Seeds used: {seeds}\nCDRL: {update.label} of {model.config.num_levels}..."
+    x, trace, secs = update.images, update.trace, time.perf_counter() - start
+    evals = model.network_evaluations(k, init_only=init_only, tweedie=tweedie, w=w if cls is not None else 0.0)
     gif = trajectory_gif(trace, tempfile.NamedTemporaryFile(suffix=".gif", delete=False).name, scale=2)
     summary = [f"Seeds used: {seeds}", f"CDRL: {evals} network evaluations per sample, {secs:.1f} s"]
+    grid, energy = image_grid(x, scale=3), energy_figure(trace, "CDRL energy per Langevin step (levels 5 -> 0)")
     drl_img = None
     if compare_drl:
+        yield grid, None, gif, energy, "\n".join([*summary, "DRL: sampling..."])
         # DRL starts each level at x_{t+1}; it needs its own training K (30) to work at all.
-        xd, _, secs_d, evals_d = _run(DRL_NAME, cls, seeds, float(guidance), cached_model(DRL_NAME).config.langevin_steps,
+        xd, _, secs_d, evals_d = _run(DRL_NAME, cls, seeds, w, cached_model(DRL_NAME).config.langevin_steps,
                                       noise, tweedie, False, record_every=0)
         drl_img = image_grid(xd, scale=3)
         summary.append(f"DRL: {evals_d} network evaluations per sample, {secs_d:.1f} s")
-    return image_grid(x, scale=3), drl_img, gif, energy_figure(trace, "CDRL energy per Langevin step (levels 5 -> 0)"), "\n".join(summary)
+    yield grid, drl_img, gif, energy, "\n".join(summary)
 
 
 def available() -> bool:
@@ -72,8 +86,8 @@ def _drl_available() -> bool:
 
 
 def build() -> None:
-    model = cached_model(CDRL_NAME)
-    names = [UNCONDITIONAL, *model.config.class_names]
+    config = model_config(CDRL_NAME)  # the weights load on the first request, not at app start
+    names = [UNCONDITIONAL, *config.get("class_names", FASHION_CLASSES)]
     gr.Markdown(
         "**CDRL** (cooperative diffusion recovery likelihood): at each of 6 noise levels an initializer proposes an image "
         "and K Langevin steps on the EBM refine it. Guidance w follows the paper: w = 0 is no guidance "
@@ -83,7 +97,7 @@ def build() -> None:
         with gr.Column(scale=1):
             cls = gr.Dropdown(names, value="Trouser", label="Class")
             w = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance w")
-            k = gr.Slider(1, 50, value=model.config.langevin_steps, step=1, label="Langevin steps K per level")
+            k = gr.Slider(1, 50, value=config.get("langevin_steps", CDRLConfig.langevin_steps), step=1, label="Langevin steps K per level")
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, label="First seed")
                 n = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Samples")

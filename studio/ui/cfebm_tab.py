@@ -18,7 +18,7 @@ from ..langevin import Trace
 from ..metrics import auroc, psnr
 from ..viz import energy_figure, image_grid, to_uint8, trajectory_gif
 from . import inpaint_tab
-from .common import cached_model, user_errors
+from .common import cached_model, model_skeleton, user_errors
 from .masks import image_for_model
 
 CFEBM_NAME, SINGLE_NAME = "cfebm-fmnist", "ebm-single-fmnist"  # the model and its single-scale ablation
@@ -352,7 +352,7 @@ def _mode_changed(name: str, mode: str):
 
 def build() -> None:
     names = model_names()
-    model = cached_model(names[0])
+    model = model_skeleton(names[0])  # config and stages only: the weights load on the first request
     examples = inpaint_tab.example_names()
     gr.Markdown(
         "**CF-EBM** (Zhao, Xie and Li, ICLR 2021): an energy-based model grown from 8x8 to 32x32. Chains start from "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Callable
 
 import gradio as gr
@@ -11,7 +12,18 @@ from ..errors import StudioError
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Show a studio error (bad input, failed load, diverged chain) as a gr.Error toast, not a trace."""
+    """Show a studio error (bad input, failed load, diverged chain) as a gr.Error toast, not a trace.
+    Generator handlers stay generators (Gradio streams what they yield)."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except StudioError as err:
+                raise gr.Error(str(err)) from None
+
+        return streaming
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -29,7 +41,25 @@ def device_notice() -> str:
 
 @functools.lru_cache(maxsize=16)
 def cached_model(name: str):
-    """Load each checkpoint once per process; the tabs share the instances (read-only)."""
+    """Load each checkpoint once per process, on first use; the tabs share the instances (read-only)."""
     from .. import load
 
     return load(name)
+
+
+def model_config(name: str) -> dict:
+    """A checkpoint's config.json entries without loading its weights (so building the app stays fast)."""
+    from ..hub import read_config, resolve
+
+    return read_config(resolve(name).path)["config"]
+
+
+def model_skeleton(name: str):
+    """The checkpoint's model built from its config.json with *untrained* weights: its config and
+    architecture for building controls at app start; cached_model loads the weights on first use."""
+    from .. import registry  # noqa: F401  (registers every model kind)
+    from ..hub import MODEL_KINDS, build_config, read_config, resolve
+
+    payload = read_config(resolve(name).path)
+    cls = MODEL_KINDS[payload["kind"]]
+    return cls(build_config(cls, payload["config"], name)).eval()

@@ -7,7 +7,7 @@ import gradio as gr
 
 from ..errors import SamplingError
 from ..viz import energy_figure, image_grid
-from .common import cached_model, user_errors
+from .common import cached_model, model_skeleton, user_errors
 
 COOPFLOW_NAME = "coopflow-fmnist"
 MAX_SAMPLES, MAX_STEPS, MAX_SEED = 64, 200, 2**63 - 1
@@ -58,7 +58,7 @@ def sample(steps: float, step_size: float, first_seed: float, n: float, noise: f
 
 
 def build() -> None:
-    c = cached_model(COOPFLOW_NAME).config
+    c = model_skeleton(COOPFLOW_NAME).config  # config only: the weights load on the first request
     gr.Markdown(
         "**CoopFlow**: a normalizing flow proposes images in one pass; a short-run Langevin flow on an energy-based model "
         "refines them. The two were trained together: the flow learned from the refined samples, the EBM from data vs "

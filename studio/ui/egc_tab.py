@@ -16,7 +16,7 @@ from ..egc import fgsm
 from ..errors import SamplingError
 from ..langevin import parse_seeds
 from ..viz import energy_figure, image_grid
-from .common import cached_model, user_errors
+from .common import cached_model, model_skeleton, user_errors
 from .masks import image_for_model
 
 EGC_NAME, EVALUATOR_NAME = "egc-fmnist", "evaluator-fmnist"
@@ -139,7 +139,7 @@ def attack(upload, example: str, eps: float):
 
 
 def build() -> dict:
-    model = cached_model(EGC_NAME)
+    model = model_skeleton(EGC_NAME)  # config and size only: the weights load on the first request
     names = model.config.class_names
     examples = example_names()
     gr.Markdown(

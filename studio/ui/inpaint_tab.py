@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..errors import SamplingError
 from ..viz import to_uint8
-from .common import cached_model, user_errors
+from .common import cached_model, model_config, user_errors
 from .masks import image_for_model, mask_from_editor, mask_from_image, preset_mask
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "examples"
@@ -141,8 +141,8 @@ def build() -> dict:
                                     height=320, canvas_size=(CANVAS, CANVAS))
             preset = gr.Radio(PRESETS, value="paint", label="Mask")
         with gr.Column(scale=1):
-            names = next((cached_model(m).config.class_names for m in available_models().values()
-                          if hasattr(cached_model(m).config, "class_names")), [])
+            names = next((model_config(m)["class_names"] for m in available_models().values()
+                          if "class_names" in model_config(m)), [])  # config.json only: weights load on first use
             cls = gr.Dropdown([UNCONDITIONAL, *names], value=UNCONDITIONAL, label="Class (CDRL)")
             guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance w (CDRL, with a class)")
             n = gr.Slider(1, 8, value=4, step=1, label="Completions")
