@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from ..errors import StudioError
+from . import limits
 
 ALPHA_THRESHOLD = 32  # out of 255: faint anti-aliased brush edges do not count as painted
 DIFF_THRESHOLD = 24  # composite vs background difference when the editor sends no layers
@@ -25,27 +26,78 @@ class MaskError(StudioError):
 
 
 def to_array(image: Any) -> np.ndarray:
-    """Accept a numpy array, a PIL image or a file path (any format PIL reads, webp included) -> uint8 HxWxC."""
+    """Accept a numpy array, a PIL image or a file path (any format PIL reads, webp included) -> uint8 HxWxC.
+
+    Hostile uploads are expected: the size is checked from the header before anything is decoded
+    (``limits.MAX_UPLOAD_PIXELS``), 16-bit images are scaled to 8 bits (not clipped), CMYK and other
+    colour spaces are converted to RGB, animated images give their first frame, and arrays that are
+    not real numbers are refused.
+    """
     if image is None:
         raise MaskError("No image: upload one or pick an example first.")
     if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
         try:
             image = Image.open(image)
+            limits.pixels(*image.size)
             image.load()
-        except (OSError, ValueError) as err:
+        except limits.LimitError as err:
+            raise MaskError(str(err)) from None
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             raise MaskError(f"Cannot read the image file: {err}") from None
     if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGBA") if image.mode in ("P", "LA", "PA") else image)
+        image = _pil_to_array(image)
     arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        if not np.isfinite(arr).all():
-            raise MaskError("The image contains NaN or infinite values.")
-        arr = np.clip(arr * (255 if arr.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
+    if not (arr.dtype == bool or np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise MaskError(f"The image must hold real numbers; got an array of {arr.dtype}.")
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4) or min(arr.shape[:2]) < 1:
         raise MaskError(f"Unsupported image shape {arr.shape}: expected height x width (x channels).")
+    try:
+        limits.pixels(arr.shape[1], arr.shape[0])
+    except limits.LimitError as err:
+        raise MaskError(str(err)) from None
+    if arr.dtype != np.uint8:
+        arr = _to_uint8(arr)
     return arr
+
+
+def _pil_to_array(img: Image.Image) -> np.ndarray:
+    if img.mode in ("P", "LA", "PA"):
+        return np.asarray(img.convert("RGBA"))
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        return np.asarray(img, dtype=np.int64)  # scaled to 8 bits by _to_uint8
+    if img.mode == "1":
+        return np.asarray(img.convert("L"))
+    if img.mode not in ("L", "RGB", "RGBA", "F"):  # CMYK, YCbCr, LAB, HSV, ...
+        return np.asarray(img.convert("RGB"))
+    return np.asarray(img)
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1] (or [0, 255]) and integers up to 16 bits -> uint8; out-of-range values are clipped."""
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.integer):
+        top = int(arr.max()) if arr.size else 0
+        if top > 255:  # 16-bit data (PNG/TIFF): 65535 -> 255
+            return np.clip(arr.astype(np.int64) // 257, 0, 255).astype(np.uint8)
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    if not np.isfinite(arr).all():
+        raise MaskError("The image contains NaN or infinite values.")
+    return np.clip(arr * (255 if arr.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
+
+
+def _frame_count(image: Any) -> int:
+    if isinstance(image, Image.Image):
+        return int(getattr(image, "n_frames", 1))
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        try:
+            with Image.open(image) as img:
+                return int(getattr(img, "n_frames", 1))
+        except (OSError, ValueError, SyntaxError):
+            return 1
+    return 1
 
 
 def _centre_square(img: Image.Image) -> tuple[Image.Image, bool]:
@@ -62,6 +114,9 @@ def image_for_model(image: Any, size: int, channels: int) -> tuple[torch.Tensor,
     background), centre-cropped to a square, resized, converted to grey or RGB."""
     arr = to_array(image)
     notes = []
+    frames = _frame_count(image)
+    if frames > 1:
+        notes.append(f"The upload is animated ({frames} frames): its first frame was used.")
     if arr.shape[2] in (2, 4):
         rgb, alpha = arr[..., :-1].astype(np.float32), arr[..., -1:].astype(np.float32) / 255
         arr = (rgb * alpha).round().astype(np.uint8)

@@ -1,0 +1,101 @@
+"""What one request may ask of the server, in one place, and the checks that enforce it.
+
+The app is public, so every value from the browser or the API is untrusted: sliders can be bypassed
+through the API, numbers arrive as NaN, infinity, None or text, and uploads can be decompression
+bombs. The caps below bound the work of any single request (samples x steps x resolution), so no
+request can hold a worker for long, and the checks turn every bad value into a ``LimitError``
+(a ``StudioError``, shown as a clear gr.Error) instead of a crash deep inside torch.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from ..errors import StudioError
+
+MAX_SAMPLES = 64  # images generated per request (CDRL, CF-EBM)
+MAX_COMPLETIONS = 8  # inpainting completions per request
+MAX_CDRL_STEPS = 50  # CDRL Langevin steps per level (6 levels)
+MAX_STEPS = 200  # Langevin steps per scale (CF-EBM generate / inpaint)
+MAX_GUIDANCE = 5.0  # CDRL guidance w
+MAX_CHAINS = 512  # playground chains (2-D points: cheap)
+MAX_PLAYGROUND_STEPS = 2000
+MAX_OOD_IMAGES = 256  # images scored per OOD request
+MAX_UPLOADS = 64  # files per upload request
+MAX_UPLOAD_PIXELS = 4096 * 4096  # decoded size of one uploaded image (checked before decoding)
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # per uploaded file, enforced by Gradio (launch(max_file_size=...))
+MAX_SEED = 2**63 - 1  # what torch generators accept
+
+
+class LimitError(StudioError):
+    """A request parameter is malformed or outside what the server allows; the message says the range."""
+
+
+def number(what: str, value: Any, lo: float, hi: float) -> float:
+    """``value`` as a finite float in [lo, hi]; None, text, NaN, infinity and booleans are refused."""
+    try:
+        if isinstance(value, bool) or value is None:
+            raise TypeError
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise LimitError(f"{what} must be a number between {lo:g} and {hi:g}; got {value!r}.") from None
+    if not (math.isfinite(x) and lo <= x <= hi):
+        raise LimitError(f"{what} must be between {lo:g} and {hi:g}; got {value!r}.")
+    return x
+
+
+def integer(what: str, value: Any, lo: int, hi: int) -> int:
+    """``value`` as an int in [lo, hi]; whole floats (3.0, as JSON sends them) are accepted, 2.5 is not."""
+    try:
+        if isinstance(value, bool) or value is None:
+            raise TypeError
+        if isinstance(value, int):
+            n = value
+        else:
+            x = float(value)
+            if not x.is_integer():
+                raise ValueError
+            n = int(x)
+    except (TypeError, ValueError, OverflowError):
+        raise LimitError(f"{what} must be a whole number between {lo} and {hi}; got {value!r}.") from None
+    if not lo <= n <= hi:
+        raise LimitError(f"{what} must be between {lo} and {hi}; got {value!r}.")
+    return n
+
+
+def seed(value: Any, what: str = "Seed") -> int:
+    return integer(what, value, 0, MAX_SEED)
+
+
+def seed_range(first: Any, count: Any, max_count: int, what: str = "Number of samples") -> tuple[str, int, int]:
+    """(``"a-b"`` seed spec, first seed, count) for ``count`` consecutive seeds from ``first``."""
+    n = integer(what, count, 1, max_count)
+    a = seed(first, "First seed")
+    if a + n - 1 > MAX_SEED:
+        raise LimitError(f"Seeds {a}..{a + n - 1} go past the largest seed 2**63 - 1; choose a smaller first seed.")
+    return f"{a}-{a + n - 1}", a, n
+
+
+def choice(what: str, value: Any, options: Iterable[str]) -> str:
+    """``value`` if it is one of ``options`` (compared as strings; lists, dicts and None are refused)."""
+    options = list(options)
+    if not isinstance(value, str) or value not in options:
+        raise LimitError(f"Unknown {what} {value!r}. Choose one of: {', '.join(options) or '(none available)'}.")
+    return value
+
+
+def flag(what: str, value: Any) -> bool:
+    """A checkbox value: a real boolean (the API could send anything)."""
+    if not isinstance(value, bool):
+        raise LimitError(f"{what} must be true or false; got {value!r}.")
+    return value
+
+
+def pixels(width: int, height: int, what: str = "The image") -> None:
+    """Refuse images whose decoded size would exceed MAX_UPLOAD_PIXELS (checked from the header, before decoding)."""
+    if width < 1 or height < 1:
+        raise LimitError(f"{what} is empty ({width}x{height} pixels).")
+    if width * height > MAX_UPLOAD_PIXELS:
+        side = int(math.isqrt(MAX_UPLOAD_PIXELS))
+        raise LimitError(f"{what} is {width}x{height} pixels ({width * height / 1e6:.1f} MP); uploads are limited to "
+                         f"{MAX_UPLOAD_PIXELS / 1e6:.1f} MP (e.g. {side}x{side}). Downscale it first.")
