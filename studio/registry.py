@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from . import cdrl, cfebm, coopflow, egc, evaluator, letit, toy  # noqa: F401  (register model kinds)
+from . import cdrl, cfebm, coopflow, egc, evaluator, letit, nerf_lebm, toy  # noqa: F401  (register model kinds)
 from .hub import checkpoints_dir, read_card
 
 HUB_ORG = os.environ.get("STUDIO_HUB_ORG", "ebm-studio")
@@ -34,6 +34,8 @@ _ENTRIES = [
     Entry("ebm-single-fmnist", "Ablation: the CF-EBM network trained at 32 px only, on the same image budget."),
     Entry("cfebm-emoji-t2g", "CF-EBM pixel-space translation baseline: Twitter -> Google emoji, grown 16 -> 32 -> 64 px."),
     Entry("letit-emoji", "LETIT: latent energy transport between Twitter and Google emoji (autoencoder + one latent EBM per direction)."),
+    Entry("nerf-lebm-shapes", "NeRF-LEBM: 3D shapes3d objects from a triplane radiance field with EBM priors on shape and appearance latents."),
+    Entry("nerf-vae-shapes", "NeRF-VAE baseline: the NeRF-LEBM field and encoder with a Gaussian prior, same budget."),
     Entry("egc-fmnist", "EGC: one Fashion-MNIST network that classifies (forward pass) and generates (its input gradient is the diffusion score)."),
     Entry("coopflow-fmnist", "CoopFlow: a normalizing flow proposes Fashion-MNIST images, a short-run Langevin flow on an EBM refines them."),
     Entry("evaluator-fmnist", "Reference Fashion-MNIST classifier; its features define the studio's FD."),

@@ -28,6 +28,8 @@ from .eval_letit import evaluate_letit
 from .eval_coopflow import evaluate_coopflow
 from .eval_egc import card_extra as egc_card_extra
 from .eval_egc import evaluate_egc
+from .eval_nerf import card_extra as nerf_card_extra
+from .eval_nerf import evaluate_nerf_lebm
 
 EVALUATOR_FOR = {"fashion-mnist": "evaluator-fmnist", "emoji": "evaluator-emoji", "shapes3d": "evaluator-shapes3d"}
 
@@ -96,6 +98,8 @@ def card_extra(kind: str, name: str, metrics: dict) -> str:
         return cfebm_card_extra(metrics)
     if kind == "letit":
         return letit_card_extra(metrics)
+    if kind == "nerf_lebm":
+        return nerf_card_extra(metrics)
     if kind != "cdrl" or "fd_w1" not in metrics:
         return ""
     svg = write_guidance_tradeoff(metrics, Path(name).name)
@@ -356,7 +360,8 @@ def ood_metrics(model, in_dist: torch.Tensor, seed: int) -> dict:
 
 
 EVALUATORS: dict[str, Callable] = {"evaluator": evaluate_evaluator, "cdrl": evaluate_cdrl, "drl": evaluate_cdrl,
-                                   "cfebm": evaluate_cfebm, "letit": evaluate_letit, "toy-ring": evaluate_toy, "toy-gaussian-mixture": evaluate_toy}
+                                   "cfebm": evaluate_cfebm, "letit": evaluate_letit, "toy-ring": evaluate_toy, "toy-gaussian-mixture": evaluate_toy,
+                                   "nerf_lebm": evaluate_nerf_lebm}
 EVALUATORS["coopflow"] = evaluate_coopflow  # bulk in train/eval_coopflow.py
 EVALUATORS["egc"] = evaluate_egc  # bulk in train/eval_egc.py
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import cdrl_tab, cfebm_tab, coopflow_tab, egc_tab, inpaint_tab, models_tab, playground, saliency_tab, trajectory_tab, translate_tab
+from . import cdrl_tab, cfebm_tab, coopflow_tab, egc_tab, inpaint_tab, models_tab, nerf_tab, playground, saliency_tab, trajectory_tab, translate_tab
 from .common import device_notice
 
 # Method tabs appear only when their checkpoint is present, so there is never an empty tab.
 TABS = [("CDRL", cdrl_tab), ("CF-EBM", cfebm_tab), ("Inpaint", inpaint_tab), ("Trajectory", trajectory_tab),
-        ("Saliency", saliency_tab), ("Translate", translate_tab), ("CoopFlow", coopflow_tab), ("EGC", egc_tab), ("Langevin playground", playground), ("Models", models_tab)]
+        ("Saliency", saliency_tab), ("Translate", translate_tab), ("CoopFlow", coopflow_tab), ("EGC", egc_tab), ("3D (NeRF-LEBM)", nerf_tab), ("Langevin playground", playground), ("Models", models_tab)]
 
 # Sampling is CPU-bound: a couple of concurrent jobs per event, a bounded queue (app.py sizes threads by it).
 QUEUE = {"default_concurrency_limit": 2, "max_size": 32}
