@@ -1,0 +1,49 @@
+"""The "3D (NeRF-LEBM)" tab in a real browser (Debian Chromium via Playwright), on tiny random checkpoints."""
+import os
+import shutil
+
+import pytest
+
+from studio.hub import checkpoints_dir
+from studio.ui import common
+
+from conftest import open_in_chromium
+from test_app_nerf import save_tiny_nerfs
+from test_browser import CHROMIUM
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian chromium")]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpts")
+    shutil.copytree(checkpoints_dir() / "toy-ring", root / "toy-ring")
+    save_tiny_nerfs(root)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STUDIO_CHECKPOINTS", str(root))
+    common.cached_model.cache_clear()
+    from studio.ui import build_app
+
+    try:
+        yield from open_in_chromium(build_app(), CHROMIUM)
+    finally:
+        common.cached_model.cache_clear()
+        mp.undo()
+
+
+def _note_contains(page, text: str) -> None:
+    page.wait_for_function(
+        f"() => (document.querySelector('#nerf-note textarea')?.value || '').includes({text!r})", timeout=60000)
+
+
+def test_sample_resample_and_orbit_in_the_browser(page):
+    page.get_by_role("tab", name="3D (NeRF-LEBM)").click()
+    page.get_by_role("button", name="Sample object", exact=True).click()
+    _note_contains(page, "Shape seed 0, appearance seed 0")
+    page.locator("#nerf-view img").first.wait_for(timeout=30000)
+    page.get_by_role("button", name="Resample shape", exact=True).click()
+    _note_contains(page, "the appearance latent is unchanged")
+    page.get_by_role("button", name="Orbit", exact=True).click()
+    _note_contains(page, "24 frames")
+    page.locator("#nerf-orbit img").first.wait_for(timeout=30000)
+    assert page.locator("#nerf-view img").count() >= 1
