@@ -107,8 +107,13 @@ class InvConv1x1(nn.Module):
 
 
 class AffineCoupling(nn.Module):
-    """h = (a, b): b' = (b + t(a)) * sigmoid(r(a) + 2), a unchanged. The last conv starts at zero, so each
-    coupling starts near the identity; the sigmoid bounds the scale (Glow's stable choice)."""
+    """h = (a, b): b' = (b + t(a)) * exp(log_s(a)), a unchanged, with log_s = B tanh(r(a) / B) (B = 3).
+
+    The last conv starts at zero, so each coupling starts as the identity. The scale is bounded on *both*
+    sides: sampling runs the inverse, which divides by the scale, and Glow's one-sided sigmoid scale let a
+    few latents overflow to inf/NaN there."""
+
+    max_log_scale = 3.0
 
     def __init__(self, channels: int, hidden: int):
         super().__init__()
@@ -120,7 +125,8 @@ class AffineCoupling(nn.Module):
 
     def _st(self, a: Tensor) -> tuple[Tensor, Tensor]:
         raw, t = self.net(a).chunk(2, dim=1)
-        return F.logsigmoid(raw + 2.0), t
+        b = self.max_log_scale
+        return b * torch.tanh(raw / b), t
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
         a, b = h[:, : self.half], h[:, self.half :]
@@ -377,7 +383,8 @@ class CoopFlow(nn.Module):
         c = self.config
         with torch.no_grad():
             z = torch.randn(n, self.flow.dim, generator=generator, device=self.device)
-            x_flow = self.decode(z)
+            # A rare non-finite proposal must not stop a long run: pin it inside [-1, 1] (sample() raises instead).
+            x_flow = torch.nan_to_num(self.decode(z), nan=0.0, posinf=1.0, neginf=-1.0)
         was = self.ebm.training
         self.ebm.eval()
         refined, _ = self.refine(x_flow, steps=c.langevin_steps, step_size=c.train_step_size, noise=c.noise, generator=generator)
