@@ -75,8 +75,12 @@ def timed(fn: Callable[[], object], repeats: int, warmup: bool = True) -> float:
 
 
 def _load(name: str):
+    """A checkpoint from checkpoints/ (never the Hub: a missing one is skipped, not downloaded)."""
     from . import load
+    from .registry import local_names
 
+    if name not in local_names():
+        raise Skipped(f"checkpoints/{name} is absent")
     return load(name)
 
 
@@ -94,14 +98,14 @@ def _cdrl_level(model, n: int = 16, t_int: int = 0, class_name: str = "Trouser")
     return y0, x_next, t, labels, gens
 
 
-def bare_passes(model, y: Tensor, t: Tensor, labels: Tensor, steps: int) -> None:
-    """``steps`` bare network passes: one forward of the batched cond + null evaluation and one
-    input-gradient pass, spectral-norm weights computed once, parameters frozen: the floor of a step."""
-    yy, tt, ll = torch.cat([y, y]), torch.cat([t, t]), torch.cat([labels, torch.zeros_like(labels)])
+def bare_passes(model, y: Tensor, t: Tensor, labels: Tensor, steps: int, w: float = 1.0) -> None:
+    """``steps`` bare network passes: the guided evaluation one step needs (cond + null, one batched call,
+    ``CDRL.guided_fhat``) and one input-gradient pass, spectral-norm weights computed once and parameters
+    frozen: the floor of a Langevin step, with nothing of the engine around it."""
     with torch.enable_grad(), frozen(model.ebm), parametrize.cached():
         for _ in range(steps):
-            x = yy.detach().requires_grad_(True)
-            torch.autograd.grad(model.fhat(x, tt, ll).sum(), x)
+            x = y.detach().requires_grad_(True)
+            torch.autograd.grad(model.guided_fhat(x, t, labels, w).sum(), x)
 
 
 def bench_engine(repeats: int, steps: int = 15) -> dict:

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from .errors import SamplingError
 from .hub import register_model
-from .langevin import Trace, langevin, make_generators, parse_seeds, randn
+from .langevin import Trace, langevin, make_generators, parse_seeds, randn, use_channels_last
 from .nn import ConditionEmbedding, EBMResBlock, SmallUNet, sn_conv, sn_linear
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -98,12 +98,26 @@ class NoiseConditionalEBM(nn.Module):
 
     def forward(self, y: Tensor, level: Tensor, labels: Tensor) -> Tensor:
         temb = self.embed(level, labels)
+        return self._trunk(self.inp(y), temb)
+
+    def forward_pair(self, y: Tensor, level: Tensor, labels: Tensor, other_labels: Tensor) -> tuple[Tensor, Tensor]:
+        """(fhat(y, level, labels), fhat(y, level, other_labels)) in one batched call, e.g. the conditional
+        and null evaluations of guidance. The input conv and the first block's first conv do not see the
+        label, so they run once for both halves (about a quarter of the work of a pass at 32 px)."""
+        temb = self.embed(torch.cat([level, level]), torch.cat([labels, other_labels]))
         h = self.inp(y)
+        first = self.blocks[0][0]
+        pre = first.conv1(first.act(h))
+        h = first(torch.cat([h, h]), temb, pre=torch.cat([pre, pre]))
+        return self._trunk(h, temb, skip_first=True).chunk(2)
+
+    def _trunk(self, h: Tensor, temb: Tensor, skip_first: bool = False) -> Tensor:
         for i, level_blocks in enumerate(self.blocks):
             if i > 0:
                 h = F.avg_pool2d(h, 2)
-            for block in level_blocks:
-                h = block(h, temb)
+            for j, block in enumerate(level_blocks):
+                if not (skip_first and i == 0 and j == 0):
+                    h = block(h, temb)
         feat = F.relu(h).sum(dim=(2, 3))
         return (feat * self.head(temb)).sum(1)
 
@@ -211,10 +225,13 @@ class CDRL(nn.Module):
     # -- guided networks (one batched call for cond + null) ----------------------------------
 
     def guided_fhat(self, y: Tensor, t: Tensor, labels: Tensor, w: float) -> Tensor:
-        if w == 0 or bool((labels == 0).all()):
+        if not self._guided(labels, w):
             return self.fhat(y, t, labels)
-        both = self.fhat(torch.cat([y, y]), torch.cat([t, t]), torch.cat([labels, torch.zeros_like(labels)]))
-        cond, null = both.chunk(2)
+        return self._pair_fhat(y, t, labels, w)
+
+    def _pair_fhat(self, y: Tensor, t: Tensor, labels: Tensor, w: float) -> Tensor:
+        """(w + 1) fhat(y; c) - w fhat(y; null), both from one network call (``forward_pair``)."""
+        cond, null = self.ebm.forward_pair(y, _level_input(self.log_snr[t]), labels, torch.zeros_like(labels))
         return (w + 1) * cond - w * null
 
     def guided_propose(self, x_next: Tensor, t: Tensor, labels: Tensor, w: float) -> Tensor:
@@ -252,16 +269,10 @@ class CDRL(nn.Module):
         quad_on = (self.alpha_eff[t] != 1).float().view(-1, 1, 1, 1)
         x_anchor = x_next.detach()
         f_scale = s_train_sq.flatten()
-        guided = self._guided(labels, w)
-        if guided:  # cond and null in one batched call; the doubled levels/labels are built once per chain
-            tt, ll = torch.cat([t, t]), torch.cat([labels, torch.zeros_like(labels)])
+        guided = self._guided(labels, w)  # decided once per chain, not at every step
 
         def energy(y: Tensor) -> Tensor:
-            if guided:
-                cond, null = self.fhat(torch.cat([y, y]), tt, ll).chunk(2)
-                f = (w + 1) * cond - w * null
-            else:
-                f = self.fhat(y, t, labels)
+            f = self._pair_fhat(y, t, labels, w) if guided else self.fhat(y, t, labels)
             quad = (quad_on * (y - x_anchor).pow(2) / (2 * sig_sq)).flatten(1).sum(1)
             return -f / f_scale + quad
 
@@ -364,6 +375,8 @@ class CDRL(nn.Module):
             known0, mask_t = self._check_inpaint(image, mask, n)
             obs_noise = randn(shape, gens).to(self.device)  # one noise per sample, shared by all levels
         x = randn(shape, gens).to(self.device)
+        if self.initializer is not None:
+            use_channels_last(self.initializer, x)  # the engine's layout policy (13% faster on this CPU)
         trace = Trace()
         top = cfg.num_levels - 1
         for t_int in self._progress(range(top, -1, -1), progress):

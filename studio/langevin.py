@@ -30,10 +30,12 @@ import contextvars
 import math
 import os
 import threading
+import types
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
@@ -55,6 +57,7 @@ __all__ = [
     "as_schedule",
     "fast_paths",
     "channels_last",
+    "use_channels_last",
 ]
 
 
@@ -297,6 +300,8 @@ def channels_last(module: nn.Module) -> nn.Module:
                     if p is not None and p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last):
                         sub._parameters[name] = nn.Parameter(p.detach().contiguous(memory_format=torch.channels_last),
                                                              requires_grad=False)
+                if _is_gray_conv(sub):
+                    sub.forward = types.MethodType(_gray_conv_forward, sub)
                 sub._studio_channels_last = True
     return module
 
@@ -305,6 +310,55 @@ def _check_every(device: torch.device, fast: bool) -> int:
     """Steps between reads of the finiteness flags: every step on CPU (a read costs nothing there),
     every ``CHECK_EVERY_ON_DEVICE`` steps on an accelerator (each read waits for the device)."""
     return 1 if not fast or device.type == "cpu" else CHECK_EVERY_ON_DEVICE
+
+
+def use_channels_last(module: nn.Module, x: Tensor) -> bool:
+    """The engine's layout policy for a network run outside a chain (e.g. CDRL's initializer) on inputs
+    like ``x``: convert it if the policy says so; return whether it is channels-last."""
+    if _FAST.get() and _wants_channels_last(x, [module]):
+        channels_last(module)
+    return bool(getattr(module, "_studio_channels_last", False))
+
+
+def _is_gray_conv(m: nn.Module) -> bool:
+    return (isinstance(m, nn.Conv2d) and m.in_channels == 1 and m.groups == 1 and m.padding_mode == "zeros"
+            and not isinstance(m.padding, str))
+
+
+class _GrayConv(torch.autograd.Function):
+    """A frozen conv on one input channel (grayscale images), differentiated for its input only.
+
+    torch's convolution backward for one input channel took 9 ms for a batch of 32 at 32x32 (24
+    output channels) on this CPU; the same input gradient as a transposed convolution takes 2.2 ms."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, conv: nn.Conv2d) -> Tensor:
+        ctx.save_for_backward(weight)
+        ctx.conv, ctx.size = conv, x.shape[2:]
+        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, 1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (weight,) = ctx.saved_tensors
+        c = ctx.conv
+        # The output padding that makes the transposed conv return exactly the input's size.
+        extra = [ctx.size[i] - ((grad.shape[2 + i] - 1) * c.stride[i] - 2 * c.padding[i] + c.dilation[i] * (weight.shape[2 + i] - 1) + 1)
+                 for i in range(2)]
+        gx = F.conv_transpose2d(grad.contiguous(memory_format=torch.channels_last), weight, None, c.stride, c.padding,
+                                extra, 1, c.dilation)
+        return gx, None, None, None
+
+
+def _gray_conv_forward(self: nn.Conv2d, x: Tensor) -> Tensor:
+    """Forward of a converted one-input-channel conv: its output in channels-last (with one input channel
+    both layouts look alike, so torch would keep NCHW and every later layer would convert, both ways),
+    and the transposed-conv input gradient while its weights are frozen."""
+    weight, bias = self.weight, self.bias
+    if weight.requires_grad or (bias is not None and bias.requires_grad):
+        out = self._conv_forward(x, weight, bias)
+    else:
+        out = _GrayConv.apply(x, weight, bias, self)
+    return out.contiguous(memory_format=torch.channels_last)
 
 
 def _to_host(tensors: list[Tensor]) -> list[Tensor]:

@@ -66,8 +66,10 @@ class EBMResBlock(nn.Module):
         self.skip = sn_conv(cin, cout, 1, sn) if cin != cout else nn.Identity()
         self.act = nn.LeakyReLU(0.2)
 
-    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
-        h = self.conv1(self.act(x)) + self.temb(self.act(temb))[:, :, None, None]
+    def forward(self, x: Tensor, temb: Tensor, pre: Tensor | None = None) -> Tensor:
+        """``pre``: conv1(act(x)) if already computed (it does not depend on the embedding)."""
+        pre = self.conv1(self.act(x)) if pre is None else pre
+        h = pre + self.temb(self.act(temb))[:, :, None, None]
         h = self.conv2(self.act(h)) * self.gain
         return self.skip(x) + h
 

@@ -41,6 +41,7 @@ def test_cdrl_fast_path_matches_straightforward_path(cdrl):
     assert not getattr(cdrl.ebm, "_studio_channels_last", False)  # the plain path leaves the layout alone
     fast_x, fast = _run(cdrl, True)
     assert cdrl.ebm.inp.parametrizations.weight.original.is_contiguous(memory_format=torch.channels_last)
+    assert getattr(cdrl.initializer, "_studio_channels_last", False)  # the initializer follows the same policy
     torch.testing.assert_close(fast_x, slow_x, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast.energy_matrix(), slow.energy_matrix(), atol=1e-3, rtol=1e-4)
     torch.testing.assert_close(fast.grad_norm_matrix(), slow.grad_norm_matrix(), atol=1e-3, rtol=1e-4)
@@ -92,17 +93,20 @@ def test_spectral_norm_is_computed_once_per_chain(cdrl):
 
 
 def test_guidance_is_one_batched_call_per_step(cdrl):
-    batches = []
-    handle = cdrl.ebm.register_forward_hook(lambda _m, args, _out: batches.append(args[0].shape[0]))
+    shared, doubled = [], []
+    hooks = [cdrl.ebm.inp.register_forward_hook(lambda _m, args, _out: shared.append(args[0].shape[0])),
+             cdrl.ebm.head.register_forward_hook(lambda _m, args, _out: doubled.append(args[0].shape[0]))]
     y = torch.randn(3, 1, 32, 32)
     try:
         cdrl.refine(y, y, torch.zeros(3, dtype=torch.long), torch.tensor([1, 2, 3]), steps=4, w=1.0)
-        assert batches == [6] * 4  # cond + null for 3 samples, one call per step
-        batches.clear()
+        assert doubled == [6] * 4  # cond + null for 3 samples in one call per step
+        assert shared == [3] * 4  # the label-free input layer runs once for both halves
+        shared.clear(), doubled.clear()
         cdrl.refine(y, y, torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long), steps=2, w=1.0)
-        assert batches == [3] * 2  # all unconditional: guidance is a no-op, no doubled batch
+        assert doubled == [3] * 2  # all unconditional: guidance is a no-op, no doubled batch
     finally:
-        handle.remove()
+        for h in hooks:
+            h.remove()
 
 
 def test_naive_baseline_is_the_same_algorithm(cdrl):
@@ -112,6 +116,23 @@ def test_naive_baseline_is_the_same_algorithm(cdrl):
     naive_pi = naive_cdrl_generate(cdrl, "Trouser", "0-3", 1.0, 3)  # power iterations move sigma a little
     assert torch.isfinite(naive_pi).all() and (naive_pi - fast_x).abs().mean() < 0.05
     assert all(p.grad is None and not p.requires_grad for p in cdrl.parameters())  # it ran on a copy
+
+
+@pytest.mark.parametrize("stride, size", [(1, 8), (2, 9), (2, 10)])
+def test_one_channel_conv_input_gradient(stride, size):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 5, 3, stride=stride, padding=1).requires_grad_(False)
+    x = torch.randn(2, 1, size, size, requires_grad=True)
+    out = conv(x)
+    g = torch.randn_like(out)
+    (ref,) = torch.autograd.grad(out, x, g)
+    engine.channels_last(conv)
+    x2 = x.detach().requires_grad_(True)
+    fast_out = conv(x2)
+    assert fast_out.is_contiguous(memory_format=torch.channels_last)
+    (fast,) = torch.autograd.grad(fast_out, x2, g)
+    torch.testing.assert_close(fast_out, out, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
 
 
 def test_trainable_modules_keep_their_layout_and_parameters():
