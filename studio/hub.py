@@ -451,7 +451,7 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
-def load_strict(model: nn.Module, tensors: Mapping[str, torch.Tensor], where: str, shapes_only: bool = False) -> None:
+def load_strict(model: nn.Module, tensors: Mapping[str, torch.Tensor], where: str) -> None:
     """Copy weights into ``model``; any missing/unexpected key or shape mismatch is named."""
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
@@ -466,8 +466,7 @@ def load_strict(model: nn.Module, tensors: Mapping[str, torch.Tensor], where: st
     for key, value in tensors.items():
         if own[key].shape != value.shape:
             raise CheckpointError(f"{where}: weight '{key}' has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}.")
-    if not shapes_only:
-        model.load_state_dict(dict(tensors), strict=True)
+    model.load_state_dict(dict(tensors), strict=True)
 
 
 def load(ref: str | os.PathLike, kind: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
@@ -498,23 +497,13 @@ def load(ref: str | os.PathLike, kind: str | None = None, device: str | torch.de
         raise CheckpointError(f"{where}: config.json does not match the config stored with the weights. The files come from different checkpoints.")
     cls = MODEL_KINDS[found_kind]
     config = build_config(cls, payload["config"], where)
-    # Check the architecture against the weights on the meta device first (no memory), so a config.json
-    # with absurd sizes cannot make the loader allocate gigabytes before it notices the mismatch.
-    try:
-        with torch.device("meta"):
-            shell = cls(config)
-    except StudioError:
-        raise
-    except Exception:  # noqa: BLE001 - some models compute in __init__; they are checked after construction
-        shell = None
-    if shell is not None:
-        load_strict(shell, tensors, where, shapes_only=True)
     try:
         model = cls(config)
     except StudioError:
         raise
-    except (ValueError, TypeError, RuntimeError, KeyError, IndexError) as err:
-        raise CheckpointError(f"{where}: its config cannot build a '{found_kind}' model ({err}).") from None
+    except (ValueError, TypeError, RuntimeError, KeyError, IndexError, MemoryError) as err:
+        # e.g. sizes no allocator can satisfy in a tampered config.json
+        raise CheckpointError(f"{where}: its config cannot build a '{found_kind}' model ({str(err)[:300]}).") from None
     load_strict(model, tensors, where)
     model.eval().requires_grad_(False).to(device)
     extra = {k: v for k, v in payload.items() if k not in {"kind", "config"}}
