@@ -1,5 +1,6 @@
 """LETIT: autoencoder round trip, latent chains, both directions, latent shift, seeds, checkpoints, training stages."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -243,3 +244,28 @@ def test_chosen_translate_steps_become_the_default_and_the_rule_keeps_content():
     assert model.sampler_defaults("t2g") == {"steps": 7, "step_size": SAMPLER["step_size"], "noise": SAMPLER["noise"]}
     assert model.sampler_defaults("g2t")["steps"] == SAMPLER["steps"]
     assert model.translate(torch.zeros(1, 3, 16, 16), "t2g").steps == 7
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / "checkpoints" / "letit-emoji" / "model.safetensors").is_file(),
+                    reason="letit-emoji is not shipped here")
+def test_shipped_letit_translates_the_held_out_examples_towards_the_true_drawing():
+    """Issue 6's bars at a small count (the 20 held-out pairs of assets/examples, seeds 0-19), with the default
+    sampler: in both directions the output is closer to the true drawing than the untranslated input, and the
+    evaluator's probability of the target style rises far above the input's. Measured at export: t2g 11.29 vs
+    11.11 dB, style 0.59 (input 0.10); g2t 11.74 vs 11.11 dB, style 0.75 (input 0.02). The 0.8 style bar of
+    the issue is *not* met (0.60 / 0.72 on the 512 test pairs), so it is not asserted here."""
+    from studio.metrics import psnr
+    from test_shipped_models import _emoji_examples
+
+    model, judge = studio.load("letit-emoji"), studio.load("evaluator-emoji")
+    twitter, google = _emoji_examples("twitter"), _emoji_examples("google")
+    for direction, source, target, style in (("t2g", twitter, google, "google"), ("g2t", google, twitter, "twitter")):
+        out = model.translate(source, direction, seeds="0-19").outputs
+        k = judge.config.class_names.index(style)
+        with torch.no_grad():
+            score, score_in = judge(out).softmax(-1)[:, k].mean(), judge(source).softmax(-1)[:, k].mean()
+        gain = float(psnr(out, target).mean() - psnr(source, target).mean())
+        print(f"letit-emoji {direction}: PSNR gain {gain:.3f} dB, target style {float(score):.3f} (input {float(score_in):.3f})")
+        assert gain > 0
+        assert score > 0.5 and score > score_in + 0.4

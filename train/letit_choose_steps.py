@@ -6,20 +6,20 @@ A latent EBM trained with T-step chains may translate the style more strongly wi
 of content. The rule: the largest number of steps whose output is still closer (PSNR) to the true
 counterpart drawing than the untranslated input is, on ``--pairs`` evenly spaced pairs of the emoji *train*
 split (the held-out test pairs stay untouched for evaluation). If no grid value qualifies, the trained T
-stays the default. The choice and the whole scan are written into the checkpoint's config.json
-(``directions[d]["translate_steps"]``, ``steps_scan``); ``python -m train.evaluate`` then measures it.
+stays the default. The choice and the whole scan are written into the checkpoint's config
+(``directions[d]["translate_steps"]``, ``steps_scan``) and model card; ``python -m train.evaluate`` then measures it.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
 
 import studio
-from studio.letit import DIRECTIONS
+from studio.hub import ModelCard, save_checkpoint
+from studio.letit import DIRECTIONS, LETITConfig
 from studio.metrics import psnr
 
 
@@ -57,19 +57,33 @@ def main(argv: list[str] | None = None) -> None:
     judge = studio.load("evaluator-emoji")
     pairs = load_emoji_pairs("train", size=model.config.image_size)
     idx = torch.linspace(0, len(pairs) - 1, args.pairs).long()
-    path = Path(model.checkpoint.path) / "config.json"
-    config = json.loads(path.read_text())
+    folder = Path(model.checkpoint.path)
+    payload = json.loads((folder / "config.json").read_text())
+    directions = {d: dict(v) for d, v in model.config.directions.items()}
+    lines = []
     for d in model.trained_directions:
         source, target = pairs.style(DIRECTIONS[d][0])[idx], pairs.style(DIRECTIONS[d][1])[idx]
         identity = round(float(psnr(source, target).mean()), 3)
         rows = scan(model, d, source, target, grid, judge)
-        entry = config["config"]["directions"][d]
+        entry = directions[d]
         entry["translate_steps"] = choose(rows, identity, entry["steps"])
         entry["steps_scan"] = {"split": "train", "pairs": args.pairs, "identity_psnr": identity, "rows": rows}
+        table = ", ".join(f"{r['steps']}: {r['psnr']} dB / {r['target_score']}" for r in rows)
+        lines.append(f"- `{d}`: default {entry['translate_steps']} steps (trained T = {entry['steps']}). Scan on {args.pairs} "
+                     f"training pairs, steps: PSNR to the true drawing / target-style probability = {table}; "
+                     f"untranslated input {identity} dB.")
         print(f"{d}: identity PSNR {identity} dB -> default {entry['translate_steps']} steps (trained T = {entry['steps']})")
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp, path)  # atomic: a crash never leaves a half-written config
+    # The config is stored with the weights too (the loader checks both agree), so the checkpoint is rewritten
+    # through save_checkpoint (atomically), with the same weights, extras, metrics and card.
+    card_text = (folder / "README.md").read_text()
+    extra = {k: v for k, v in payload.items() if k not in ("kind", "format_version", "config", "code_version", "weights_sha256")}
+    config = LETITConfig(**{**model.config.__dict__, "directions": directions})
+    save_checkpoint(folder, "letit", config, model.state_dict(), ModelCard(summary=""), extra=extra)
+    note = "## Default number of steps\n\n" + "\n".join(lines) + "\n\n"
+    head, sep, tail = card_text.partition("## Metrics")
+    if "## Default number of steps" in head:
+        head = head[: head.index("## Default number of steps")]
+    (folder / "README.md").write_text(head + note + sep + tail if sep else card_text + "\n" + note)
 
 
 if __name__ == "__main__":
