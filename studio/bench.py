@@ -2,8 +2,10 @@
 
     python -m studio.bench [--json] [--only KEY[,KEY...]] [--repeats N]
 
-Each benchmark needs its checkpoint (or module); a missing one is skipped with a note instead of
-failing. Timings are medians over ``--repeats`` runs after one warm-up run, with fixed seeds.
+Each benchmark needs its checkpoint in checkpoints/ (or its module); a missing one is skipped with a
+note instead of failing. Timings are medians over ``--repeats`` runs after one warm-up run, with fixed
+seeds; ratios (overheads, speed-ups) are medians of ratios between runs made back to back in the
+same round, so that both sides of a ratio saw the same load on a shared machine.
 The thread count follows ``studio.runtime.configure_threads`` (OMP_NUM_THREADS / STUDIO_THREADS win).
 
 Keys with a bar (see ``BARS``):
@@ -108,20 +110,35 @@ def bare_passes(model, y: Tensor, t: Tensor, labels: Tensor, steps: int, w: floa
             torch.autograd.grad(model.guided_fhat(x, t, labels, w).sum(), x)
 
 
+def paired(fns: dict[str, Callable[[], object]], rounds: int, only_first: dict[str, int] | None = None) -> dict[str, list[float]]:
+    """Wall times of several functions run back to back in each round, so a ratio between two of them
+    is taken between runs that saw the same machine load (this machine may be shared). ``only_first``
+    limits a slow function to the first n rounds."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(rounds):
+        for name, fn in fns.items():
+            if r < (only_first or {}).get(name, rounds):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def ratio(times: dict[str, list[float]], num: str, den: str) -> float:
+    """Median over rounds of num / den, each pair from the same round."""
+    return statistics.median(a / b for a, b in zip(times[num], times[den]))
+
+
 def bench_engine(repeats: int, steps: int = 15) -> dict:
     """engine_overhead: one CDRL level of K steps through the engine (w = 1, 16 samples) against K bare passes."""
     model = _load("cdrl-fmnist")
     y0, x_next, t, labels, gens = _cdrl_level(model)
     chain = lambda: model.refine(y0, x_next, t, labels, steps=steps, w=1.0, generator=gens)  # noqa: E731
     bare = lambda: bare_passes(model, y0, t, labels, steps)  # noqa: E731
-    bare(), chain()  # warm both before timing either
-    # Interleaved, so both see the same machine load (the machine may be shared).
-    bare_t, chain_t = [], []
-    for _ in range(repeats):
-        bare_t.append(timed(bare, 1, warmup=False))
-        chain_t.append(timed(chain, 1, warmup=False))
-    bare_s, chain_s = statistics.median(bare_t), statistics.median(chain_t)
-    return {"engine_overhead": round(chain_s / bare_s, 3), "bare_pass_ms": round(1000 * bare_s / steps, 2)}
+    chain(), bare()  # warm-up (the first chain also converts the EBM to channels-last)
+    times = paired({"bare": bare, "chain": chain}, max(3, repeats))
+    return {"engine_overhead": round(ratio(times, "chain", "bare"), 3),
+            "bare_pass_ms": round(1000 * statistics.median(times["bare"]) / steps, 2)}
 
 
 # ----------------------------------------------------------------------------- the naive baseline
@@ -192,16 +209,18 @@ def naive_cdrl_generate(model, class_name: str | None, seeds, guidance: float, s
 
 def bench_cdrl(repeats: int) -> dict:
     """CDRL at w = 1 for 16 samples (K = 15 and K = 5), the cost of recording a frame every step,
-    and the naive implementation of the same run (K = 15)."""
+    and the naive implementation of the K = 15 run."""
     model = _load("cdrl-fmnist")
     run = lambda k, every: model.generate("Trouser", seeds="0-15", guidance=1.0, steps=k, record_every=every)  # noqa: E731
-    plain = timed(lambda: run(15, 0), repeats)
-    recorded = timed(lambda: run(15, 1), repeats)
-    # The naive run is slow and already warm (same shapes, same allocator): fewer, unwarmed repeats.
-    naive = timed(lambda: naive_cdrl_generate(model, "Trouser", "0-15", 1.0, 15), max(1, (repeats + 1) // 2), warmup=False)
-    return {"cdrl_seconds_16": round(plain, 3), "cdrl_seconds_16_k5": round(timed(lambda: run(5, 0), repeats), 3),
-            "cdrl_seconds_16_recorded": round(recorded, 3), "trace_overhead": round(recorded / plain - 1, 4),
-            "naive_seconds_16": round(naive, 3), "speedup_vs_naive": round(naive / plain, 3)}
+    run(15, 1)  # warm-up
+    times = paired({"plain": lambda: run(15, 0), "recorded": lambda: run(15, 1), "k5": lambda: run(5, 0),
+                    "naive": lambda: naive_cdrl_generate(model, "Trouser", "0-15", 1.0, 15)},
+                   repeats, only_first={"naive": max(1, (repeats + 1) // 2)})  # the naive run is slow: fewer rounds
+    med = {name: statistics.median(v) for name, v in times.items()}
+    return {"cdrl_seconds_16": round(med["plain"], 3), "cdrl_seconds_16_k5": round(med["k5"], 3),
+            "cdrl_seconds_16_recorded": round(med["recorded"], 3),
+            "trace_overhead": round(ratio(times, "recorded", "plain") - 1, 4),
+            "naive_seconds_16": round(med["naive"], 3), "speedup_vs_naive": round(ratio(times, "naive", "plain"), 3)}
 
 
 def bench_cfebm(repeats: int) -> dict:

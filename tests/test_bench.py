@@ -63,3 +63,10 @@ def test_percentile():
 def test_bad_arguments_exit_with_a_message(argv):
     with pytest.raises(SystemExit):
         bench.main(argv)
+
+
+def test_paired_rounds_and_ratios():
+    calls = []
+    times = bench.paired({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3, only_first={"b": 1})
+    assert calls == ["a", "b", "a", "a"] and len(times["a"]) == 3 and len(times["b"]) == 1
+    assert bench.ratio({"x": [2.0, 9.0, 4.0], "y": [1.0, 3.0, 1.0]}, "x", "y") == 3.0  # median of 2, 3, 4
