@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import checks
 from .errors import SamplingError
 from .hub import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds, randn, use_channels_last
@@ -207,6 +208,8 @@ class CDRL(nn.Module):
 
     def energy(self, y: Tensor, t: Tensor | int = 0, labels: Tensor | None = None) -> Tensor:
         """Marginal energy -f(y; t) = -fhat / s_t^2 at level t (lower = more probable)."""
+        if not isinstance(y, Tensor) or y.dim() != 4:
+            raise SamplingError(f"energy expects a tensor [N, C, H, W]; got {tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__}.")
         t, labels = self._broadcast(y, t, labels)
         return -self.fhat(y, t, labels) / self.step_sq[t]
 
@@ -300,9 +303,11 @@ class CDRL(nn.Module):
                     raise SamplingError(f"Unknown class '{c}'. Choose one of: {', '.join(self.config.class_names)} (or None).")
                 out.append(self.config.class_names.index(c) + 1)
             else:
-                if not 0 <= int(c) < self.config.num_classes:
-                    raise SamplingError(f"Class index {c} is out of range 0..{self.config.num_classes - 1}.")
-                out.append(int(c) + 1)
+                try:
+                    out.append(checks.integer("Class index", c, 0, self.config.num_classes - 1) + 1)
+                except SamplingError:
+                    raise SamplingError(f"Class index {c!r} is out of range 0..{self.config.num_classes - 1} "
+                                        "(or not a class name).") from None
         return torch.tensor(out, dtype=torch.long, device=self.device)
 
     def network_evaluations(self, steps: int | None = None, init_only: bool = False, tweedie: bool = True, w: float = 0.0) -> int:
@@ -356,11 +361,8 @@ class CDRL(nn.Module):
                   tweedie: bool = True, init_only: bool = False, image: Tensor | None = None, mask: Tensor | None = None,
                   record_every: int = 0, progress: bool = False) -> Iterator[SampleUpdate]:
         cfg = self.config
-        k = cfg.langevin_steps if steps is None else int(steps)
-        if not 1 <= k <= 200:
-            raise SamplingError(f"steps (K) must be between 1 and 200; got {steps}.")
-        if not (0 <= guidance <= 20 and math.isfinite(guidance)):
-            raise SamplingError(f"guidance w must be between 0 and 20; got {guidance}.")
+        k = cfg.langevin_steps if steps is None else checks.integer("steps (K)", steps, 1, 200)
+        guidance = checks.number("guidance w", guidance, 0, 20)
         if init_only and self.initializer is None:
             raise SamplingError("This model has no initializer (DRL): initializer-only sampling is not available.")
         seed_list = parse_seeds(seeds, max_count=1024)
@@ -419,9 +421,9 @@ class CDRL(nn.Module):
     def _check_inpaint(self, image: Tensor, mask: Tensor, n: int) -> tuple[Tensor, Tensor]:
         cfg = self.config
         want = (cfg.channels, cfg.image_size, cfg.image_size)
-        img = image if image.dim() == 4 else image.unsqueeze(0)
-        if tuple(img.shape[1:]) != want:
-            raise SamplingError(f"Inpainting image must have shape {want} (or a batch of them); got {tuple(image.shape)}.")
+        img = checks.images("Inpainting image", image, want)
+        if not isinstance(mask, Tensor) or mask.dim() < 2:
+            raise SamplingError(f"Mask must be a 0/1 tensor of size {want[1:]} (1 = known pixel); got {type(mask).__name__}.")
         m = mask if mask.dim() == 4 else mask.reshape(1, 1, *mask.shape[-2:])
         if tuple(m.shape[-2:]) != want[1:] or not ((m == 0) | (m == 1)).all():
             raise SamplingError(f"Mask must be 0/1 of size {want[1:]} (1 = known pixel); got shape {tuple(mask.shape)}.")

@@ -27,10 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import checks
 from .errors import SamplingError
 from .hub import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds
 from .nn import sn_conv, sn_linear
+
+MAX_STEPS = 1000  # Langevin steps per call (per scale): far past any trained T, still bounded work
+MAX_ETA0 = 10.0  # initial noise variance (images live in [-1, 1])
 
 
 @dataclass
@@ -157,12 +161,18 @@ class CFEBM(nn.Module):
 
     def energy(self, x: Tensor) -> Tensor:
         """E(x) at the current resolution (lower = more probable)."""
+        if not isinstance(x, Tensor) or x.dim() != 4:
+            raise SamplingError(f"energy expects a tensor [N, C, H, W]; got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}.")
         return self.net(x)
 
     def ood_score(self, x: Tensor) -> Tensor:
         """-E(x): higher = more in-distribution. Inputs must be at the model's resolution."""
+        res = self.config.resolution
+        x = checks.images("Images", x, (self.config.channels, res, res))
+        if not torch.isfinite(x).all():
+            raise SamplingError("Images contain NaN or infinite values.")
         with torch.no_grad():
-            return -self.energy(x)
+            return -self.energy(x.to(next(self.parameters()).device))
 
     def trained_steps(self, resolution: int | None = None) -> int:
         return int(self.config.steps[str(resolution or self.config.resolution)])
@@ -218,14 +228,13 @@ class CFEBM(nn.Module):
                  record_every: int = 0, progress: bool = False) -> tuple[Tensor, Trace]:
         """Algorithm 2 (single scale, T trained steps from U(-1,1)) or the coarse-to-fine chain."""
         gens = make_generators(parse_seeds(seeds, max_count=1024))
+        eta0 = None if eta0 is None else checks.number("eta0", eta0, 0, MAX_ETA0)
         if not multiscale:
-            k = self.trained_steps() if steps is None else int(steps)
-            if not 1 <= k <= 1000:
-                raise SamplingError(f"steps must be between 1 and 1000; got {steps}.")
+            k = self.trained_steps() if steps is None else checks.integer("steps", steps, 1, MAX_STEPS)
             return self._chain(self.energy, self._uniform(gens, self.config.resolution), k, gens, eta0, record_every, progress=progress)
         if not self.coarse:
             raise SamplingError("This model has no coarse stages (it was trained at a single scale): use multiscale=False.")
-        k = self.config.scale_steps if steps is None else int(steps)
+        k = self.config.scale_steps if steps is None else checks.integer("steps", steps, 1, MAX_STEPS)
         scales = [*sorted(self.coarse, key=int), str(self.config.resolution)]
         trace = Trace()
         x = self._uniform(gens, int(scales[0]))
@@ -256,30 +265,29 @@ class CFEBM(nn.Module):
 
     def _from_images(self, images, seeds, steps, eta0, record_every, progress, desc) -> tuple[Tensor, Trace]:
         gens = make_generators(parse_seeds(seeds, max_count=1024))
-        k = self.trained_steps() if steps is None else int(steps)
-        if not 1 <= k <= 1000:
-            raise SamplingError(f"steps must be between 1 and 1000; got {steps}.")
+        k = self.trained_steps() if steps is None else checks.integer("steps", steps, 1, MAX_STEPS)
+        eta0 = checks.number("eta0", eta0, 0, MAX_ETA0)
         x0 = self._batch(images, len(gens))
         return self._chain(self.energy, x0, k, gens, eta0, record_every, progress=progress, desc=desc)
 
     def inpaint(self, image: Tensor, mask: Tensor, seeds="0-3", steps: int | None = None, record_every: int = 0) -> tuple[Tensor, Trace]:
         """Fill ``mask == 0`` from U(-1,1) and sample while resetting known pixels after every step."""
         gens = make_generators(parse_seeds(seeds))
+        steps = self.trained_steps() if steps is None else checks.integer("steps", steps, 1, MAX_STEPS)
         known = self._batch(image, len(gens))
         res = self.config.resolution
+        if not isinstance(mask, Tensor):
+            raise SamplingError(f"Mask must be a 0/1 tensor of size {res}x{res} (1 = known pixel); got {type(mask).__name__}.")
         m = mask.float().reshape(1, 1, res, res) if mask.numel() == res * res else None
         if m is None or not ((m == 0) | (m == 1)).all():
             raise SamplingError(f"Mask must be 0/1 of size {res}x{res} (1 = known pixel); got shape {tuple(mask.shape)}.")
         m = m.to(known.device)
         x0 = m * known + (1 - m) * self._uniform(gens, res)
-        return self._chain(self.energy, x0, self.trained_steps() if steps is None else steps, gens,
-                           record_every=record_every, mask=m, known=known)
+        return self._chain(self.energy, x0, steps, gens, record_every=record_every, mask=m, known=known)
 
     def _batch(self, images: Tensor, n: int) -> Tensor:
         res, ch = self.config.resolution, self.config.channels
-        x = images if images.dim() == 4 else images.unsqueeze(0)
-        if tuple(x.shape[1:]) != (ch, res, res):
-            raise SamplingError(f"Images must have shape ({ch}, {res}, {res}); got {tuple(images.shape)}.")
+        x = checks.images("Images", images, (ch, res, res))
         if not torch.isfinite(x).all():
             raise SamplingError("Images contain NaN or infinite values.")
         if x.shape[0] not in (1, n):

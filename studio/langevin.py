@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
+from . import checks
 from .errors import SamplingError
 
 # A step size or noise level: a number, a per-sample tensor broadcastable to x, or a callable of t.
@@ -92,8 +93,15 @@ def parse_seeds(spec: Union[str, int, Iterable[int]], max_count: int = 4096) -> 
                 if isinstance(err, SamplingError):
                     raise
                 raise SamplingError(f"Cannot read seed '{part}': use integers like '0-7' or '1,5,9'.") from None
+    elif isinstance(spec, (dict, bytes)):
+        raise SamplingError(f"Seeds must be a spec like '0-7' or '1,5,9', an integer or a list of integers; got {spec!r}.")
     else:
-        seeds = [int(s) for s in spec]
+        try:
+            seeds = [checks.integer("Seed", s, 0, 2**63 - 1) for s in spec]
+        except TypeError:  # not iterable: None, a float, ...
+            raise SamplingError(f"Seeds must be a spec like '0-7' or '1,5,9', an integer or a list of integers; got {spec!r}.") from None
+    if not seeds:
+        raise SamplingError("No seeds given: use e.g. '0', '0-7' or '1,5,9'.")
     for s in seeds:
         if not 0 <= s < 2**63:
             raise SamplingError(f"Seed {s} is out of range: seeds must be between 0 and 2**63 - 1.")
@@ -250,6 +258,8 @@ def _energy_and_grad(energy_fn: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
         raise SamplingError(
             f"energy_fn must return one energy per sample (shape [{x.shape[0]}]); got {tuple(energy.shape)}."
         )
+    if not energy.requires_grad:
+        raise SamplingError("energy_fn returned energies that do not depend on x: there is no gradient to follow.")
     (grad,) = torch.autograd.grad(energy.sum(), x)
     return energy.detach(), grad
 
@@ -437,12 +447,27 @@ def langevin(
     While a chain runs, torch's parametrization cache is on for the whole process (it is
     process-global): do not train a parametrized module in another thread meanwhile.
     """
+    if not isinstance(x0, Tensor) or not x0.is_floating_point():
+        raise SamplingError(f"x0 must be a floating-point tensor; got {x0.dtype if isinstance(x0, Tensor) else type(x0).__name__}.")
     if not isinstance(steps, int) or steps < 0:
         raise SamplingError(f"steps must be a non-negative integer; got {steps!r}.")
-    if record_every < 0:
-        raise SamplingError(f"record_every must be >= 0; got {record_every}.")
+    record_every = checks.integer("record_every", record_every, 0, 2**31)
     if (mask is None) != (known is None):
         raise SamplingError("mask and known must be given together (mask == 1 marks known entries).")
+    if mask is not None:
+        try:
+            fits = torch.broadcast_shapes(tuple(mask.shape), tuple(known.shape), tuple(x0.shape)) == x0.shape
+        except (RuntimeError, AttributeError, TypeError):
+            fits = False
+        if not fits:
+            raise SamplingError(f"mask and known must be tensors that broadcast to x0's shape {tuple(x0.shape)}; got "
+                                f"{tuple(getattr(mask, 'shape', ()))} and {tuple(getattr(known, 'shape', ()))}.")
+    if clamp is not None:
+        if not isinstance(clamp, (tuple, list)) or len(clamp) != 2:
+            raise SamplingError(f"clamp must be a (low, high) pair; got {clamp!r}.")
+        clamp = (checks.number("clamp low", clamp[0]), checks.number("clamp high", clamp[1]))
+        if clamp[0] > clamp[1]:
+            raise SamplingError(f"clamp low must not exceed clamp high; got {clamp}.")
     step_fn = as_schedule(step_size, "step_size")
     noise_fn = as_schedule(noise_std, "noise_std")
     to_freeze = list(modules) + ([energy_fn] if isinstance(energy_fn, nn.Module) else [])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from . import checks
 from .errors import SamplingError
 from .hub import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds, randn
@@ -39,9 +40,11 @@ class Toy2DEnergy(nn.Module):
         progress: bool = False,
     ) -> tuple[Tensor, Trace]:
         """Run one chain per seed. ``noise_std=None`` picks sqrt(2 * step_size), exact Langevin for exp(-E)."""
+        step_size = checks.number("step_size", step_size, 0, 1e3)
         if step_size <= 0:
             raise SamplingError(f"step_size must be positive; got {step_size}.")
-        sigma = math.sqrt(2 * step_size) if noise_std is None else noise_std
+        sigma = math.sqrt(2 * step_size) if noise_std is None else checks.number("noise_std", noise_std, 0, 1e3)
+        steps = checks.integer("steps", steps, 0, 10**6)
         gens = make_generators(parse_seeds(seeds))
         x0 = self.init_scale * randn((len(gens), 2), gens)
         return langevin(self, x0, steps=steps, step_size=step_size, noise_std=sigma, generator=gens,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from . import cdrl_tab, cfebm_tab, coopflow_tab, egc_tab, inpaint_tab, models_tab, nerf_tab, playground, saliency_tab, trajectory_tab, translate_tab
+from . import hardening
 from .common import device_notice
 
 # Method tabs appear only when their checkpoint is present, so there is never an empty tab.
@@ -26,6 +27,7 @@ def build_app() -> gr.Blocks:
                     built[title] = module.build()
         _link_tabs(built, tabs)
     demo.queue(**QUEUE)
+    hardening.harden(demo)  # clear errors for malformed API values, upload caps, atomic output cache
     return demo
 
 

@@ -6,25 +6,18 @@ import time
 
 import gradio as gr
 
-from ..errors import SamplingError
-from ..langevin import parse_seeds
 from ..viz import energy_figure, image_grid, trajectory_gif
 from ..cdrl import FASHION_CLASSES, CDRLConfig
+from . import limits
 from .common import cached_model, model_config, user_errors
 
 CDRL_NAME, DRL_NAME = "cdrl-fmnist", "drl-fmnist"
 UNCONDITIONAL = "(unconditional)"
-MAX_SAMPLES = 64
+MAX_SAMPLES = limits.MAX_SAMPLES
 
 
 def _seeds(first_seed, n) -> str:
-    if n is None or not 1 <= int(n) <= MAX_SAMPLES:
-        raise SamplingError(f"Number of samples must be between 1 and {MAX_SAMPLES}; got {n}.")
-    if first_seed is None or int(first_seed) < 0 or int(first_seed) != first_seed:
-        raise SamplingError(f"Seed must be a non-negative integer; got {first_seed}.")
-    seeds = f"{int(first_seed)}-{int(first_seed) + int(n) - 1}"
-    parse_seeds(seeds)
-    return seeds
+    return limits.seed_range(first_seed, n, MAX_SAMPLES)[0]
 
 
 def _run(name: str, cls, seeds: str, w: float, k: int, noise: bool, tweedie: bool, init_only: bool, record_every: int):
@@ -44,10 +37,10 @@ def generate(class_name: str, guidance: float, steps: int, first_seed: float, n:
 
     Streams: a preview grid after the top level's proposal (one network call in) and after every
     level, then the full result; API callers get the last one from ``predict``."""
-    if not 0 <= float(guidance) <= 5:
-        raise SamplingError(f"Guidance w must be between 0 and 5; got {guidance}.")
-    if not 1 <= int(steps) <= 50:
-        raise SamplingError(f"K must be between 1 and 50; got {steps}.")
+    guidance = limits.number("Guidance w", guidance, 0, limits.MAX_GUIDANCE)
+    steps = limits.integer("K", steps, 1, limits.MAX_CDRL_STEPS)
+    noise, tweedie, init_only, compare_drl = (limits.flag(what, v) for what, v in (
+        ("Langevin noise", noise), ("Final Tweedie denoise", tweedie), ("Initializer only", init_only), ("Compare with DRL", compare_drl)))
     seeds = _seeds(first_seed, n)
     cls = None if class_name in (None, UNCONDITIONAL) else class_name
     w, k = float(guidance), int(steps)

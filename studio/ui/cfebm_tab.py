@@ -17,18 +17,18 @@ from ..errors import DataNotFoundError, SamplingError
 from ..langevin import Trace
 from ..metrics import auroc, psnr
 from ..viz import energy_figure, image_grid, to_uint8, trajectory_gif
-from . import inpaint_tab
+from . import inpaint_tab, limits
 from .common import cached_model, model_skeleton, user_errors
 from .masks import image_for_model
 
 CFEBM_NAME, SINGLE_NAME = "cfebm-fmnist", "ebm-single-fmnist"  # the model and its single-scale ablation
 SINGLE, MULTI = "single-scale", "multi-scale (coarse to fine)"
-MAX_SAMPLES, MAX_STEPS, MAX_SEED = 64, 200, 2**63 - 1
+MAX_SAMPLES, MAX_STEPS, MAX_SEED = limits.MAX_SAMPLES, limits.MAX_STEPS, limits.MAX_SEED
 GIF_SAMPLES = 16  # the animation shows the first chains only; the grid shows them all
 FMNIST_EXAMPLES, MNIST, EMOJI, UNIFORM, CONSTANT, UPLOADED = (
     "Fashion-MNIST test examples", "MNIST digits", "Emoji", "Uniform noise", "Constant images", "Uploaded images")
 OOD_SETS = [FMNIST_EXAMPLES, MNIST, EMOJI, UNIFORM, CONSTANT, UPLOADED]
-MAX_OOD, MAX_UPLOADS, REFERENCE_SIZE, GALLERY_SIZE = 256, 64, 500, 32
+MAX_OOD, MAX_UPLOADS, REFERENCE_SIZE, GALLERY_SIZE = limits.MAX_OOD_IMAGES, limits.MAX_UPLOADS, 500, 32
 
 
 def model_names() -> list[str]:
@@ -56,7 +56,7 @@ def _model(name: str):
 
 def _seed(value) -> int:
     try:
-        ok = float(value).is_integer() and 0 <= int(value) <= MAX_SEED
+        ok = not isinstance(value, bool) and float(value).is_integer() and 0 <= int(value) <= MAX_SEED
     except (TypeError, ValueError, OverflowError):  # None, text, NaN, infinity
         ok = False
     if not ok:
@@ -66,7 +66,7 @@ def _seed(value) -> int:
 
 def _in_range(what: str, value, lo: float, hi: float) -> float:
     try:
-        ok = lo <= float(value) <= hi  # False for NaN
+        ok = not isinstance(value, bool) and lo <= float(value) <= hi  # False for NaN
     except (TypeError, ValueError):
         ok = False
     if not ok:
@@ -75,7 +75,7 @@ def _in_range(what: str, value, lo: float, hi: float) -> float:
 
 
 def _seed_range(first, n, max_n: int) -> str:
-    count = int(_in_range("Number of samples", n, 1, max_n))
+    count = limits.integer("Number of samples", n, 1, max_n)
     first = _seed(first)
     _seed(first + count - 1)
     return f"{first}-{first + count - 1}"
@@ -113,7 +113,7 @@ def generate(name: str, mode: str, steps: float, eta0: float, first_seed: float,
         raise SamplingError(f"Mode must be '{SINGLE}' or '{MULTI}'; got {mode!r}.")
     if mode == MULTI and not model.coarse:
         raise SamplingError(f"{name} has no coarse stages (it was trained at a single scale): choose {SINGLE}.")
-    steps = int(_in_range("Steps", steps, 1, MAX_STEPS))
+    steps = limits.integer("Steps", steps, 1, MAX_STEPS)
     eta0 = _in_range("eta0", eta0, 0.0, 1.0)
     seeds = _seed_range(first_seed, n, MAX_SAMPLES)
     start = time.perf_counter()
@@ -175,7 +175,7 @@ def inpaint(name: str, editor_value, preset: str, n: float, steps: float, seed: 
     model = _model(name)
     if not isinstance(editor_value, dict) or editor_value.get("background") is None:
         raise SamplingError("Pick an example or upload an image first.")
-    steps = int(_in_range("Steps", steps, 1, MAX_STEPS))
+    steps = limits.integer("Steps", steps, 1, MAX_STEPS)
     painted, notes = inpaint_tab.editor_mask(editor_value, preset, model.config.resolution, _seed(seed))
     if painted.all():
         # With no known pixel there is nothing to complete: that is plain generation.
@@ -313,7 +313,7 @@ def ood_figure(reference: torch.Tensor, energies: torch.Tensor, labels: list[str
 def ood(name: str, set_name: str, uploads, n: float, seed: float, progress=gr.Progress(track_tqdm=True)):
     """Energies of a set of images against the Fashion-MNIST test energies."""
     model = _model(name)
-    count, seed = int(_in_range("Number of images", n, 1, MAX_OOD)), _seed(seed)
+    count, seed = limits.integer("Number of images", n, 1, MAX_OOD), _seed(seed)
     images, labels, notes = ood_images(model, set_name, uploads, count, seed)
     energies = _energies(model, images)
     reference, ref_note = reference_energies(model)

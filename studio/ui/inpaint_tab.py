@@ -10,6 +10,7 @@ from PIL import Image
 
 from ..errors import SamplingError
 from ..viz import to_uint8
+from . import limits
 from .common import cached_model, model_config, user_errors
 from .masks import image_for_model, mask_from_editor, mask_from_image, preset_mask
 
@@ -69,20 +70,19 @@ def complete_with(name: str, image, painted: np.ndarray, class_name: str, guidan
     cfg = model.config
     size = cfg.image_size if hasattr(cfg, "image_size") else cfg.resolution
     x, notes = image_for_model(image, size, cfg.channels)
-    if painted.shape != (size, size):
-        raise SamplingError(f"Mask must be {size}x{size}; got {painted.shape}.")
-    if not 1 <= int(n) <= 8:
-        raise SamplingError(f"Number of completions must be between 1 and 8; got {n}.")
-    if seed is None or int(seed) < 0:
-        raise SamplingError(f"Seed must be a non-negative integer; got {seed}.")
+    painted = np.asarray(painted)
+    if painted.shape != (size, size) or painted.dtype != bool:
+        raise SamplingError(f"Mask must be a {size}x{size} boolean array; got {painted.dtype} of shape {painted.shape}.")
+    seeds, seed, n = limits.seed_range(seed, n, limits.MAX_COMPLETIONS, what="Number of completions")
+    cdrl = model.checkpoint.kind in ("cdrl", "drl")
+    steps = limits.integer("Langevin steps", steps, 1, limits.MAX_CDRL_STEPS if cdrl else limits.MAX_STEPS)
     known = torch.from_numpy(~painted).float()
-    seeds = f"{int(seed)}-{int(seed) + int(n) - 1}"
-    if model.checkpoint.kind in ("cdrl", "drl"):
+    if cdrl:
         cls = None if class_name in (None, "", UNCONDITIONAL) else class_name
-        out, trace = model.inpaint(x, known, classes=cls, seeds=seeds, guidance=float(guidance) if cls else 0.0,
-                                   steps=int(steps), progress=True, record_every=1)
+        w = limits.number("Guidance w", guidance, 0, limits.MAX_GUIDANCE) if cls else 0.0
+        out, trace = model.inpaint(x, known, classes=cls, seeds=seeds, guidance=w, steps=steps, progress=True, record_every=1)
     else:
-        out, trace = model.inpaint(x, known, seeds=seeds, steps=int(steps), record_every=1)
+        out, trace = model.inpaint(x, known, seeds=seeds, steps=steps, record_every=1)
     if traces is not None:
         traces.update(trace=trace, name=name, count=len(out), seeds=[int(seed) + i for i in range(len(out))])
     masked = x.clone()
@@ -96,7 +96,7 @@ def complete_with(name: str, image, painted: np.ndarray, class_name: str, guidan
 
 @user_errors
 def inpaint_editor(model_label, editor_value, preset, class_name, guidance, n, steps, seed, progress=gr.Progress(track_tqdm=True)):
-    if editor_value is None or editor_value.get("background") is None:
+    if not isinstance(editor_value, dict) or editor_value.get("background") is None:
         raise SamplingError("Pick an example or upload an image first.")
     painted, notes = editor_mask(editor_value, preset, _model_size(model_label), seed)
     traces: dict = {}
@@ -108,7 +108,8 @@ def editor_mask(editor_value, preset: str, size: int, seed) -> tuple[np.ndarray,
     """The region to replace (True) from the painted strokes or a preset, with notes."""
     if preset == "paint":
         return mask_from_editor(editor_value, size)
-    return preset_mask(preset, size, int(seed or 0)), [f"Preset mask: {preset}."]
+    preset = limits.choice("mask preset", preset, PRESETS)
+    return preset_mask(preset, size, limits.seed(seed or 0)), [f"Preset mask: {preset}."]
 
 
 @user_errors

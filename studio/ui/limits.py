@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+from .. import checks
 from ..errors import StudioError
 
 MAX_SAMPLES = 64  # images generated per request (CDRL, CF-EBM)
@@ -33,44 +34,27 @@ class LimitError(StudioError):
 
 def number(what: str, value: Any, lo: float, hi: float) -> float:
     """``value`` as a finite float in [lo, hi]; None, text, NaN, infinity and booleans are refused."""
-    try:
-        if isinstance(value, bool) or value is None:
-            raise TypeError
-        x = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise LimitError(f"{what} must be a number between {lo:g} and {hi:g}; got {value!r}.") from None
-    if not (math.isfinite(x) and lo <= x <= hi):
-        raise LimitError(f"{what} must be between {lo:g} and {hi:g}; got {value!r}.")
-    return x
+    return checks.number(what, value, lo, hi, error=LimitError)
 
 
 def integer(what: str, value: Any, lo: int, hi: int) -> int:
     """``value`` as an int in [lo, hi]; whole floats (3.0, as JSON sends them) are accepted, 2.5 is not."""
-    try:
-        if isinstance(value, bool) or value is None:
-            raise TypeError
-        if isinstance(value, int):
-            n = value
-        else:
-            x = float(value)
-            if not x.is_integer():
-                raise ValueError
-            n = int(x)
-    except (TypeError, ValueError, OverflowError):
-        raise LimitError(f"{what} must be a whole number between {lo} and {hi}; got {value!r}.") from None
-    if not lo <= n <= hi:
-        raise LimitError(f"{what} must be between {lo} and {hi}; got {value!r}.")
-    return n
+    return checks.integer(what, value, lo, hi, error=LimitError)
 
 
 def seed(value: Any, what: str = "Seed") -> int:
-    return integer(what, value, 0, MAX_SEED)
+    """A torch generator seed: an integer in [0, 2**63 - 1]."""
+    try:
+        return integer(what, value, 0, MAX_SEED)
+    except LimitError:
+        raise LimitError(f"{what} must be a non-negative integer below 2**63; got {value!r}.") from None
 
 
-def seed_range(first: Any, count: Any, max_count: int, what: str = "Number of samples") -> tuple[str, int, int]:
+def seed_range(first: Any, count: Any, max_count: int, what: str = "Number of samples",
+               seed_name: str = "Seed") -> tuple[str, int, int]:
     """(``"a-b"`` seed spec, first seed, count) for ``count`` consecutive seeds from ``first``."""
     n = integer(what, count, 1, max_count)
-    a = seed(first, "First seed")
+    a = seed(first, seed_name)
     if a + n - 1 > MAX_SEED:
         raise LimitError(f"Seeds {a}..{a + n - 1} go past the largest seed 2**63 - 1; choose a smaller first seed.")
     return f"{a}-{a + n - 1}", a, n

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import StudioError
 from . import limits
@@ -42,8 +42,12 @@ def to_array(image: Any) -> np.ndarray:
             image.load()
         except limits.LimitError as err:
             raise MaskError(str(err)) from None
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            raise MaskError(f"Cannot read the image file: {err}") from None
+        except Image.DecompressionBombError:
+            raise MaskError(f"The image is too large to decode: uploads are limited to {limits.MAX_UPLOAD_PIXELS / 1e6:.1f} MP.") from None
+        except UnidentifiedImageError:
+            raise MaskError("Cannot read the image file: it is not in a format PIL reads (PNG, JPEG, WebP, GIF, BMP, TIFF, ...).") from None
+        except (OSError, ValueError, SyntaxError) as err:
+            raise MaskError(f"Cannot read the image file: it is damaged or truncated ({type(err).__name__}).") from None
     if isinstance(image, Image.Image):
         image = _pil_to_array(image)
     arr = np.asarray(image)

@@ -13,7 +13,7 @@ from .common import user_errors
 def show_card(name: str) -> str:
     """The model card body of a local checkpoint (the Hub ones are fetched on load)."""
     models = list_models()
-    if name not in models:
+    if not isinstance(name, str) or name not in models:
         raise CheckpointError(f"Unknown model '{name}'. Known: {', '.join(models)}.")
     card = checkpoints_dir() / name / "README.md"
     if not card.exists():

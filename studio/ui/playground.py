@@ -3,35 +3,23 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ..errors import SamplingError
 from ..viz import chains_figure, energy_figure
+from . import limits
 from .common import cached_model, user_errors
 
 TOYS = {"Mixture of 8 Gaussians": "toy-gaussian-mixture", "Ring": "toy-ring"}
-LIMITS = {"steps": (1, 2000), "chains": (1, 512), "step_size": (1e-5, 1.0), "noise_std": (0.0, 3.0)}
-
-
-def _check_range(name: str, value: float) -> float:
-    lo, hi = LIMITS[name]
-    if value is None or not lo <= float(value) <= hi:
-        raise SamplingError(f"{name} must be between {lo} and {hi}; got {value}.")
-    return float(value)
+LIMITS = {"steps": (1, limits.MAX_PLAYGROUND_STEPS), "chains": (1, limits.MAX_CHAINS), "step_size": (1e-5, 1.0), "noise_std": (0.0, 3.0)}
 
 
 @user_errors
 def run_playground(energy: str, step_size: float, noise_std: float, steps: int, chains: int, seed: int, progress=gr.Progress(track_tqdm=True)):
     """Sample ``chains`` chains (seeds seed..seed+chains-1); return the chain plot, the energy curve and the seeds."""
-    if energy not in TOYS:
-        raise SamplingError(f"Unknown energy '{energy}'. Choose one of: {', '.join(TOYS)}.")
-    step_size = _check_range("step_size", step_size)
-    noise_std = _check_range("noise_std", noise_std)
-    steps = int(_check_range("steps", steps))
-    chains = int(_check_range("chains", chains))
-    if seed is None or int(seed) < 0:
-        raise SamplingError(f"seed must be a non-negative integer; got {seed}.")
-    seed = int(seed)
+    energy = limits.choice("energy", energy, TOYS)
+    step_size = limits.number("step_size", step_size, *LIMITS["step_size"])
+    noise_std = limits.number("noise_std", noise_std, *LIMITS["noise_std"])
+    steps = limits.integer("steps", steps, *LIMITS["steps"])
+    seeds, seed, chains = limits.seed_range(seed, chains, LIMITS["chains"][1], what="chains", seed_name="seed")
     model = cached_model(TOYS[energy])
-    seeds = f"{seed}-{seed + chains - 1}"
     x, trace = model.sample(seeds=seeds, steps=steps, step_size=step_size, noise_std=noise_std, record_every=max(1, steps // 200), progress=True)
     chains_fig = chains_figure(model.density_grid(), trace, x, title=f"{energy}: {chains} chains, {steps} steps")
     return chains_fig, energy_figure(trace), f"Seeds used: {seeds}"

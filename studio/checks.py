@@ -1,0 +1,65 @@
+"""Argument checks shared by the public sampling functions.
+
+Python callers pass anything: NaN, infinity, None, strings, numpy arrays. These turn such values into
+a ``SamplingError`` (a ``ValueError``) that names the argument and its range, instead of a
+``TypeError`` or a torch error from deep inside a network.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .errors import SamplingError, StudioError
+
+
+def number(what: str, value: Any, lo: float = -math.inf, hi: float = math.inf, error: type[StudioError] = SamplingError) -> float:
+    """``value`` as a finite float in [lo, hi]; None, text, NaN, infinity and booleans are refused."""
+    try:
+        if isinstance(value, bool) or value is None:
+            raise TypeError
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise error(f"{what} must be a number between {lo:g} and {hi:g}; got {value!r}.") from None
+    if not (math.isfinite(x) and lo <= x <= hi):
+        raise error(f"{what} must be between {lo:g} and {hi:g}; got {value!r}.")
+    return x
+
+
+def integer(what: str, value: Any, lo: int, hi: int, error: type[StudioError] = SamplingError) -> int:
+    """``value`` as an int in [lo, hi]; whole floats (3.0, as JSON sends them) are accepted, 2.5 is not."""
+    try:
+        if isinstance(value, bool) or value is None:
+            raise TypeError
+        if isinstance(value, int):
+            n = value
+        else:
+            x = float(value)
+            if not x.is_integer():
+                raise ValueError
+            n = int(x)
+    except (TypeError, ValueError, OverflowError):
+        raise error(f"{what} must be a whole number between {lo} and {hi}; got {value!r}.") from None
+    if not lo <= n <= hi:
+        raise error(f"{what} must be between {lo} and {hi}; got {value!r}.")
+    return n
+
+
+def images(what: str, value: Any, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """A floating-point image tensor [N, C, H, W] (a single [C, H, W] image gets a batch axis).
+
+    ``shape`` = (C, H, W) the model needs. Integer tensors are converted; numpy arrays and
+    other types are refused with a message that says what to pass."""
+    if not isinstance(value, torch.Tensor):
+        raise SamplingError(f"{what} must be a torch tensor [N, C, H, W] in [-1, 1]; got {type(value).__name__} "
+                            "(convert numpy arrays with torch.from_numpy).")
+    if value.is_complex() or value.dtype == torch.bool:
+        raise SamplingError(f"{what} must hold real numbers; got {value.dtype}.")
+    x = value if value.dim() == 4 else value.unsqueeze(0) if value.dim() == 3 else None
+    if x is None or (shape is not None and tuple(x.shape[1:]) != tuple(shape)):
+        want = f"[N, {', '.join(map(str, shape))}]" if shape is not None else "[N, C, H, W]"
+        raise SamplingError(f"{what} must have shape {want}; got {tuple(value.shape)}.")
+    if x.shape[0] == 0:
+        raise SamplingError(f"{what} is an empty batch.")
+    return x if x.is_floating_point() else x.float()
