@@ -47,6 +47,7 @@ from .errors import SamplingError, StudioError
 from .hub import register_model
 from .langevin import Trace, frozen, make_generators, parse_seeds, randn
 from .nn import UNetBlock, sinusoidal_embedding
+from .runtime import check_deadline
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
@@ -348,6 +349,7 @@ class EGC(nn.Module):
             trace.add_frame(x, "noise")
         with frozen(self):
             for i, t in enumerate(tqdm(ts, disable=not progress, desc="DDIM", leave=False)):
+                check_deadline()
                 eps, energy, _ = self.guided_eps(x, t, labels, s)
                 if not (torch.isfinite(eps).all() and torch.isfinite(energy).all()):
                     raise SamplingError(f"Sampling diverged at t = {t} (non-finite epsilon). Lower the guidance scale.")

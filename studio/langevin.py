@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from . import checks
 from .errors import SamplingError
+from .runtime import check_deadline
 
 # A step size or noise level: a number, a per-sample tensor broadcastable to x, or a callable of t.
 Schedule = Union[float, Tensor, Callable[[int], Union[float, Tensor]]]
@@ -499,6 +500,7 @@ def langevin(
         grad_sum = None
         reduce_dims = tuple(range(1, x.dim()))
         for t in tqdm(range(steps), disable=not progress, desc=desc, leave=False):
+            check_deadline()  # a request's time limit (studio.runtime.deadline); a no-op outside one
             energy, grad = _energy_and_grad(energy_fn, x)
             grad_norm = torch.linalg.vector_norm(grad, dim=reduce_dims) if reduce_dims else grad.abs()
             if check_finite:

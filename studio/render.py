@@ -21,6 +21,7 @@ from torch import Tensor
 
 from .data.shapes3d import FOV_DEG, RADIUS, camera_to_world, focal_from_fov, get_rays
 from .errors import StudioError
+from .runtime import check_deadline
 
 __all__ = ["Camera", "camera_to_world", "get_rays", "focal_from_fov", "project", "box_intervals", "stratified_depths",
            "composite", "render_rays", "render_image", "BOUND", "MAX_RESOLUTION"]
@@ -142,6 +143,7 @@ def render_image(field: Field | None, c2w: Tensor, resolution: int, samples: int
     depth, opacity = torch.zeros(b, n, device=c2w.device), torch.zeros(b, n, device=c2w.device)
     step = max(1, chunk)
     for i in range(0, len(keep), step):
+        check_deadline()
         idx = keep[i : i + step]
         if render_rays_fn is not None:
             out = render_rays_fn(origins[:, idx], dirs[:, idx], samples)

@@ -1,4 +1,4 @@
-"""Process-level settings for inference: how many CPU threads torch may use.
+"""Process-level settings for inference: how many CPU threads torch may use, and request deadlines.
 
 Why it matters, measured on this studio's 2-core CPU while a training run kept both cores busy:
 one CF-EBM translation (20 steps at 64x64) took 0.09 s with 1 thread and 4.3 s with 2 threads
@@ -7,7 +7,10 @@ against 15.8 s. Threads beyond the free cores cost far more than they can ever g
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+import time
 
 import torch
 
@@ -53,3 +56,38 @@ def configure_threads(jobs: int = 1) -> int:
         n = default_threads(jobs)
     torch.set_num_threads(n)
     return n
+
+
+# -- request deadlines ---------------------------------------------------------------------------------
+# A sampler cannot be killed safely from outside (a thread holds the model), but it can stop itself
+# between two steps. The deadline lives in a ContextVar, so concurrent requests (one thread each) never
+# see each other's; the Langevin engine, DDIM and chunked rendering call check_deadline() once per
+# step or chunk, which costs a ContextVar read and a clock read.
+
+_DEADLINE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar("studio_deadline", default=None)
+
+
+class RequestTimeout(StudioError):
+    """A request ran past its time limit and was stopped between two sampler steps."""
+
+
+@contextlib.contextmanager
+def deadline_at(end: float, seconds: float):
+    """Within the block, check_deadline() raises RequestTimeout once ``time.monotonic() > end``."""
+    token = _DEADLINE.set((end, seconds))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def deadline(seconds: float):
+    """``deadline_at`` a limit of ``seconds`` from now."""
+    return deadline_at(time.monotonic() + seconds, seconds)
+
+
+def check_deadline() -> None:
+    limit = _DEADLINE.get()
+    if limit is not None and time.monotonic() > limit[0]:
+        raise RequestTimeout(f"The request was stopped after its time limit of {limit[1]:g} s. "
+                             "Ask for fewer samples, fewer steps or a lower resolution.")

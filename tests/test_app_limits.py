@@ -140,3 +140,16 @@ def test_concurrent_users_all_served(client):
         t.join(timeout=240)
     assert not failures, failures
     assert len(done) == 2 * users
+
+
+def test_request_time_limit_stops_long_requests_with_a_message(client, monkeypatch):
+    """A request past limits.REQUEST_TIMEOUT_SECONDS is stopped between two sampler steps, streaming or
+    not, with a message; the worker is free again at once."""
+    monkeypatch.setattr(limits, "REQUEST_TIMEOUT_SECONDS", 1e-4)
+    for args, api in ((("Trouser", 1.0, 8, 0, 4, True, True, False, False), "/cdrl_generate"),  # a streaming handler
+                      (("Ring", 0.02, 0.2, 1000, 16, 0), "/playground"),  # a plain one
+                      (("cfebm-fmnist", "single-scale", 50, 0.02, 0, 4), "/cfebm_generate")):
+        with pytest.raises(Exception, match="time limit of 0.0001 s"):
+            client.predict(*args, api_name=api)
+    monkeypatch.setattr(limits, "REQUEST_TIMEOUT_SECONDS", 120.0)
+    client.predict("Ring", 0.02, 0.2, 20, 16, 0, api_name="/playground")

@@ -3,32 +3,50 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from typing import Callable
 
 import gradio as gr
 import torch
 
 from ..errors import StudioError
+from ..runtime import deadline, deadline_at
+from . import limits
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Show a studio error (bad input, failed load, diverged chain) as a gr.Error toast, not a trace.
+    """Show a studio error (bad input, failed load, diverged chain, time limit) as a gr.Error toast,
+    not a trace, and run the handler under the request time limit (``limits.REQUEST_TIMEOUT_SECONDS``).
     Generator handlers stay generators (Gradio streams what they yield)."""
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def streaming(*args, **kwargs):
+            seconds = limits.REQUEST_TIMEOUT_SECONDS
+            end = time.monotonic() + seconds
+            items = fn(*args, **kwargs)
             try:
-                yield from fn(*args, **kwargs)
+                while True:
+                    # Gradio may advance the generator from a different thread each time, so the
+                    # deadline is set around every step rather than once around the whole loop.
+                    with deadline_at(end, seconds):
+                        try:
+                            item = next(items)
+                        except StopIteration:
+                            return
+                    yield item
             except StudioError as err:
                 raise gr.Error(str(err)) from None
+            finally:
+                items.close()
 
         return streaming
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with deadline(limits.REQUEST_TIMEOUT_SECONDS):
+                return fn(*args, **kwargs)
         except StudioError as err:
             raise gr.Error(str(err)) from None
 

@@ -9,6 +9,7 @@ request can hold a worker for long, and the checks turn every bad value into a `
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Iterable
 
 from .. import checks
@@ -26,6 +27,9 @@ MAX_UPLOADS = 64  # files per upload request
 MAX_UPLOAD_PIXELS = 4096 * 4096  # decoded size of one uploaded image (checked before decoding)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # per uploaded file, enforced by Gradio (launch(max_file_size=...))
 MAX_SEED = 2**63 - 1  # what torch generators accept
+# Wall-time limit of one request (STUDIO_REQUEST_TIMEOUT overrides): the caps above keep the heaviest
+# request near 30 s on a busy 2-core CPU, so only a starved machine ever reaches it.
+REQUEST_TIMEOUT_SECONDS = float(os.environ.get("STUDIO_REQUEST_TIMEOUT", "") or 120)
 
 
 class LimitError(StudioError):
