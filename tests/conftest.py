@@ -54,6 +54,44 @@ def open_in_chromium(demo, chromium: str):
             demo.close()
 
 
+ARTIFACTS = os.environ.get("STUDIO_TEST_ARTIFACTS", os.path.join("runs", "screenshots"))
+
+
+def screenshot(page, name: str) -> str:
+    """Save a full-page screenshot into the artifact folder (CI keeps it; STUDIO_TEST_ARTIFACTS moves it)."""
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    path = os.path.join(ARTIFACTS, f"{name}.png")
+    page.screenshot(path=path, full_page=True)
+    return path
+
+
+def checkpoint_root(tmp_path_factory, *shipped: str):
+    """A fresh checkpoints folder holding copies of the named shipped checkpoints (tiny ones are added by the caller)."""
+    import shutil
+
+    from studio.hub import checkpoints_dir
+
+    root = tmp_path_factory.mktemp("ckpts")
+    for name in shipped:
+        shutil.copytree(checkpoints_dir() / name, root / name)
+    return root
+
+
+def app_in_chromium(root, chromium: str):
+    """Build the app on the checkpoints in ``root`` and yield a Chromium page on it (module-scoped
+    browser fixtures); afterwards close both and clear the model cache."""
+    from studio.ui import build_app, common
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STUDIO_CHECKPOINTS", str(root))
+    common.cached_model.cache_clear()
+    try:
+        yield from open_in_chromium(build_app(), chromium)
+    finally:
+        common.cached_model.cache_clear()
+        mp.undo()
+
+
 def serve_app_client(root, cleanups=()):
     """Build the app on the checkpoints in ``root``, launch it and yield a gradio_client Client;
     afterwards close it and clear the model caches (used by the module-scoped app fixtures)."""

@@ -3,7 +3,7 @@ import os
 import shutil
 
 import pytest
-from conftest import open_in_chromium
+from conftest import open_in_chromium, screenshot
 
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 pytestmark = [
@@ -25,8 +25,7 @@ def test_playground_runs_and_plots(page):
     page.wait_for_function("() => [...document.querySelectorAll('textarea')].some(t => t.value.startsWith('Seeds used: 0-63'))", timeout=180000)
     page.wait_for_selector(".js-plotly-plot", timeout=60000)
     assert page.locator(".js-plotly-plot").count() >= 2
-    os.makedirs("runs", exist_ok=True)
-    page.screenshot(path="runs/playground.png", full_page=True)
+    screenshot(page, "playground")
 
 
 def test_models_tab_shows_cards(page):

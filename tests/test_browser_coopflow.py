@@ -1,16 +1,13 @@
 """The CoopFlow tab in headless Chromium on a tiny random checkpoint: both grids appear, T = 0 makes them equal."""
 import io
 import os
-import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from studio.hub import checkpoints_dir
-from studio.ui import common
 
-from conftest import open_in_chromium
+from conftest import app_in_chromium, checkpoint_root, screenshot
 from test_app_coopflow import save_tiny_coopflow
 from test_browser import CHROMIUM
 
@@ -19,19 +16,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIU
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpts")
-    shutil.copytree(checkpoints_dir() / "toy-ring", root / "toy-ring")
+    root = checkpoint_root(tmp_path_factory, "toy-ring")
     save_tiny_coopflow(root)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STUDIO_CHECKPOINTS", str(root))
-    common.cached_model.cache_clear()
-    from studio.ui import build_app
-
-    try:
-        yield from open_in_chromium(build_app(), CHROMIUM)
-    finally:
-        common.cached_model.cache_clear()
-        mp.undo()
+    yield from app_in_chromium(root, CHROMIUM)
 
 
 def _image(page, elem_id: str) -> np.ndarray:
@@ -52,7 +39,7 @@ def test_coopflow_tab_samples_side_by_side(page):
     _run(page, "0-15")
     flow, refined = _image(page, "coopflow-flow"), _image(page, "coopflow-refined")
     assert flow.shape == refined.shape and flow.shape[0] > 100 and (flow != refined).any()
-    page.screenshot(path="runs/coopflow.png", full_page=True) if os.path.isdir("runs") else None
+    screenshot(page, "coopflow")
     # T = 0: the right grid is the flow's samples unchanged; a new seed changes both.
     steps = page.locator("#coopflow-steps input[type=number]")
     steps.fill("0")

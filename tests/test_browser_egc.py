@@ -1,13 +1,10 @@
 """The EGC tab in headless Chromium on a tiny random checkpoint: classify an example, generate, FGSM."""
 import os
-import shutil
 
 import pytest
 
-from studio.hub import checkpoints_dir
-from studio.ui import common
 
-from conftest import open_in_chromium
+from conftest import app_in_chromium, checkpoint_root, screenshot
 from test_app_egc import save_tiny_egc
 from test_browser import CHROMIUM
 
@@ -16,19 +13,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIU
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpts")
-    shutil.copytree(checkpoints_dir() / "evaluator-fmnist", root / "evaluator-fmnist")
+    root = checkpoint_root(tmp_path_factory, "evaluator-fmnist")
     save_tiny_egc(root)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STUDIO_CHECKPOINTS", str(root))
-    common.cached_model.cache_clear()
-    from studio.ui import build_app
-
-    try:
-        yield from open_in_chromium(build_app(), CHROMIUM)
-    finally:
-        common.cached_model.cache_clear()
-        mp.undo()
+    yield from app_in_chromium(root, CHROMIUM)
 
 
 def _text(page, elem_id: str, needle: str) -> None:
@@ -56,4 +43,4 @@ def test_egc_tab_classifies_generates_and_attacks(page):
     page.locator("#egc-attack").click()
     _text(page, "egc-fgsm-note", "evaluator-fmnist on its perturbed image")
     page.wait_for_function("() => document.querySelector('#egc-adv img')?.naturalWidth > 0", timeout=30000)
-    page.screenshot(path="runs/egc.png", full_page=True) if os.path.isdir("runs") else None
+    screenshot(page, "egc")

@@ -1,7 +1,6 @@
 """Method tabs in headless Chromium on tiny random checkpoints: CDRL and CF-EBM generation, painting a mask, trajectories."""
 import io
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -9,10 +8,9 @@ import torch
 from PIL import Image
 
 from studio.cdrl import CDRL, CDRLConfig
-from studio.hub import ModelCard, checkpoints_dir, save_checkpoint
-from studio.ui import common
+from studio.hub import ModelCard, save_checkpoint
 
-from conftest import open_in_chromium
+from conftest import app_in_chromium, checkpoint_root, screenshot
 from test_app_cfebm import save_tiny_cfebms
 from test_browser import CHROMIUM
 
@@ -21,22 +19,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIU
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpts")
-    shutil.copytree(checkpoints_dir() / "toy-ring", root / "toy-ring")
+    root = checkpoint_root(tmp_path_factory, "toy-ring")
     torch.manual_seed(0)
     model = CDRL(CDRLConfig(ebm_width=4, init_width=4, temb_dim=16, langevin_steps=2))
     save_checkpoint(root / "cdrl-fmnist", "cdrl", model.config, model.state_dict(), ModelCard(summary="tiny"))
     save_tiny_cfebms(root)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STUDIO_CHECKPOINTS", str(root))
-    common.cached_model.cache_clear()
-    from studio.ui import build_app
-
-    try:
-        yield from open_in_chromium(build_app(), CHROMIUM)
-    finally:
-        common.cached_model.cache_clear()
-        mp.undo()
+    yield from app_in_chromium(root, CHROMIUM)
 
 
 def _gallery_images(page) -> list[np.ndarray]:
@@ -74,8 +62,7 @@ def test_paint_a_stroke_and_inpaint(page):
     for done in completions:
         changed = done != masked
         assert changed.any() and not (changed & ~hole).any(), "a completion changed pixels outside the painted region"
-    os.makedirs("runs", exist_ok=True)
-    page.screenshot(path="runs/inpaint.png", full_page=True)
+    screenshot(page, "inpaint")
     # "Show the chain": select the second completion and open its recorded chain in the Trajectory tab.
     page.locator("button.thumbnail-item").nth(2).click()
     page.get_by_role("button", name="Show the chain of the selected completion in Trajectory").click()
@@ -107,4 +94,4 @@ def test_trajectory_tab_records_and_scrubs(page):
     page.get_by_role("button", name="Record chain", exact=True).click()
     page.wait_for_function(
         "() => [...document.querySelectorAll('textarea')].some(t => t.value.startsWith('frame '))", timeout=180000)
-    page.screenshot(path="runs/trajectory.png", full_page=True)
+    screenshot(page, "trajectory")

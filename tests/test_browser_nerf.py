@@ -1,13 +1,10 @@
 """The "3D (NeRF-LEBM)" tab in a real browser (Debian Chromium via Playwright), on tiny random checkpoints."""
 import os
-import shutil
 
 import pytest
 
-from studio.hub import checkpoints_dir
-from studio.ui import common
 
-from conftest import open_in_chromium
+from conftest import app_in_chromium, checkpoint_root, screenshot
 from test_app_nerf import save_tiny_nerfs
 from test_browser import CHROMIUM
 
@@ -16,19 +13,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIU
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpts")
-    shutil.copytree(checkpoints_dir() / "toy-ring", root / "toy-ring")
+    root = checkpoint_root(tmp_path_factory, "toy-ring")
     save_tiny_nerfs(root)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STUDIO_CHECKPOINTS", str(root))
-    common.cached_model.cache_clear()
-    from studio.ui import build_app
-
-    try:
-        yield from open_in_chromium(build_app(), CHROMIUM)
-    finally:
-        common.cached_model.cache_clear()
-        mp.undo()
+    yield from app_in_chromium(root, CHROMIUM)
 
 
 def _note_contains(page, text: str) -> None:
@@ -47,3 +34,4 @@ def test_sample_resample_and_orbit_in_the_browser(page):
     _note_contains(page, "24 frames")
     page.locator("#nerf-orbit img").first.wait_for(timeout=30000)
     assert page.locator("#nerf-view img").count() >= 1
+    screenshot(page, "nerf")

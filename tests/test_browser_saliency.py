@@ -2,16 +2,14 @@
 move the opacity slider and see the overlay re-blended (no new chain)."""
 import io
 import os
-import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from studio.hub import ModelCard, checkpoints_dir, save_checkpoint
-from studio.ui import common
+from studio.hub import ModelCard, save_checkpoint
 
-from conftest import open_in_chromium
+from conftest import app_in_chromium, checkpoint_root, screenshot
 from test_app_saliency import tiny_translation
 from test_browser import CHROMIUM
 
@@ -20,20 +18,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIU
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpts")
-    shutil.copytree(checkpoints_dir() / "toy-ring", root / "toy-ring")
+    root = checkpoint_root(tmp_path_factory, "toy-ring")
     model = tiny_translation()
     save_checkpoint(root / "cfebm-emoji-t2g", "cfebm", model.config, model.state_dict(), ModelCard(summary="tiny"))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STUDIO_CHECKPOINTS", str(root))
-    common.cached_model.cache_clear()
-    from studio.ui import build_app
-
-    try:
-        yield from open_in_chromium(build_app(), CHROMIUM)
-    finally:
-        common.cached_model.cache_clear()
-        mp.undo()
+    yield from app_in_chromium(root, CHROMIUM)
 
 
 def _image(page, elem_id: str) -> tuple[str, np.ndarray]:
@@ -61,5 +49,4 @@ def test_saliency_runs_and_the_opacity_slider_reblends(page):
     _, after = _image(page, "saliency-output-overlay")
     assert (after == output).all()
     assert "from twitter to google style" in page.locator("#saliency-note").inner_text()
-    os.makedirs("runs", exist_ok=True)
-    page.screenshot(path="runs/saliency.png", full_page=True)
+    screenshot(page, "saliency")

@@ -1,15 +1,12 @@
 """The Translate tab in headless Chromium on tiny random LETIT and CF-EBM checkpoints."""
 import io
 import os
-import shutil
 
 import pytest
 from PIL import Image
 
-from studio.hub import checkpoints_dir
-from studio.ui import common
 
-from conftest import open_in_chromium
+from conftest import app_in_chromium, checkpoint_root, screenshot
 from test_app_translate import save_tiny_translators
 from test_browser import CHROMIUM
 
@@ -18,19 +15,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIU
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpts")
-    shutil.copytree(checkpoints_dir() / "toy-ring", root / "toy-ring")
+    root = checkpoint_root(tmp_path_factory, "toy-ring")
     save_tiny_translators(root)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STUDIO_CHECKPOINTS", str(root))
-    common.cached_model.cache_clear()
-    from studio.ui import build_app
-
-    try:
-        yield from open_in_chromium(build_app(), CHROMIUM)
-    finally:
-        common.cached_model.cache_clear()
-        mp.undo()
+    yield from app_in_chromium(root, CHROMIUM)
 
 
 def _note(page) -> str:
@@ -60,4 +47,4 @@ def test_translate_tab_runs_and_shows_the_output(page):
     assert img.size == (128, 128)
     for plot in ("#translate-shift", "#translate-energy"):  # both plotly charts drew something
         page.locator(f"{plot} .js-plotly-plot").first.wait_for(timeout=30000)
-    page.screenshot(path="runs/translate.png", full_page=True)
+    screenshot(page, "translate")

@@ -1,6 +1,6 @@
 """NeRF-LEBM metrics (``python -m train.evaluate nerf-lebm-shapes``), on held-out shapes3d test objects.
 
-* ``novel_view_psnr``: infer the latents of each of ``NOVEL_OBJECTS`` (20) test objects from one view (view 0,
+* ``novel_view_psnr``: infer the latents of each of ``NOVEL_OBJECTS`` (100) test objects from one view (view 0,
   its pose known), render 8 other views of it at 64x64 and average the PSNR (images in [0, 1]) over all
   of them; ``infer`` with the checkpoint's defaults (amortised encoder plus ``config.refine_steps`` steps
   of posterior gradient descent, chosen on validation objects by ``python -m train.eval_nerf NAME``).
@@ -35,7 +35,7 @@ from studio.data import shapes3d
 from studio.metrics import batched_features, frechet_distance, psnr
 from studio.nerf_lebm import ELEVATION_RANGE, NeRFLEBM
 
-NOVEL_OBJECTS = 20  # of the issue's 100: the shared 2-core machine ran at load ~16 during evaluation (see the card)
+NOVEL_OBJECTS = 100
 NOVEL_VIEWS = (1, 4, 7, 10, 13, 17, 20, 23)  # 8 views spread around the object (view 0 is the input)
 FD_SAMPLES = 1000
 FD_RES = 32
