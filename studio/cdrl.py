@@ -213,6 +213,18 @@ class CDRL(nn.Module):
         t, labels = self._broadcast(y, t, labels)
         return -self.fhat(y, t, labels) / self.step_sq[t]
 
+    def image_energy(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The energy of clean images x in [-1, 1] at the lowest noise level (level 0).
+
+        Level 0's data are y = alpha_eff[0] x_0 with x_0 = abar_0 x + sbar_0 eps (``training_losses``;
+        alpha_eff[0] is alpha_1 = abar_1 / abar_0, or 1 when level 0 is the top), so a noiseless image
+        enters ``energy`` as alpha_eff[0] abar_0 x; callers need not know that scaling. Gradients flow to
+        ``x`` (for saliency and disagreement maps)."""
+        if not isinstance(x, Tensor) or x.dim() != 4:
+            raise SamplingError("image_energy expects images [N, C, H, W] in [-1, 1]; got "
+                                f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}.")
+        return self.energy(self.alpha_eff[0] * self.abar[0] * x, 0, labels)
+
     def propose(self, x_next: Tensor, t: Tensor, labels: Tensor) -> Tensor:
         """Initializer mean g(x_{t+1}; lambda_{t+1}); without an initializer (DRL) it is x_{t+1}."""
         if self.initializer is None:

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import checks
 from .data.shapes3d import FOV_DEG, RADIUS, camera_to_world, focal_from_fov
 from .errors import StudioError
 from .hub import register_model
@@ -39,6 +40,8 @@ from .render import BOUND, MAX_RESOLUTION, box_intervals, composite, get_rays, o
 ELEVATION_RANGE = (10.0, 40.0)  # shapes3d training views (view_angles)
 PRIORS = ("ebm", "gaussian")
 _APPEARANCE_STREAM = 0x5A5A5A5A  # appearance seeds live in a different stream from shape seeds
+# prior_trajectory's defaults: few, small renders of one pose inside the training elevations.
+TRAJECTORY_FRAMES, TRAJECTORY_RES, TRAJECTORY_POSE = 16, 32, (30.0, 25.0)
 
 
 class NeRFError(StudioError):
@@ -297,23 +300,23 @@ class NeRFLEBM(nn.Module):
                         step_size=0.5 * s * s, noise_std=s * c.prior_noise, generator=generator,
                         modules=(self.ebm_shape, self.ebm_appearance), record_every=record_every)
 
-    def _sample_part(self, part: str, seeds: list[int], prior: str, steps: int | None) -> Tensor:
+    def _sample_part(self, part: str, seeds: list[int], prior: str, steps: int | None,
+                     record_every: int = 0) -> tuple[Tensor, Trace]:
         dim = self.config.shape_dim if part == "shape" else self.config.appearance_dim
         energy = self.energy_shape if part == "shape" else self.energy_appearance
         gens = [torch.Generator(device=self.device).manual_seed((s if part == "shape" else s ^ _APPEARANCE_STREAM) % 2**63)
                 for s in seeds]
         z0 = torch.stack([torch.randn(dim, generator=g, device=self.device) for g in gens])
         if prior == "gaussian":
-            return z0
-        z, _ = self.prior_chain(z0, energy, steps, gens)
-        return z
+            return z0, Trace()
+        return self.prior_chain(z0, energy, steps, gens, record_every)
 
     def sample_shape(self, seeds, prior: str | None = None, steps: int | None = None) -> Tensor:
         """Shape latents [n, shape_dim], one per seed (seed i's latent never depends on the others)."""
-        return self._sample_part("shape", parse_seeds(seeds), self.check_prior(prior), steps)
+        return self._sample_part("shape", parse_seeds(seeds), self.check_prior(prior), steps)[0]
 
     def sample_appearance(self, seeds, prior: str | None = None, steps: int | None = None) -> Tensor:
-        return self._sample_part("appearance", parse_seeds(seeds), self.check_prior(prior), steps)
+        return self._sample_part("appearance", parse_seeds(seeds), self.check_prior(prior), steps)[0]
 
     def sample_latents(self, n: int | None = None, prior: str | None = None, seeds="0", steps: int | None = None) -> tuple[Tensor, Tensor]:
         """(z_s, z_a) for ``n`` objects from the EBM prior (Langevin) or the Gaussian N(0, I).
@@ -329,7 +332,53 @@ class NeRFLEBM(nn.Module):
             elif len(seed_list) != n:
                 raise NeRFError(f"Got {len(seed_list)} seeds for n = {n} objects.")
         prior = self.check_prior(prior)
-        return self._sample_part("shape", seed_list, prior, steps), self._sample_part("appearance", seed_list, prior, steps)
+        return self._sample_part("shape", seed_list, prior, steps)[0], self._sample_part("appearance", seed_list, prior, steps)[0]
+
+    def prior_trajectory(self, seeds="0", prior: str | None = None, steps: int | None = None, record_every: int = 1,
+                         max_frames: int = TRAJECTORY_FRAMES, resolution: int = TRAJECTORY_RES,
+                         azimuth: float = TRAJECTORY_POSE[0], elevation: float = TRAJECTORY_POSE[1]) -> tuple[Tensor, Tensor, Trace]:
+        """The EBM prior chain of ``sample_latents`` with its Trace, whose frames are renders of the latents.
+
+        The shape and appearance chains are independent Langevin chains with the same step count and
+        constants, i.e. one chain on (z_s, z_a) under E_s(z_s) + E_a(z_a) + |z|^2/2. So the Trace holds the
+        joint energy (their sum) and joint gradient norm per step, and ``grad_sum`` is [B, ds + da].
+        The latents at every ``record_every``-th step (and the last) are candidate frames; rendering is
+        what costs (a 64 px view ~0.3 s on a 2-core CPU; the default 16 frames at 32 px ~0.5 s together),
+        so at most ``max_frames`` of them, evenly spaced with the first and last kept, are rendered in one
+        batch from one pose at ``resolution`` px. Frames are
+        [B, 3, r, r] in [-1, 1] (the studio's image range, as other samplers' frames); ``frame_steps``
+        says which step each shows, so ``len(frames) < num_steps + 1`` means the chain was subsampled.
+
+        Returns (z_s, z_a, trace); the latents equal ``sample_latents(seeds=seeds, steps=steps)``.
+        """
+        c = self.config
+        # Each seed is a row of every rendered frame: a handful keeps the request to seconds.
+        seed_list = parse_seeds(seeds, max_count=16)
+        if self.check_prior(prior) != "ebm":
+            raise NeRFError("A Gaussian prior draws z ~ N(0, I) directly: it has no Langevin chain to show. "
+                            "Use prior='ebm' with a checkpoint trained with an EBM prior.")
+        steps = c.prior_steps if steps is None else checks.integer("steps", steps, 0, 10_000, NeRFError)
+        record_every = checks.integer("record_every", record_every, 1, 10_000, NeRFError)
+        max_frames = checks.integer("max_frames", max_frames, 2, 64, NeRFError)
+        resolution = self.check_resolution(resolution)
+        z_s, shape_trace = self._sample_part("shape", seed_list, "ebm", steps, record_every)
+        z_a, app_trace = self._sample_part("appearance", seed_list, "ebm", steps, record_every)
+        picks = np.unique(np.linspace(0, len(shape_trace.frames) - 1, min(max_frames, len(shape_trace.frames)))
+                          .round().astype(int)).tolist()
+        zs_frames = torch.cat([shape_trace.frames[i] for i in picks]).to(self.device)
+        za_frames = torch.cat([app_trace.frames[i] for i in picks]).to(self.device)
+        # One batched render of every picked state: [F * B, 3, r, r] -> F frames of [B, 3, r, r].
+        rgb = self.render(zs_frames, za_frames, azimuth, elevation, resolution)["rgb"].cpu()
+        n = len(seed_list)
+        trace = Trace(
+            energies=[es + ea for es, ea in zip(shape_trace.energies, app_trace.energies)],
+            grad_norms=[(gs.pow(2) + ga.pow(2)).sqrt() for gs, ga in zip(shape_trace.grad_norms, app_trace.grad_norms)],
+            frames=list((rgb * 2 - 1).split(n)),
+            frame_steps=[shape_trace.frame_steps[i] for i in picks],
+            frame_labels=[shape_trace.frame_labels[i] for i in picks],
+            grad_sum=None if shape_trace.grad_sum is None else torch.cat([shape_trace.grad_sum, app_trace.grad_sum], 1),
+            segments=[("EBM prior", 0, shape_trace.num_steps)])
+        return z_s, z_a, trace
 
     def resample(self, z_s: Tensor, z_a: Tensor, part: str, seeds, prior: str | None = None) -> tuple[Tensor, Tensor]:
         """Replace only the shape (``part="shape"``) or only the appearance latents; the other is returned as is."""

@@ -102,6 +102,24 @@ def test_bad_input(kwargs, match):
         tiny().generate(**{"seeds": "0", **kwargs})
 
 
+def test_image_energy_scores_a_clean_image_as_level_0_data():
+    m = tiny()
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    # Level 0's data are y = alpha_1 (abar_0 x + sbar_0 eps) (the training positives); a clean image has eps = 0.
+    scale = float(m.schedule.alpha[0] * m.schedule.abar[0])
+    assert scale == pytest.approx(0.9677 * 0.99997, abs=1e-4)
+    torch.testing.assert_close(m.image_energy(x), m.energy(scale * x, 0))
+    assert not torch.allclose(m.image_energy(x), m.energy(x, 0))  # the scaling matters
+    labels = torch.tensor([1, 2, 0])
+    torch.testing.assert_close(m.image_energy(x, labels), m.energy(scale * x, 0, labels))
+    xr = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(m.image_energy(xr).sum(), xr)  # differentiable in x (saliency, disagreement)
+    assert grad.shape == x.shape and grad.abs().sum() > 0
+    for bad in (x[0], "image"):
+        with pytest.raises(SamplingError, match=r"image_energy expects images \[N, C, H, W\]"):
+            m.image_energy(bad)
+
+
 def test_drl_has_no_initializer_and_counts_evaluations():
     drl = tiny(DRL, DRLConfig)
     assert drl.initializer is None and drl.config.langevin_steps == 30

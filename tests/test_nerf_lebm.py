@@ -60,6 +60,47 @@ def test_prior_samples_are_per_seed_and_go_through_langevin():
         m.sample_latents(2, seeds="0-4")
 
 
+def test_prior_trajectory_is_the_sampling_chain_with_rendered_frames():
+    m = tiny()
+    steps = 20  # 21 states: more than the 16 rendered by default, so they are subsampled
+    z_s, z_a, trace = m.prior_trajectory("3-4", steps=steps, resolution=8)
+    same_s, same_a = m.sample_latents(seeds="3-4", steps=steps)
+    assert torch.equal(z_s, same_s) and torch.equal(z_a, same_a)  # recording does not change the chain
+    assert trace.num_steps == steps and len(trace.frames) == 16
+    assert trace.frame_steps[0] == 0 and trace.frame_steps[-1] == steps and trace.frame_steps == sorted(set(trace.frame_steps))
+    assert all(f.shape == (2, 3, 8, 8) and f.min() >= -1 and f.max() <= 1 for f in trace.frames)
+    # The last frame is the sampled object, rendered from the fixed pose (mapped from [0, 1] to [-1, 1]).
+    view = m.render(z_s, z_a, 30.0, 25.0, 8)["rgb"]
+    torch.testing.assert_close(trace.frames[-1], view * 2 - 1)
+    # Energy and |grad| are those of the joint chain on (z_s, z_a): sums of the two parts' chains.
+    # (Each part's start and noise come from one generator per seed, in its own stream.)
+    gs, ga = ([torch.Generator().manual_seed(s ^ stream) for s in (3, 4)] for stream in (0, 0x5A5A5A5A))
+    z0s = torch.stack([torch.randn(8, generator=g) for g in gs])
+    z0a = torch.stack([torch.randn(6, generator=g) for g in ga])
+    _, ts = m.prior_chain(z0s, m.energy_shape, steps, gs)
+    _, ta = m.prior_chain(z0a, m.energy_appearance, steps, ga)
+    torch.testing.assert_close(trace.energy_matrix(), ts.energy_matrix() + ta.energy_matrix())
+    torch.testing.assert_close(trace.grad_norm_matrix(), (ts.grad_norm_matrix() ** 2 + ta.grad_norm_matrix() ** 2).sqrt())
+    assert trace.grad_sum.shape == (2, 8 + 6)
+    # Few steps: every state is rendered; record_every thins the candidates (the last state is always kept).
+    _, _, short = m.prior_trajectory(0, steps=5, resolution=8)
+    assert short.frame_steps == [0, 1, 2, 3, 4, 5]
+    _, _, sparse = m.prior_trajectory(0, steps=5, record_every=2, resolution=8)
+    assert sparse.frame_steps == [0, 2, 4, 5]
+    _, _, capped = m.prior_trajectory(0, steps=5, record_every=2, max_frames=3, resolution=8)
+    assert capped.frame_steps == [0, 4, 5] and len(capped.energies) == 5  # frames are capped, the chart is not
+    with pytest.raises(StudioError, match="no Langevin chain"):
+        tiny("gaussian").prior_trajectory(0)
+    with pytest.raises(StudioError, match="no Langevin chain"):
+        m.prior_trajectory(0, prior="gaussian")
+    for kwargs, message in [({"max_frames": 1}, "max_frames"), ({"record_every": 0}, "record_every"),
+                            ({"resolution": 4}, "resolution"), ({"steps": -1}, "steps")]:
+        with pytest.raises(StudioError, match=message):
+            m.prior_trajectory(0, **kwargs)
+    with pytest.raises(StudioError, match="more than 16 seeds"):
+        m.prior_trajectory("0-16")
+
+
 def test_render_outputs_notes_and_bad_input():
     m = tiny()
     z_s, z_a = m.sample_latents(2, prior="gaussian", seeds=0)

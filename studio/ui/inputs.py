@@ -58,16 +58,23 @@ def is_translation(config: dict) -> bool:
 # baseline cfebm-emoji-t2g, so the two models answer the same request the same way.
 LETIT_TASKS = {"translate": "t2g", "translate g2t": "g2t"}
 
-# kind -> config -> the chain tasks a checkpoint can run, in display order. The Trajectory and Saliency
-# tabs both read this, so a new method kind is offered by adding one entry; kinds absent here (toys,
-# evaluators) and checkpoints for which the list is empty are not offered. Translation models get only
-# "translate": they were trained with chains that start at source-domain images, not at noise, and their
-# inputs are RGB emoji (the grey Fashion-MNIST examples of "inpaint" would be a shape error).
+# kind -> config -> the chain tasks a checkpoint can run, in display order. Both tabs list every local
+# checkpoint (``local_kinds``) and offer those whose kind, read from its config.json, maps to a non-empty
+# list here: any checkpoint of a known kind appears by itself, and a new method kind is offered by adding
+# one entry. Kinds absent here (toys, evaluators) are not offered; the Saliency tab further keeps the
+# tasks it has a runner for (``saliency_tab.TASKS``). Translation models get only "translate": they were
+# trained with chains that start at source-domain images, not at noise, and their inputs are RGB emoji
+# (the grey Fashion-MNIST examples of "inpaint" would be a shape error). "generate" needs a sampler
+# ``generate(seeds=..., record_every=...) -> (images, Trace)``, except NeRF-LEBM, whose chain runs on
+# latents (``NeRFLEBM.prior_trajectory`` renders them); a Gaussian prior has no chain, so no task.
 CHAIN_TASKS: dict[str, Callable[[dict], list[str]]] = {
     "cfebm": lambda c: ["translate"] if is_translation(c) else ["generate", "inpaint"],
     "cdrl": lambda c: ["generate", "inpaint"],
     "drl": lambda c: ["generate", "inpaint"],
     "letit": lambda c: [task for task, d in LETIT_TASKS.items() if d in (c.get("directions") or {})],
+    "coopflow": lambda c: ["generate"],  # the Langevin refinement of a flow proposal
+    "egc": lambda c: ["generate"],  # DDIM steps on its diffusion score, recorded as a Trace
+    "nerf_lebm": lambda c: ["generate"] if c.get("prior", "ebm") == "ebm" else [],
 }
 
 

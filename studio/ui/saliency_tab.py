@@ -193,8 +193,8 @@ class Energy:
 
 
 def _cdrl_energy(model, config: dict, x: Tensor) -> Tensor:
-    """The marginal energy at the lowest noise level, of the image scaled as that level's data (y = alpha_0 abar_0 x)."""
-    return model.energy(model.alpha_eff[0] * model.abar[0] * x, 0)
+    """The marginal energy of the clean image at the lowest noise level (CDRL's public ``image_energy``)."""
+    return model.image_energy(x)
 
 
 def _letit_direction(config: dict) -> str:

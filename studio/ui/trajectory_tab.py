@@ -13,18 +13,22 @@ from PIL import Image
 
 from ..errors import SamplingError
 from ..langevin import Trace
+from ..nerf_lebm import TRAJECTORY_FRAMES, TRAJECTORY_POSE, TRAJECTORY_RES
 from ..viz import energy_figure, to_uint8, trajectory_gif
 from .common import cached_model, user_errors
 from .inputs import LETIT_TASKS, chain_tasks, checkpoint_config, held_out, local_kinds, task_choices, translation_domains
 from .masks import preset_mask
 
 MAX_FRAMES = 240
+# NeRF-LEBM frames are renders of the chain's latents (16 at 32 px: ~0.5 s on a 2-core CPU): the model's
+# defaults, named here for the note.
+NERF_FRAMES, NERF_RES, NERF_POSE = TRAJECTORY_FRAMES, TRAJECTORY_RES, TRAJECTORY_POSE
 EXAMPLE = Path(__file__).resolve().parents[2] / "assets" / "examples" / "fmnist-test-0002-trouser.png"
 TRANSLATE_EXAMPLE = 0  # held-out emoji #0 of the source domain (shipped in assets/examples/emoji)
 
 
 def trajectory_models() -> list[str]:
-    """Local checkpoints with a trajectory-capable task (``inputs.CHAIN_TASKS``: new kinds appear there)."""
+    """Local checkpoints whose kind (from their config.json) has a trajectory-capable task (``inputs.CHAIN_TASKS``)."""
     return [name for name, (kind, config) in local_kinds().items() if chain_tasks(kind, config)]
 
 
@@ -58,6 +62,40 @@ def _translate(name: str, kind: str, config: dict, model, task: str, seeds: str)
     return trace, f"Translating {label} to {target} style, seed {seeds}."
 
 
+def _generate(model, seeds: str) -> tuple[Trace, str]:
+    """The common sampler contract (``generate(seeds=..., record_every=...) -> (images, Trace)``), unconditional."""
+    _, trace = model.generate(seeds=seeds, record_every=1)
+    return trace, f"Unconditional sample, seed {seeds}."
+
+
+def _coopflow(model, seeds: str) -> tuple[Trace, str]:
+    _, trace = model.generate(seeds=seeds, record_every=1)
+    return trace, (f"CoopFlow sample, seed {seeds}: frame 0 is the normalizing flow's proposal, the rest its "
+                   f"{trace.num_steps} Langevin refinement steps under the EBM.")
+
+
+def _egc(model, seeds: str) -> tuple[Trace, str]:
+    _, trace = model.generate(seeds=seeds, record_every=1)
+    return trace, (f"Unconditional EGC sample, seed {seeds}: {trace.num_steps} DDIM steps from Gaussian noise along "
+                   "eps = -grad logsumexp f; the energy is the free energy -logsumexp f(x_t, t) at each step's noise "
+                   "level (so it is not one fixed energy along the chain).")
+
+
+def _nerf_prior(model, seeds: str) -> tuple[Trace, str]:
+    _, _, trace = model.prior_trajectory(seeds, record_every=1, max_frames=NERF_FRAMES, resolution=NERF_RES,
+                                         azimuth=NERF_POSE[0], elevation=NERF_POSE[1])
+    states = trace.num_steps + 1
+    shown = (f"all {states} states are rendered" if len(trace.frames) == states else
+             f"{len(trace.frames)} of its {states} states, evenly spaced, are rendered (each frame is a render)")
+    return trace, (f"EBM prior chain of the shape and appearance latents, seed {seeds}: {trace.num_steps} Langevin steps "
+                   f"on E_s(z_s) + E_a(z_a) + |z|^2/2 (the energy charted); {shown}, each at {NERF_RES} px from azimuth "
+                   f"{NERF_POSE[0]:g}, elevation {NERF_POSE[1]:g} degrees.")
+
+
+# kind -> how its "generate" chain is recorded; other kinds follow the common contract (``_generate``).
+GENERATORS = {"coopflow": _coopflow, "egc": _egc, "nerf_lebm": _nerf_prior}
+
+
 def record(name: str, task: str, seed: int) -> tuple[Trace, str]:
     """Run one chain with a frame at every step and return its Trace (and a note)."""
     names = trajectory_models()
@@ -78,9 +116,7 @@ def record(name: str, task: str, seed: int) -> tuple[Trace, str]:
     if task.startswith("translate"):
         return _translate(name, kind, config, model, task, seeds)
     if task == "generate":
-        kwargs = {"classes": None} if kind in ("cdrl", "drl") else {}
-        _, trace = model.generate(seeds=seeds, record_every=1, **kwargs)
-        return trace, f"Unconditional sample, seed {seeds}."
+        return GENERATORS.get(kind, _generate)(model, seeds)
     image = _example(model)
     known = torch.from_numpy(~preset_mask("centre square", image.shape[-1])).float()
     _, trace = model.inpaint(image, known, seeds=seeds, record_every=1)
