@@ -207,3 +207,62 @@ def test_resume_reads_runs_saved_by_the_previous_layout(tmp_path, accelerator):
     (tmp_path / "state" / "run.json").unlink()
     _, _, _, run2 = _tiny_run(accelerator, tmp_path, resume=True)
     assert run2.state.step == 1
+
+
+# -- NeRF-LEBM: a crash right after a save, then --resume, repeats the uninterrupted run ----------
+
+
+NERF_ARGS = ["--config", "train/configs/nerf_lebm_shapes.yaml", "--cpu", "--set", "train.steps=5", "--set", "train.save_every=2",
+             "--set", "train.log_every=3", "--set", "train.warmup=1", "--set", "train.max_minutes=0", "--set", "train.ema_decay=0.9",
+             *[a for kv in ("train_objects=5", "val_objects=2", "views=2", "batch_size=2", "rays=8") for a in ("--set", f"train.{kv}")],
+             *[a for kv in ("shape_dim=8", "appearance_dim=6", "plane_res=8", "plane_channels=4", "decoder_width=8", "hidden=16",
+                            "appearance_features=8", "encoder_width=8", "ebm_width=16", "samples=8", "train_samples=4", "prior_steps=3")
+               for a in ("--set", f"model.{kv}")]]
+
+
+def test_nerf_lebm_crash_after_a_save_then_resume_matches_an_uninterrupted_run(tmp_path, accelerator, monkeypatch):
+    """In-process (a fresh Accelerator per session): the resumed run continues the step counter, data order, noise,
+    lr schedule, optimiser, EMA and the log_every averaging window (3 steps, saved mid-window at step 2)."""
+    from accelerate.state import AcceleratorState
+
+    from train import nerf_lebm
+    from train.common import Run
+
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STUDIO_THREADS", "1")
+    ref, run = tmp_path / "ref", tmp_path / "run"
+
+    def session(run_dir: Path, *extra: str) -> None:
+        AcceleratorState._reset_state(True)  # a new process start (the accelerator fixture resets it after the test)
+        nerf_lebm.main([*NERF_ARGS, "--run-dir", str(run_dir), "--export-dir", str(run_dir / "export"), *extra])
+
+    session(ref)
+    real_save = Run.save
+
+    def save_then_die(self):
+        real_save(self)
+        if self.state.step == 2:
+            raise KeyboardInterrupt("killed after the step-2 save")
+
+    monkeypatch.setattr(Run, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        session(run)
+    monkeypatch.setattr(Run, "save", real_save)
+    assert json.loads((run / "run.json").read_text())["step"] == 2 and not (run / "export").exists()
+    session(run, "--resume")
+
+    log, ref_log = _log(run), _log(ref)
+    assert [r["step"] for r in log] == list(range(1, 6)) == [r["step"] for r in ref_log]
+    for key in ("loss", "recon", "kl", "e_pos", "e_neg"):
+        np.testing.assert_allclose([r[key] for r in log], [r[key] for r in ref_log], rtol=1e-5, atol=1e-6, err_msg=key)
+    state, ref_state = (json.loads((d / "run.json").read_text()) for d in (run, ref))
+    assert state["extra"]["history"] == ref_state["extra"]["history"] and [h["step"] for h in state["extra"]["history"]] == [3]
+    opt = torch.load(run / "state" / "optimizer.bin", weights_only=True)
+    assert all(int(st["step"]) == 5 for st in opt["state"].values())
+    weights, ref_weights = (load_file(str(d / "state" / "model.safetensors")) for d in (run, ref))
+    for k, v in weights.items():
+        torch.testing.assert_close(v, ref_weights[k], rtol=1e-5, atol=1e-6, msg=k)
+    exported, ref_exported = studio.load(run / "export"), studio.load(ref / "export")
+    for (k, v), (_, w) in zip(exported.state_dict().items(), ref_exported.state_dict().items()):
+        torch.testing.assert_close(v, w, rtol=1e-5, atol=1e-6, msg=k)
+    assert exported.checkpoint.extra["training"]["steps"] == 5

@@ -10,29 +10,35 @@ of them on the object, half anywhere), scaled to whole 64x64 images. The loss is
 priors plus the prior EBMs' maximum-likelihood loss (E(posterior z) - E(prior Langevin z)); see
 ``NeRFLEBM.elbo_loss``. The learning rates follow a cosine decay over the budget, which is whichever
 of ``steps`` and ``max_minutes`` runs out first, so a run stopped by the clock still ends annealed.
-The run folder holds model, EMA and optimiser state (``runs/<name>/state``); ``--resume`` continues.
 The exported weights are the EMA.
+
+The same command runs on many GPUs, or on N CPU processes with
+``accelerate launch --multi_gpu --num_processes N train/nerf_lebm.py --cpu ...``: ``batch_size`` is the
+global batch, each process trains on its slice with its own noise, and accelerate averages the gradients.
+States (model, EMA, optimiser, step, wall time, log history) are saved every ``save_every`` steps to
+``runs/<name>/state`` (crash-safe, see ``train.common.Run``); ``--resume`` continues exactly, and the
+wall time of earlier sessions counts against ``max_minutes``.
 """
 from __future__ import annotations
 
 import json
 import math
 import sys
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # `accelerate launch train/nerf_lebm.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from safetensors.torch import load_file, save_file
+from torch import nn
 from tqdm.auto import tqdm
 
 from studio.data import shapes3d
 from studio.hub import ModelCard, config_to_dict
 from studio.nerf_lebm import NeRFLEBM, NeRFLEBMConfig
-from train.common import EMA, ConfigError, DivergenceError, build_dataclass, check_finite, export, start
+from train.common import (EMA, ConfigError, DivergenceError, Run, RunState, build_dataclass, check_finite, export,
+                          init_from_checkpoint, shard, start, step_generator)
 
 
 @dataclass
@@ -62,13 +68,6 @@ class NeRFRunConfig:
     name: str = "nerf-lebm-shapes"
     model: dict = field(default_factory=dict)
     train: NeRFTrainSettings = field(default_factory=NeRFTrainSettings)
-
-
-@dataclass
-class Progress:
-    step: int = 0
-    elapsed: float = 0.0
-    history: list = field(default_factory=list)
 
 
 class TrainingViews:
@@ -111,11 +110,29 @@ class TrainingViews:
                 "target": target.reshape(b, k * per_view, 3)}
 
 
+class LossModule(nn.Module):
+    """Routes the training step through forward(), so DDP syncs gradients. The prior EBMs' Langevin chains
+    run inside it with the EBM parameters frozen (gradients w.r.t. z only), so DDP sees one backward."""
+
+    def __init__(self, model: NeRFLEBM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor], pixels: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.model.elbo_loss(batch["images"], batch["azimuth"], batch["elevation"], batch["origins"], batch["dirs"],
+                                    batch["target"], pixels, generator)
+
+
 def lr_factor(frac: float, warmup_frac: float, final: float) -> float:
     if frac < warmup_frac:
         return max(frac / warmup_frac, 0.01)
     f = min(1.0, (frac - warmup_frac) / max(1e-9, 1 - warmup_frac))
     return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * f))
+
+
+def budget_used(ts: NeRFTrainSettings, step: int, elapsed: float) -> float:
+    """The fraction of the budget spent: whichever of ``steps`` and ``max_minutes`` runs out first."""
+    return max(step / ts.steps, elapsed / (60 * ts.max_minutes) if ts.max_minutes else 0.0)
 
 
 def make_optimizer(model: NeRFLEBM, ts: NeRFTrainSettings) -> torch.optim.Optimizer:
@@ -128,36 +145,15 @@ def make_optimizer(model: NeRFLEBM, ts: NeRFTrainSettings) -> torch.optim.Optimi
     return torch.optim.Adam(groups, betas=(0.9, 0.999))
 
 
-def save_state(run_dir: Path, model: NeRFLEBM, ema: EMA, opt, progress: Progress) -> None:
-    """Atomic: write state.tmp, then swap it in."""
-    tmp, final = run_dir / "state.tmp", run_dir / "state"
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    save_file({k: v.contiguous() for k, v in ema.shadow.state_dict().items()}, str(tmp / "ema.safetensors"))
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    (tmp / "run.json").write_text(json.dumps({"progress": asdict(progress), "model_config": config_to_dict(model.config),
-                                              "ema_updates": int(ema.num_updates)}))
-    if final.exists():
-        import shutil
-
-        shutil.rmtree(final)
-    tmp.rename(final)
-    (run_dir / "run.json").write_text(json.dumps({"step": progress.step, "elapsed": progress.elapsed}))
-
-
-def load_state(run_dir: Path, ts: NeRFTrainSettings, ema_decay: float):
-    state = run_dir / "state"
-    if not (state / "run.json").exists():
-        raise ConfigError(f"--resume: no saved state in {run_dir}. Start without --resume, or pass --run-dir.")
-    info = json.loads((state / "run.json").read_text())
-    model = NeRFLEBM(NeRFLEBMConfig(**info["model_config"]))
-    model.load_state_dict(load_file(str(state / "model.safetensors")))
-    ema = EMA(model, ema_decay)
-    ema.shadow.load_state_dict(load_file(str(state / "ema.safetensors")))
-    ema.num_updates.fill_(info["ema_updates"])
-    opt = make_optimizer(model, ts)
-    opt.load_state_dict(torch.load(state / "optimizer.pt", weights_only=True))
-    return model, ema, opt, Progress(**info["progress"])
+def mean_over_processes(acc, stats: dict[str, float], elapsed: float) -> tuple[dict[str, float], float]:
+    """The step's statistics and wall clock averaged over the processes. Every process then takes the same
+    decisions (divergence stop, lr from the time budget, when to save and stop); a clock read per process
+    would give slightly different learning rates and so drifting replicas."""
+    if acc.num_processes == 1:
+        return stats, elapsed
+    vec = torch.tensor([*stats.values(), elapsed], dtype=torch.float64, device=acc.device)
+    *values, elapsed = acc.reduce(vec, reduction="mean").tolist()
+    return dict(zip(stats, values)), elapsed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -168,66 +164,91 @@ def main(argv: list[str] | None = None) -> None:
             cfg.name = "nerf-vae-" + cfg.name.removeprefix("nerf-lebm-")
     ts = cfg.train
     run_dir = Path(args.run_dir or f"runs/{cfg.name}")
-    data = TrainingViews(ts)
-    if args.resume:
-        model, ema, opt, prog = load_state(run_dir, ts, ts.ema_decay)
-    else:
-        model = NeRFLEBM(build_dataclass(NeRFLEBMConfig, cfg.model, "model"))
-        ema, opt, prog = EMA(model, ts.ema_decay), None, Progress()
-        opt = make_optimizer(model, ts)
-    model, ema = model.to(acc.device), ema.to(acc.device)
-    started, base_elapsed = time.time(), prog.elapsed
-    elapsed = lambda: base_elapsed + time.time() - started  # noqa: E731
-    budget = lambda: max(prog.step / ts.steps, elapsed() / (60 * ts.max_minutes) if ts.max_minutes else 0.0)  # noqa: E731
+    if args.resume and (run_dir / "state" / "optimizer.pt").exists():
+        raise ConfigError(f"--resume: {run_dir} was saved by an older version of this script, which cannot be resumed. "
+                          "Start again without --resume, or continue its exported weights with --init-from.")
+    with acc.main_process_first():  # rank 0 renders and caches the objects; the others then read the cache
+        data = TrainingViews(ts)
+    model = NeRFLEBM(build_dataclass(NeRFLEBMConfig, cfg.model, "model"))
+    model_config = config_to_dict(model.config)
+    # Checked before loading the state: a different architecture would fail there with a bare size mismatch, and
+    # different sampler constants (same shapes) would silently change the run.
+    started_with = json.loads((run_dir / "run.json").read_text()).get("extra", {}).get("model_config") \
+        if args.resume and (run_dir / "run.json").exists() else None
+    if started_with not in (None, model_config):
+        changed = sorted(k for k in model_config if started_with.get(k) != model_config[k])
+        raise ConfigError(f"--resume: {run_dir} was started with other model settings ({', '.join(changed)}); "
+                          "resume with the same config, --set and --prior options.")
+    if args.init_from and not args.resume:
+        init_from_checkpoint(model, args.init_from)
+    if model.config.prior != "ebm":
+        # The Gaussian baseline never uses its EBMs: frozen, DDP does not wait for gradients they never get.
+        model.ebm_shape.requires_grad_(False)
+        model.ebm_appearance.requires_grad_(False)
+    opt = make_optimizer(model, ts)
+    trainer, opt = acc.prepare(LossModule(model), opt)
+    core = acc.unwrap_model(trainer).model
+    ema = EMA(core, ts.ema_decay).to(acc.device)  # after prepare: starts from rank 0's (broadcast) weights
+    acc.register_for_checkpointing(ema)
+    run = Run(acc, run_dir, args.resume)
+    run.state.extra["model_config"] = model_config
+    # Saved with the state, so a resumed run continues the logged history and its current averaging window.
+    history: list = run.state.extra.setdefault("history", [])
+    window: dict = run.state.extra.setdefault("window", {})
+
     pixels = data.size * data.size
-    bar = tqdm(total=ts.steps, initial=prog.step, disable=not acc.is_main_process, desc=f"{cfg.name}", unit="step")
-    sums: dict[str, float] = {}
-    while budget() < 1.0:
-        gen = torch.Generator().manual_seed(ts.seed * 1_000_003 + prog.step + acc.process_index)
-        frac = budget()
+    _, elapsed = mean_over_processes(acc, {}, run.elapsed())
+    frac = budget_used(ts, run.state.step, elapsed)
+    bar = tqdm(total=ts.steps, initial=run.state.step, disable=not acc.is_main_process, desc=cfg.name, unit="step")
+    while frac < 1.0:
         factor = lr_factor(frac, ts.warmup / ts.steps, ts.final_lr_fraction)
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * factor
-        batch = {k: v.to(acc.device) for k, v in data.batch(ts, gen).items()}
-        out = model.elbo_loss(batch["images"], batch["azimuth"], batch["elevation"], batch["origins"], batch["dirs"],
-                              batch["target"], pixels, gen)
+        # The global batch comes from the same (seed, step) generator on every process, and each trains on its
+        # slice; the noise (posterior samples, ray jitter, prior chains) from a generator of its own rank.
+        # Both depend only on the step, so a resumed run repeats the uninterrupted one.
+        batch = data.batch(ts, step_generator(ts.seed, run.state.step))
+        parts = shard(acc, *batch.values(), trace_dir=run.dir, step=run.state.step + 1)
+        local = {k: v.to(acc.device) for k, v in zip(batch, parts)}
+        gen = step_generator(ts.seed * 7919 + 1, run.state.step, acc.process_index, acc.device)
+        out = trainer(local, pixels, gen)
         # Divide by the pixel count: the same optimum, gradients of order one.
         loss = out["loss"] / (3 * pixels)
         opt.zero_grad(set_to_none=True)
         acc.backward(loss)
         opt.step()
-        ema.update(model)
-        prog.step += 1
-        stats = {k: float(v.detach()) for k, v in out.items()}
-        check_finite(prog.step, **stats)
+        ema.update(core)
+        run.state.step += 1
+        stats, elapsed = mean_over_processes(acc, {k: float(v.detach()) for k, v in out.items()}, run.elapsed())
+        check_finite(run.state.step, **stats)
         if "e_pos" in stats and max(abs(stats["e_pos"]), abs(stats["e_neg"])) > 1e4:
-            raise DivergenceError(f"|E| reached {max(abs(stats['e_pos']), abs(stats['e_neg'])):.3g} at step {prog.step}: "
+            raise DivergenceError(f"|E| reached {max(abs(stats['e_pos']), abs(stats['e_neg'])):.3g} at step {run.state.step}: "
                                   "resume from the last state with a lower train.ebm_lr.")
+        run.log(stats)
         for k, v in stats.items():
-            sums[k] = sums.get(k, 0.0) + v
+            window[k] = window.get(k, 0.0) + v
         bar.update(1)
-        if prog.step % ts.log_every == 0:
-            mean = {k: round(v / ts.log_every, 5) for k, v in sums.items()}
-            prog.history.append({"step": prog.step, "minutes": round(elapsed() / 60, 2), **mean})
+        if run.state.step % ts.log_every == 0:
+            mean = {k: round(v / ts.log_every, 5) for k, v in window.items()}
+            history.append({"step": run.state.step, "minutes": round(elapsed / 60, 2), **mean})
             bar.set_postfix(psnr=f"{-10 * math.log10(max(mean['mse'], 1e-10)):.2f}", kl=f"{mean['kl']:.1f}")
-            print(json.dumps(prog.history[-1]), flush=True)
-            sums = {}
-        if acc.is_main_process and (prog.step % ts.save_every == 0 or budget() >= 1.0):
-            prog.elapsed = elapsed()
-            save_state(run_dir, model, ema, opt, prog)
+            if acc.is_main_process:
+                print(json.dumps(history[-1]), flush=True)
+            window.clear()
+        frac = budget_used(ts, run.state.step, elapsed)
+        if run.state.step % ts.save_every == 0 or frac >= 1.0:
+            run.save()
     bar.close()
-    prog.elapsed = elapsed()
     if acc.is_main_process:
-        save_state(run_dir, model, ema, opt, prog)
         final = ema.shadow
-        card = model_card(cfg.name, ts, final, prog, f"--config {args.config}" + (f" --prior {args.prior}" if args.prior else ""))
-        path = export(cfg.name, final, card, wall_seconds=prog.elapsed, steps=prog.step, export_dir=args.export_dir,
+        card = model_card(cfg.name, ts, final, run.state, f"--config {args.config}" + (f" --prior {args.prior}" if args.prior else ""))
+        path = export(cfg.name, final, card, wall_seconds=run.elapsed(), steps=run.state.step, export_dir=args.export_dir,
                       extra={"data": {"name": "shapes3d", "train_objects": data.n, "views": data.views},
-                             "train_history": prog.history[-5:]})
+                             "train_history": history[-5:]})
         print(f"Exported EMA weights to {path}")
 
 
-def model_card(name: str, ts: NeRFTrainSettings, model: NeRFLEBM, prog: Progress, args: str) -> ModelCard:
+def model_card(name: str, ts: NeRFTrainSettings, model: NeRFLEBM, prog: RunState, args: str) -> ModelCard:
     c = model.config
     counts = model.num_parameters()
     ebm = c.prior == "ebm"
