@@ -105,6 +105,40 @@ def test_cfebm_two_processes_stay_in_sync_across_a_stage_boundary(tmp_path, fmni
     assert studio.load(out).config.resolution == 16
 
 
+# Tiny EGC and CoopFlow runs: both draw the global batch from infinite_batches(seed 0) and split it.
+TINY_RUNS = {
+    "egc": ("train/egc.py", "train/configs/egc_fmnist.yaml",
+            {"model.widths": "[4, 8]", "model.feat_dim": 4, "model.emb_dim": 16, "train.eval_every": 0, "train.warmup": 1,
+             "train.val_images": 8}),
+    "coopflow": ("train/coopflow.py", "train/configs/coopflow_fmnist.yaml",
+                 {"model.flow_steps": 1, "model.flow_hidden": 8, "model.ebm_width": 2, "model.ebm_head": 4,
+                  "model.langevin_steps": 2, "train.pretrain_steps": 1, "train.warmup_steps": 1}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TINY_RUNS))
+def test_egc_and_coopflow_two_processes_stay_in_sync_and_split_the_batch(tmp_path, fmnist_dir, monkeypatch, kind):
+    script, config, sets = TINY_RUNS[kind]
+    run_dir, out = tmp_path / "run", tmp_path / "ckpt"
+    steps = 4  # CoopFlow: one flow-only step, one EBM warm-up step, then two cooperative steps
+    sets = {**sets, "train.batch_size": BATCH, "train.save_every": 2, "train.threads": 1, "train.steps": steps}
+    _launch_two(script, ["--config", config, *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")],
+                         "--run-dir", str(run_dir), "--export-dir", str(out)], fmnist_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    replicas = info["extra"]["replicas"]
+    assert info["step"] == steps and replicas["processes"] == 2
+    assert replicas["checksums"][0] == replicas["checksums"][1]  # identical parameters after N steps, bit for bit
+
+    from studio.data.fashion_mnist import load_fashion_mnist
+
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(fmnist_dir))
+    data = load_fashion_mnist("train")
+    batches = infinite_batches((data.images, data.labels) if kind == "egc" else (data.images,), BATCH, 0)
+    expected = [[round(v, 4) for v in next(batches)[0].flatten(1).double().sum(1).tolist()] for _ in range(steps)]
+    _assert_split(_traced(run_dir), expected)
+    assert studio.load(out).checkpoint.extra["training"]["steps"] == steps
+
+
 NERF_TINY = {"shape_dim": 8, "appearance_dim": 6, "plane_res": 8, "plane_channels": 4, "decoder_width": 8, "hidden": 16,
              "appearance_features": 8, "encoder_width": 8, "ebm_width": 16, "samples": 8, "train_samples": 4, "prior_steps": 3}
 NERF_TRAIN = {"train_objects": 6, "val_objects": 2, "views": 2, "batch_size": BATCH, "rays": 8, "target_views": 2}

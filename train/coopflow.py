@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 
 from studio.coopflow import CoopFlow, CoopFlowConfig
 from studio.hub import ModelCard
-from train.common import EMA, DivergenceError, Run, build_dataclass, check_finite, export, infinite_batches, init_from_checkpoint, start
+from train.common import (EMA, DivergenceError, Run, build_dataclass, check_finite, export, infinite_batches, init_from_checkpoint, shard,
+                          start, step_generator)
 
 
 @dataclass
@@ -118,15 +119,17 @@ def main(argv: list[str] | None = None) -> None:
     run = Run(acc, Path(args.run_dir or f"runs/{cfg.name}"), args.resume)
     core: CoopFlow = acc.unwrap_model(trainer).model
 
-    batches = infinite_batches((data.images,), ts.batch_size, ts.seed * 1000 + acc.process_index, start_epoch=run.state.epoch)
+    # batch_size is the global batch: every process draws the same one and trains on its slice (DDP averages
+    # the gradients), with its own noise from a (seed, step, rank) generator, so --resume repeats the run.
+    batches = infinite_batches((data.images,), ts.batch_size, ts.seed * 1000, start_epoch=run.state.epoch)
     per_epoch = len(data.images) // ts.batch_size
     for _ in range(run.state.step % per_epoch if run.resumed else 0):
         next(batches)
-    gen = torch.Generator(device=acc.device).manual_seed(ts.seed * 7919 + acc.process_index + run.state.step)
     bar = tqdm(total=ts.steps, initial=run.state.step, disable=not acc.is_main_process, desc=cfg.name, dynamic_ncols=True)
     stats: dict[str, float] = {}
     while run.state.step < ts.steps:
-        (x,) = next(batches)
+        gen = step_generator(ts.seed * 7919, run.state.step, acc.process_index, acc.device)
+        x = shard(acc, *next(batches), trace_dir=run.dir, step=run.state.step + 1)
         x = x.to(acc.device)
         if ts.hflip:
             flip = torch.rand(x.shape[0], device=acc.device, generator=gen) < 0.5
