@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import checks
 from .errors import SamplingError
 from .hub import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds, randn
@@ -288,9 +289,18 @@ class CoopFlow(nn.Module):
 
     # -- EBM ---------------------------------------------------------------------------------
 
+    def _images(self, x, finite: bool = False) -> Tensor:
+        """A real tensor [B, C, S, S] of this model's image shape; ``finite`` also checks the values (a sync,
+        so not inside the Langevin loop, which checks its own states)."""
+        c = self.config
+        x = checks.images("Images", x, (c.channels, c.image_size, c.image_size))
+        if finite and not torch.isfinite(x).all():
+            raise SamplingError("Images contain NaN or infinite values.")
+        return x
+
     def energy(self, x: Tensor) -> Tensor:
         """E(x) = -f(x) (lower = more probable)."""
-        return -self.ebm(x)
+        return -self.ebm(self._images(x))
 
     # -- flow density ------------------------------------------------------------------------
 
@@ -319,6 +329,7 @@ class CoopFlow(nn.Module):
 
     def nll_bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Bits per dimension of 8-bit images x in [-1, 1] (one dequantisation draw; an upper bound in expectation)."""
+        x = self._images(x, finite=True)
         u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         d = x[0].numel()
         return -self.log_prob_y(self.dequantize(x, u)) / (d * LOG2) + 8.0
@@ -326,6 +337,9 @@ class CoopFlow(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         """Latents [B, D] -> flow images in [-1, 1] (inverse of the dequantisation with u = 1/2, clipped)."""
         c = self.config
+        if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != self.flow.dim or not z.is_floating_point():
+            raise SamplingError(f"Latents must be a float tensor [B, {self.flow.dim}]; got "
+                                f"{tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__}.")
         y = self._from_logit(self.flow.decode(z))
         return (2 * (256 * y - 0.5) / 255 - 1).clamp(-1, 1).view(z.shape[0], c.channels, c.image_size, c.image_size)
 
@@ -338,22 +352,19 @@ class CoopFlow(nn.Module):
                generator=None, record_every: int = 0, progress: bool = False) -> tuple[Tensor, Trace]:
         """T Langevin steps on E = -f from x0: step_size = delta^2/2, noise_std = noise * delta, clamp [-1, 1]."""
         c = self.config
-        t = c.langevin_steps if steps is None else int(steps)
-        delta = c.step_size if step_size is None else float(step_size)
-        nz = c.noise if noise is None else float(noise)
-        if not 0 <= t <= 1000:
-            raise SamplingError(f"Langevin steps must be between 0 and 1000; got {steps}.")
-        if not (0 < delta <= 1 and math.isfinite(delta)):
+        x0 = self._images(x0)
+        t = c.langevin_steps if steps is None else checks.integer("Langevin steps", steps, 0, 1000)
+        delta = c.step_size if step_size is None else checks.number("Langevin step size delta", step_size, 0, 1)
+        nz = c.noise if noise is None else checks.number("Langevin noise (a fraction of delta)", noise, 0, 1)
+        if delta <= 0:
             raise SamplingError(f"Langevin step size delta must be in (0, 1]; got {step_size}.")
-        if not (0 <= nz <= 1 and math.isfinite(nz)):
-            raise SamplingError(f"Langevin noise must be between 0 and 1 (a fraction of delta); got {noise}.")
         return langevin(self.energy, x0, steps=t, step_size=delta**2 / 2, noise_std=nz * delta, generator=generator,
                         clamp=(-1.0, 1.0), record_every=record_every, modules=[self.ebm], progress=progress, desc="CoopFlow")
 
     def sample(self, seeds="0-15", *, steps: int | None = None, step_size: float | None = None, noise: float | None = None,
                temperature: float = 1.0, record_every: int = 0, progress: bool = False) -> CoopFlowSamples:
         """Flow proposals x_hat = g(z), z from seed i, then T Langevin steps; returns both (and the Trace)."""
-        if not (0 < temperature <= 2 and math.isfinite(temperature)):
+        if checks.number("temperature", temperature, 0, 2) <= 0:
             raise SamplingError(f"temperature must be in (0, 2]; got {temperature}.")
         seed_list = parse_seeds(seeds, max_count=1024)
         gens = make_generators(seed_list)

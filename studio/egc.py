@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import checks
 from .errors import SamplingError, StudioError
 from .hub import register_model
 from .langevin import Trace, frozen, make_generators, parse_seeds, randn
@@ -133,13 +134,26 @@ def fgsm(logits_fn: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, 
 
     ``eps`` is in [-1, 1] pixel units. Works for any classifier given as a logits function.
     """
-    if not (0 <= eps <= 2 and math.isfinite(eps)):
-        raise SamplingError(f"FGSM epsilon must be between 0 and 2 (in [-1, 1] units); got {eps}.")
+    eps = checks.number("FGSM epsilon (in [-1, 1] units)", eps, 0, 2)
+    images = _finite(checks.images("FGSM images", images))
+    if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.is_floating_point() or labels.is_complex() \
+            or len(labels) != len(images):
+        raise SamplingError(f"FGSM labels must be an integer tensor [{len(images)}], one class index per image; "
+                            f"got {getattr(labels, 'shape', type(labels).__name__)}.")
     with torch.inference_mode(False), torch.enable_grad():
         x = images.detach().clone().requires_grad_(True)
-        loss = F.cross_entropy(logits_fn(x), labels.to(x.device), reduction="sum")
+        logits = logits_fn(x)
+        if labels.min() < 0 or labels.max() >= logits.shape[1]:
+            raise SamplingError(f"FGSM labels must be class indices 0..{logits.shape[1] - 1}; got {labels.tolist()}.")
+        loss = F.cross_entropy(logits, labels.long().to(x.device), reduction="sum")
         (grad,) = torch.autograd.grad(loss, x)
     return (images + eps * grad.sign()).clamp(-1, 1).detach()
+
+
+def _finite(images: Tensor) -> Tensor:
+    if not torch.isfinite(images).all():
+        raise SamplingError("Images contain NaN or infinite values.")
+    return images
 
 
 @register_model("egc")
@@ -172,6 +186,7 @@ class EGC(nn.Module):
 
     def logits(self, x: Tensor, t: Tensor | int = 0) -> Tensor:
         """f(x_t, t): [B, C]. The class-independent base term (see module doc) is included."""
+        x = self._check_images(x)  # shape and dtype only (no sync): this runs at every DDIM and training step
         t = self._t(x, t)
         out = self.net(x, t)
         if self.config.base_quadratic:
@@ -192,24 +207,26 @@ class EGC(nn.Module):
 
     def classify(self, images: Tensor) -> Tensor:
         """p(y | x) at t = 0 for images in [-1, 1] ([B, C, H, W]); returns probabilities [B, classes]."""
-        self._check_images(images)
+        images = _finite(self._check_images(images))
         with torch.no_grad():
             return torch.softmax(self.logits(images.to(self.device), 0), dim=1)
 
     def predict(self, images: Tensor, batch_size: int = 500) -> Tensor:
         """Logits at t = 0 in batches (what metrics.class_accuracy takes)."""
-        self._check_images(images)
+        images = _finite(self._check_images(images))
         out = []
         with torch.no_grad():
             for i in range(0, len(images), batch_size):
                 out.append(self.logits(images[i : i + batch_size].to(self.device), 0).cpu())
         return torch.cat(out)
 
-    def _check_images(self, images: Tensor) -> None:
+    def _check_images(self, images: Tensor) -> Tensor:
+        """A real-valued tensor [B, C, H, W] of this model's image shape (integer tensors become float)."""
         c = self.config
         want = (c.channels, c.image_size, c.image_size)
-        if images.dim() != 4 or tuple(images.shape[1:]) != want:
+        if isinstance(images, Tensor) and (images.dim() != 4 or tuple(images.shape[1:]) != want):
             raise SamplingError(f"Images must have shape [B, {want[0]}, {want[1]}, {want[2]}] in [-1, 1]; got {tuple(images.shape)}.")
+        return checks.images("Images", images, want)
 
     # -- training loss (used by train/egc.py; no optimiser here) -------------------------------
 
@@ -268,10 +285,12 @@ class EGC(nn.Module):
                 if c not in self.config.class_names:
                     raise SamplingError(f"Unknown class '{c}'. Choose one of: {', '.join(self.config.class_names)} (or None).")
                 out.append(self.config.class_names.index(c))
-            else:
-                if not 0 <= int(c) < self.config.num_classes:
-                    raise SamplingError(f"Class index {c} is out of range 0..{self.config.num_classes - 1}.")
-                out.append(int(c))
+            else:  # an index: a whole number (not True, 2.5, NaN or a dict)
+                try:
+                    out.append(checks.integer("Class index", c, 0, self.config.num_classes - 1))
+                except SamplingError:
+                    raise SamplingError(f"Class index {c!r} is out of range 0..{self.config.num_classes - 1} (or give a "
+                                        f"class name: {', '.join(self.config.class_names)}).") from None
         return torch.tensor(out, dtype=torch.long, device=self.device)
 
     def guided_eps(self, x: Tensor, t: int, labels: Tensor | None, guidance: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -327,16 +346,10 @@ class EGC(nn.Module):
         parameter freezing and finite checks, so every Trace consumer works unchanged.
         """
         cfg = self.config
-        s = cfg.guidance if guidance is None else float(guidance)
-        k = cfg.sample_steps if steps is None else int(steps)
-        if not 1 <= k <= cfg.num_timesteps:
-            raise SamplingError(f"steps must be between 1 and {cfg.num_timesteps}; got {steps}.")
-        if not (0 <= s <= 100 and math.isfinite(s)):
-            raise SamplingError(f"guidance scale must be between 0 and 100; got {guidance}.")
-        if not 0 <= eta <= 1:
-            raise SamplingError(f"eta must be between 0 and 1; got {eta}.")
-        if record_every < 0:
-            raise SamplingError(f"record_every must be >= 0; got {record_every}.")
+        s = cfg.guidance if guidance is None else checks.number("guidance scale", guidance, 0, 100)
+        k = cfg.sample_steps if steps is None else checks.integer("steps", steps, 1, cfg.num_timesteps)
+        eta = checks.number("eta", eta, 0, 1)
+        record_every = checks.integer("record_every", record_every, 0, 2**31)
         seed_list = parse_seeds(seeds, max_count=2048)
         n = len(seed_list)
         gens = make_generators(seed_list, "cpu")
@@ -374,14 +387,15 @@ class EGC(nn.Module):
 
     def topk(self, images: Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
         """Top-k (class name, probability) per image, classified at t = 0."""
+        k = checks.integer("k", k, 1, 2**31)
         probs = self.classify(images)
-        k = max(1, min(int(k), self.config.num_classes))
+        k = min(k, self.config.num_classes)
         vals, idx = probs.topk(k, dim=1)
         return [[(self.config.class_names[j], float(v)) for v, j in zip(vr, ir)] for vr, ir in zip(vals.tolist(), idx.tolist())]
 
     def fgsm_accuracy(self, images: Tensor, labels: Tensor, eps: float) -> tuple[Tensor, float]:
         """FGSM against this classifier (t = 0): (perturbed images, accuracy on them)."""
-        self._check_images(images)
+        images = _finite(self._check_images(images))
         with frozen(self):
             adv = fgsm(lambda z: self.logits(z, 0), images.to(self.device), labels, eps)
             pred = self.predict(adv).argmax(1)

@@ -227,8 +227,10 @@ def as_schedule(value: Schedule, name: str) -> Callable[[int], float | Tensor]:
             raise SamplingError(f"{name} must be finite and non-negative everywhere.")
         return lambda _t: value
     try:
+        if isinstance(value, bool):  # True is not a step size, though float(True) is 1
+            raise TypeError
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: ints beyond float range
         raise SamplingError(f"{name} must be a number, a tensor or a callable; got {value!r}.") from None
     if not math.isfinite(v) or v < 0:
         raise SamplingError(f"{name} must be a finite, non-negative number; got {value!r}.")

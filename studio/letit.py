@@ -65,6 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import checks
 from .errors import SamplingError
 from .hub import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds
@@ -242,6 +243,10 @@ class TranslationResult:
 # ----------------------------------------------------------------------------- model
 
 
+def _shape(z) -> str:
+    return str(tuple(z.shape)) if isinstance(z, Tensor) else type(z).__name__
+
+
 @register_model("letit")
 class LETIT(nn.Module):
     """Autoencoder + one latent EBM per direction ("t2g", "g2t")."""
@@ -281,6 +286,8 @@ class LETIT(nn.Module):
         if x.dim() != 4 or tuple(x.shape[1:]) != (ch, s, s) or x.shape[0] == 0:
             raise SamplingError(f"LETIT works on RGB {s}x{s} images shaped [B, {ch}, {s}, {s}] (or [{ch}, {s}, {s}]) in "
                                 f"[-1, 1]; got shape {tuple(images.shape)}. Resize and composite RGBA on white first.")
+        if x.is_complex():
+            raise SamplingError(f"Images must hold real numbers; got {x.dtype}.")
         x = x.float()
         if not torch.isfinite(x).all():
             raise SamplingError("Images contain NaN or infinite values.")
@@ -300,8 +307,8 @@ class LETIT(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         """Images in [-1, 1] from normalised latents."""
         shape = self.config.latent_shape
-        if tuple(z.shape[1:]) != shape:
-            raise SamplingError(f"Latents must be shaped [B, {', '.join(map(str, shape))}]; got {tuple(z.shape)}.")
+        if not isinstance(z, Tensor) or tuple(z.shape[1:]) != shape:
+            raise SamplingError(f"Latents must be shaped [B, {', '.join(map(str, shape))}]; got {_shape(z)}.")
         return self.decode_raw(z.to(self.device) * self.latent_std + self.latent_mean).clamp(-1, 1)
 
     def reconstruct(self, images: Tensor) -> Tensor:
@@ -319,15 +326,15 @@ class LETIT(nn.Module):
     # -- energies ----------------------------------------------------------------------------
 
     def check_direction(self, direction: str) -> str:
-        if direction not in DIRECTIONS:
+        if not isinstance(direction, str) or direction not in DIRECTIONS:  # lists/dicts are unhashable
             raise SamplingError(f"Unknown direction {direction!r}: choose 't2g' (Twitter -> Google) or 'g2t' (Google -> Twitter).")
         return direction
 
     def energy(self, z: Tensor, direction: str) -> Tensor:
         """E_direction(z) [B] on normalised latents: the energy of the *target* style (lower = more probable)."""
         shape = self.config.latent_shape
-        if tuple(z.shape[1:]) != shape:
-            raise SamplingError(f"Latents must be shaped [B, {', '.join(map(str, shape))}]; got {tuple(z.shape)}.")
+        if not isinstance(z, Tensor) or tuple(z.shape[1:]) != shape:
+            raise SamplingError(f"Latents must be shaped [B, {', '.join(map(str, shape))}]; got {_shape(z)}.")
         return self.ebms[self.check_direction(direction)](z)
 
     def sampler_defaults(self, direction: str) -> dict:
@@ -371,8 +378,7 @@ class LETIT(nn.Module):
         steps = int(steps)
         if not 0 <= steps <= MAX_STEPS:
             raise SamplingError(f"steps must be between 0 and {MAX_STEPS}; got {steps}.")
-        if not isinstance(record_every, int) or record_every < 0:
-            raise SamplingError(f"record_every must be a non-negative integer; got {record_every!r}.")
+        record_every = checks.integer("record_every", record_every, 0, 2**31)
         x = self.check_images(images)
         seed_list = parse_seeds(seeds, max_count=1024)
         if len(seed_list) == 1 and x.shape[0] > 1:

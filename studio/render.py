@@ -19,15 +19,18 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from . import checks
 from .data.shapes3d import FOV_DEG, RADIUS, camera_to_world, focal_from_fov, get_rays
 from .errors import StudioError
 from .runtime import check_deadline
 
 __all__ = ["Camera", "camera_to_world", "get_rays", "focal_from_fov", "project", "box_intervals", "stratified_depths",
-           "composite", "render_rays", "render_image", "BOUND", "MAX_RESOLUTION"]
+           "composite", "render_rays", "render_image", "check_resolution", "BOUND", "MAX_RESOLUTION"]
 
 BOUND = 1.0  # objects are inside [-1, 1]^3 (shapes3d builds them inside the unit sphere, cars poke out a little)
 MAX_RESOLUTION = 256  # renders above this are refused (a 256x256 frame is already ~2M field queries)
+MAX_SAMPLES = 1024  # depths per ray
+MAX_ORBIT_FRAMES = 3600  # a turntable of 0.1 degree steps; more is a request for a huge list, not a render
 Field = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
@@ -40,19 +43,48 @@ class Camera:
     radius: float = RADIUS
     fov: float = FOV_DEG
 
+    def __post_init__(self) -> None:
+        # NaN or infinite angles would give NaN rays, i.e. a silently blank render.
+        self.azimuth = checks.number("azimuth", self.azimuth, error=StudioError)
+        self.elevation = checks.number("elevation", self.elevation, error=StudioError)
+        self.radius = checks.number("radius", self.radius, 1e-6, 1e6, error=StudioError)
+        self.fov = checks.number("fov", self.fov, 1e-3, 179.999, error=StudioError)
+
     def c2w(self) -> Tensor:
         return camera_to_world(self.azimuth, self.elevation, self.radius)
 
     def focal(self, resolution: int) -> float:
-        return focal_from_fov(self.fov, resolution)
+        return focal_from_fov(self.fov, check_resolution(resolution))
 
     def rays(self, resolution: int) -> tuple[Tensor, Tensor]:
         """Origins and unit directions [H, W, 3]."""
+        resolution = check_resolution(resolution)
         return get_rays(self.c2w(), resolution, self.focal(resolution))
+
+
+def check_resolution(resolution) -> int:
+    """A whole number of pixels in [1, MAX_RESOLUTION] (a typo like 8000 would allocate 64M rays)."""
+    if isinstance(resolution, bool) or not isinstance(resolution, int):
+        raise StudioError(f"resolution must be a positive integer; got {resolution!r}.")
+    if resolution < 1:
+        raise StudioError(f"resolution must be a positive integer; got {resolution!r}.")
+    if resolution > MAX_RESOLUTION:
+        raise StudioError(f"resolution {resolution} is above the cap of {MAX_RESOLUTION} pixels; choose a smaller one.")
+    return resolution
 
 
 def poses_to_c2w(azimuth: Tensor, elevation: Tensor, radius: float = RADIUS) -> Tensor:
     """[B] azimuths/elevations (degrees) -> [B, 4, 4] camera-to-world matrices."""
+    try:
+        if isinstance(azimuth, bool) or isinstance(elevation, bool):
+            raise TypeError
+        azimuth, elevation = torch.as_tensor(azimuth, dtype=torch.float32), torch.as_tensor(elevation, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        raise StudioError(f"Camera angles must be numbers or tensors of degrees; got {azimuth!r}, {elevation!r}.") from None
+    if azimuth.numel() != elevation.numel() or azimuth.numel() == 0:
+        raise StudioError(f"Give one elevation per azimuth; got {azimuth.numel()} azimuths and {elevation.numel()} elevations.")
+    if not (torch.isfinite(azimuth).all() and torch.isfinite(elevation).all()):
+        raise StudioError("Camera angles must be finite numbers (degrees).")
     return torch.stack([camera_to_world(float(a), float(e), radius) for a, e in zip(azimuth.flatten(), elevation.flatten())])
 
 
@@ -79,8 +111,7 @@ def box_intervals(origins: Tensor, dirs: Tensor, bound: float = BOUND) -> tuple[
 def stratified_depths(near: Tensor, far: Tensor, samples: int, generator: torch.Generator | None = None,
                       jitter: bool = True) -> Tensor:
     """``samples`` depths per ray [..., S]: one per equal bin, uniformly jittered inside it (or at bin centres)."""
-    if samples < 1:
-        raise StudioError(f"samples per ray must be at least 1; got {samples}.")
+    samples = checks.integer("samples per ray", samples, 1, MAX_SAMPLES, error=StudioError)
     u = torch.arange(samples, dtype=near.dtype, device=near.device)
     offset = (torch.rand(*near.shape, samples, generator=generator, device=near.device, dtype=near.dtype)
               if jitter else torch.full((*near.shape, samples), 0.5, device=near.device, dtype=near.dtype))
@@ -127,10 +158,11 @@ def render_image(field: Field | None, c2w: Tensor, resolution: int, samples: int
     ``render_rays_fn(origins, dirs, samples)`` replaces ``render_rays`` on ``field`` (a model's own,
     faster inference path with the same result).
     """
-    if not isinstance(resolution, int) or resolution < 1:
-        raise StudioError(f"resolution must be a positive integer; got {resolution!r}.")
-    if resolution > MAX_RESOLUTION:
-        raise StudioError(f"resolution {resolution} is above the cap of {MAX_RESOLUTION} pixels; choose a smaller one.")
+    resolution = check_resolution(resolution)
+    samples = checks.integer("samples per ray", samples, 1, MAX_SAMPLES, error=StudioError)
+    if not isinstance(c2w, Tensor) or c2w.dim() != 3 or tuple(c2w.shape[1:]) != (4, 4) or not torch.isfinite(c2w).all():
+        raise StudioError(f"c2w must be finite camera-to-world matrices [B, 4, 4]; got "
+                          f"{tuple(c2w.shape) if isinstance(c2w, Tensor) else type(c2w).__name__}.")
     b = c2w.shape[0]
     origins, dirs = get_rays(c2w, resolution, focal_from_fov(fov, resolution))
     origins, dirs = origins.reshape(b, -1, 3), dirs.reshape(b, -1, 3)
@@ -156,8 +188,11 @@ def render_image(field: Field | None, c2w: Tensor, resolution: int, samples: int
 
 def orbit_angles(frames: int, start: float = 0.0) -> list[float]:
     """Azimuths of a full turntable, wrapped to [-180, 180)."""
-    if frames < 1:
-        raise StudioError(f"An orbit needs at least one frame; got {frames}.")
+    try:
+        frames = checks.integer("frames", frames, 1, MAX_ORBIT_FRAMES, error=StudioError)
+    except StudioError:
+        raise StudioError(f"An orbit needs a whole number of frames from 1 to {MAX_ORBIT_FRAMES}; got {frames!r}.") from None
+    start = checks.number("start azimuth", start, error=StudioError)
     return [((start + 360.0 * k / frames + 180.0) % 360.0) - 180.0 for k in range(frames)]
 
 

@@ -42,14 +42,16 @@ def test_cdrl_fast_path_matches_straightforward_path(cdrl):
     fast_x, fast = _run(cdrl, True)
     assert cdrl.ebm.inp.parametrizations.weight.original.is_contiguous(memory_format=torch.channels_last)
     assert getattr(cdrl.initializer, "_studio_channels_last", False)  # the initializer follows the same policy
-    torch.testing.assert_close(fast_x, slow_x, atol=1e-5, rtol=1e-5)
+    # Channels-last kernels sum in a different (equally valid) float32 order: after 6 levels x 3 steps a
+    # pixel can differ by ~2e-5, depending on the thread count; a real divergence would be orders larger.
+    torch.testing.assert_close(fast_x, slow_x, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(fast.energy_matrix(), slow.energy_matrix(), atol=1e-3, rtol=1e-4)
     torch.testing.assert_close(fast.grad_norm_matrix(), slow.grad_norm_matrix(), atol=1e-3, rtol=1e-4)
     torch.testing.assert_close(fast.grad_sum, slow.grad_sum, atol=1e-3, rtol=1e-4)
     assert fast.frame_steps == slow.frame_steps and fast.frame_labels == slow.frame_labels
     for a, b in zip(fast.frames, slow.frames):
         assert a.device.type == "cpu" and a.is_contiguous()
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     assert fast_x.is_contiguous() and fast.grad_sum.is_contiguous()
     assert all(not p.requires_grad and p.grad is None for p in cdrl.parameters())
     # Same seeds, same samples, whichever path ran first.

@@ -50,7 +50,18 @@ _TEST_SEED_OFFSET = 10_000_000  # test objects use a disjoint id range
 
 def camera_to_world(azimuth: float | Tensor, elevation: float | Tensor, radius: float = RADIUS) -> Tensor:
     """4x4 camera-to-world matrix for a camera on the sphere looking at the origin (see module docstring)."""
-    a, e = torch.deg2rad(torch.as_tensor(azimuth, dtype=torch.float32)), torch.deg2rad(torch.as_tensor(elevation, dtype=torch.float32))
+    try:  # one finite angle each: text, lists or NaN would fail deep in torch or give a NaN (blank) camera
+        if isinstance(azimuth, bool) or isinstance(elevation, bool):
+            raise TypeError
+        a, e = (torch.as_tensor(v, dtype=torch.float32) for v in (azimuth, elevation))
+        ok = a.numel() == 1 and e.numel() == 1 and bool(torch.isfinite(a).all() and torch.isfinite(e).all())
+        ok = ok and math.isfinite(float(radius)) and float(radius) > 0
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        ok = False
+    if not ok:
+        raise StudioError(f"A camera needs one finite azimuth and elevation (degrees) and a positive radius; "
+                          f"got {azimuth!r}, {elevation!r}, {radius!r}.")
+    a, e = torch.deg2rad(a.reshape(())), torch.deg2rad(e.reshape(()))
     centre = radius * torch.stack([e.cos() * a.sin(), e.sin(), e.cos() * a.cos()])
     z = centre / centre.norm()
     up = torch.tensor([0.0, 1.0, 0.0])

@@ -14,8 +14,8 @@ import torch
 
 from ..egc import fgsm
 from ..errors import SamplingError
-from ..langevin import parse_seeds
 from ..viz import energy_figure, image_grid
+from . import limits
 from .common import cached_model, model_skeleton, user_errors
 from .masks import image_for_model
 
@@ -89,19 +89,15 @@ def classify(upload, example: str):
 def generate(class_name: str, guidance: float, steps: float, first_seed: float, n: float, progress=gr.Progress(track_tqdm=True)):
     """DDIM samples whose epsilon is minus the input gradient of logsumexp (same network), guided by log p(y|x_t)."""
     model = cached_model(EGC_NAME)
-    if n is None or not 1 <= int(n) <= MAX_SAMPLES:
-        raise SamplingError(f"Number of samples must be between 1 and {MAX_SAMPLES}; got {n}.")
-    if first_seed is None or int(first_seed) < 0 or int(first_seed) != first_seed:
-        raise SamplingError(f"Seed must be a non-negative integer; got {first_seed}.")
-    if steps is None or not 1 <= int(steps) <= 200:
-        raise SamplingError(f"DDIM steps must be between 1 and 200; got {steps}.")
-    if guidance is None or not 0 <= float(guidance) <= 20:
-        raise SamplingError(f"Guidance scale must be between 0 and 20; got {guidance}.")
-    seeds = f"{int(first_seed)}-{int(first_seed) + int(n) - 1}"
-    parse_seeds(seeds)
+    # Checked here (not by int()/float(), which crash on NaN, text or lists): the API can send anything.
+    if class_name is not None:  # None (an API call without a class) means unconditional
+        limits.choice("class", class_name, [UNCONDITIONAL, *model.config.class_names])
+    guidance = limits.number("Guidance scale", guidance, 0, 20)
+    steps = limits.integer("DDIM steps", steps, 1, min(200, model.config.num_timesteps))
+    seeds, _, _ = limits.seed_range(first_seed, n, MAX_SAMPLES)
     cls = None if class_name in (None, UNCONDITIONAL) else class_name
     start = time.perf_counter()
-    x, trace = model.generate(cls, seeds=seeds, guidance=float(guidance), steps=int(steps), progress=True)
+    x, trace = model.generate(cls, seeds=seeds, guidance=guidance, steps=steps, progress=True)
     secs = time.perf_counter() - start
     summary = [f"Seeds used: {seeds}", f"{len(trace.energies)} DDIM steps, one forward + one backward pass each, {secs:.1f} s",
                f"The same network ({model.num_parameters():,} parameters) classifies above and generated these."]
@@ -114,8 +110,7 @@ def generate(class_name: str, guidance: float, steps: float, first_seed: float, 
 @user_errors
 def attack(upload, example: str, eps: float):
     """FGSM on the same image against each classifier (white-box, its own gradient): perturbed images and top-5s."""
-    if eps is None or not 0 <= float(eps) <= 0.5:
-        raise SamplingError(f"Epsilon must be between 0 and 0.5 (in [-1, 1] units); got {eps}.")
+    eps = limits.number("Epsilon (in [-1, 1] units)", eps, 0, 0.5)
     if not _evaluator_available():
         raise SamplingError(f"The comparison needs the {EVALUATOR_NAME} checkpoint, which is not installed.")
     model, judge = cached_model(EGC_NAME), cached_model(EVALUATOR_NAME)

@@ -1,8 +1,9 @@
 """Hardening of the Gradio app against hostile or simply concurrent users (called once by ``build_app``).
 
 * Input components refuse malformed API values with a clear ``gr.Error`` (Gradio's own preprocessing
-  would fail with a generic "the upstream app raised an exception"), and uploaded images are
-  measured from their header before anything decodes them.
+  would fail with a generic "the upstream app raised an exception"), malformed file payloads (a bare
+  path string, a number) are named instead of failing Gradio's data-model check, and uploaded images
+  are measured from their header before anything decodes them.
 * ``demo.launch`` defaults to ``max_file_size=limits.MAX_UPLOAD_BYTES``.
 * Gradio writes output images into its cache non-atomically (truncate, then write) under a name
   derived from their content, so two users who get the same image at the same time (the default
@@ -49,6 +50,7 @@ def guard_inputs(demo) -> None:
             return launch(*args, **kwargs)
 
         demo.launch = launch_with_limits
+        demo.preprocess_data = _validated(demo.preprocess_data)
         demo._studio_guarded = True
     for block in list(demo.blocks.values()):
         if isinstance(block, gr.components.Component) and not getattr(block, "_studio_guarded", False):
@@ -72,7 +74,10 @@ def _guarded(block, preprocess):
     def checked(payload):
         name = _label(block)
         if numeric and (payload is not None or isinstance(block, gr.Slider)):  # a Number may be left empty
-            if isinstance(payload, bool) or not isinstance(payload, (int, float)) or not math.isfinite(payload):
+            # Python ints are exact (JSON may carry 10**400, which math.isfinite cannot convert); range
+            # checks below and in the handlers refuse the huge ones.
+            if isinstance(payload, bool) or not isinstance(payload, (int, float)) or \
+                    not (isinstance(payload, int) or math.isfinite(payload)):
                 lo, hi = getattr(block, "minimum", None), getattr(block, "maximum", None)
                 span = f" between {lo:g} and {hi:g}" if lo is not None and hi is not None else ""
                 raise gr.Error(f"'{name}' must be a number{span}; got {payload!r}.")
@@ -106,6 +111,42 @@ def _guarded(block, preprocess):
             raise gr.Error(f"The value sent for '{name}' cannot be used ({type(err).__name__}: {str(err)[:200]}).") from None
 
     return checked
+
+
+def _validated(preprocess_data):
+    """Gradio checks file payloads against the component's data model *before* ``preprocess``: a bare
+    path string, a number or a list sent for an image or file makes pydantic raise, which the client
+    sees as a generic error. Say which input it was and what to send instead."""
+    import gradio as gr
+    from pydantic import ValidationError
+
+    @functools.wraps(preprocess_data)
+    async def checked(block_fn, inputs, state, *args, **kwargs):
+        try:
+            return await preprocess_data(block_fn, inputs, state, *args, **kwargs)
+        except ValidationError as err:
+            names = [_label(block) for block, value in zip(block_fn.inputs, inputs) if _invalid(block, value)]
+            what = ", ".join(f"'{n}'" for n in names) or f"a file input ({err.title})"
+            raise gr.Error(f"The value sent for {what} is not a file: upload it and send "
+                           "{'path': ..., 'meta': {'_type': 'gradio.FileData'}} (gradio_client.handle_file does this).") from None
+
+    return checked
+
+
+def _invalid(block, value) -> bool:
+    """Whether ``value`` fails ``block``'s data model (the check Gradio makes before preprocessing)."""
+    from pydantic import ValidationError
+
+    model = getattr(block, "data_model", None)
+    if model is None or value is None:
+        return False
+    try:
+        model.model_validate(value, context={"validate_meta": True})
+    except ValidationError:
+        return True
+    except Exception:  # noqa: BLE001 - anything else is not the failure being named
+        return False
+    return False
 
 
 def _image_paths(payload) -> list[str]:

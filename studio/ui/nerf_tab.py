@@ -11,12 +11,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .. import checks
 from ..data import shapes3d
 from ..errors import SamplingError
 from ..nerf_lebm import ELEVATION_RANGE, NeRFError
 from ..render import orbit_angles
 from ..viz import image_grid
 from .common import cached_model, user_errors
+from .masks import MaskError, _frame_count, to_array
 
 LEBM_NAME, VAE_NAME = "nerf-lebm-shapes", "nerf-vae-shapes"
 EBM, GAUSSIAN = "EBM prior", "Gaussian prior"
@@ -59,7 +61,7 @@ def _prior(model, prior: str) -> str:
 
 def _seed(value) -> int:
     try:
-        ok = float(value).is_integer() and 0 <= int(value) <= MAX_SEED
+        ok = not isinstance(value, bool) and float(value).is_integer() and 0 <= int(value) <= MAX_SEED
     except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
@@ -68,19 +70,19 @@ def _seed(value) -> int:
 
 
 def _number(what: str, value, lo: float, hi: float) -> float:
-    try:
-        ok = lo <= float(value) <= hi
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise SamplingError(f"{what} must be between {lo:g} and {hi:g}; got {value}.")
-    return float(value)
+    """A finite float in [lo, hi]; None, text, booleans, NaN, infinity and ints beyond float range are refused."""
+    return checks.number(what, value, lo, hi)
+
+
+def _integer(what: str, value, lo: int, hi: int) -> int:
+    """A whole number in [lo, hi] (4.5 frames is refused rather than silently truncated)."""
+    return checks.integer(what, value, lo, hi)
 
 
 def _resolution(value) -> int:
     try:
-        res = int(value)
-    except (TypeError, ValueError):
+        res = checks.integer("Resolution", value, -2**63, 2**63)
+    except SamplingError:
         raise SamplingError(f"Resolution must be one of {RESOLUTIONS}; got {value}.") from None
     if res not in RESOLUTIONS:
         raise NeRFError(f"Resolution {res} is not offered: choose one of {RESOLUTIONS} (the cap is {max(RESOLUTIONS)}).")
@@ -89,8 +91,10 @@ def _resolution(value) -> int:
 
 def _elevation(value) -> tuple[float, str]:
     try:
+        if isinstance(value, bool):
+            raise TypeError
         e = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise SamplingError(f"Elevation must be a number; got {value}.") from None
     from ..nerf_lebm import NeRFLEBM
 
@@ -98,9 +102,15 @@ def _elevation(value) -> tuple[float, str]:
 
 
 def _latents(state) -> tuple[torch.Tensor, torch.Tensor]:
-    if not state or "z_s" not in state:
+    if not isinstance(state, dict) or "z_s" not in state:
         raise SamplingError("No object yet: press 'Sample object' or 'Infer from image' first.")
-    return torch.tensor(state["z_s"]), torch.tensor(state["z_a"])
+    try:  # the state is the server's own, but direct callers can pass anything
+        z_s, z_a = (torch.as_tensor(state[k], dtype=torch.float32) for k in ("z_s", "z_a"))
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        raise SamplingError("The object state is malformed: sample or infer an object again.") from None
+    if z_s.dim() != 2 or z_a.dim() != 2 or len(z_s) != len(z_a) or not (torch.isfinite(z_s).all() and torch.isfinite(z_a).all()):
+        raise SamplingError("The object state is malformed: sample or infer an object again.")
+    return z_s, z_a
 
 
 def _to_pil(img: torch.Tensor, size: int = DISPLAY) -> Image.Image:
@@ -203,7 +213,7 @@ def orbit(name: str, state: dict, elevation, frames, view, resolution) -> tuple:
     """A turntable GIF of the current object (``frames`` azimuths over 360 degrees)."""
     model = _model(name)
     z_s, z_a = _latents(state)
-    n = int(_number("Frames", frames, 4, MAX_FRAMES))
+    n = _integer("Frames", frames, 4, MAX_FRAMES)
     el, note = _elevation(elevation)
     res = min(_resolution(resolution), 64)  # orbits render many frames: 64 px at most keeps them quick
     images = []
@@ -220,8 +230,9 @@ def swap_grid(name: str, prior: str, seed, count, azimuth, elevation) -> tuple:
     """Shape x appearance grid: row i uses shape seed seed+i, column j appearance seed seed+j."""
     model = _model(name)
     p = _prior(model, prior)
-    s, n = _seed(seed), int(_number("Grid size", count, 2, MAX_GRID))
-    _seed(s + n - 1)
+    s, n = _seed(seed), _integer("Grid size", count, 2, MAX_GRID)
+    if s + n - 1 > MAX_SEED:
+        raise SamplingError(f"Grid seeds {s}..{s + n - 1} go past the largest seed {MAX_SEED}; choose a smaller seed.")
     seeds = list(range(s, s + n))
     shapes, apps = model.sample_shape(seeds, p), model.sample_appearance(seeds, p)
     el, note = _elevation(elevation)
@@ -265,23 +276,29 @@ def pick_example(name: str) -> tuple:
     return Image.fromarray(arr), round(az, 1), round(el, 1)
 
 
-def load_upload(path) -> torch.Tensor:
-    """Any image file -> [1, 3, 64, 64] in [0, 1]: transparency composited onto white, centre-cropped square."""
+def load_upload(path) -> tuple[torch.Tensor, list[str]]:
+    """Any image file -> ([1, 3, 64, 64] in [0, 1], notes): transparency composited onto white, centre-cropped square.
+
+    Read by ``masks.to_array``, as every other upload: the pixel count is checked before decoding,
+    16-bit images are scaled (not clipped), NaN images are refused and animated ones give their first frame."""
     try:
-        img = Image.open(path)
-        img.load()
-    except (OSError, ValueError) as err:
-        raise SamplingError(f"Could not read the uploaded image: {err}") from None
-    if img.mode in ("RGBA", "LA", "P", "PA"):
-        img = img.convert("RGBA")
-        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(bg, img)
-    img = img.convert("RGB")
-    w, h = img.size
-    side = min(w, h)
-    img = img.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
-    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-    return F.interpolate(x, size=(64, 64), mode="area" if side > 64 else "bilinear", align_corners=None if side > 64 else False).clamp(0, 1)
+        arr = to_array(path)
+    except MaskError as err:
+        raise SamplingError(str(err)) from None
+    notes = ["The animated image's first frame was used."] if _frame_count(path) > 1 else []
+    x = torch.from_numpy(arr.astype(np.float32) / 255).permute(2, 0, 1)
+    if x.shape[0] in (2, 4):  # alpha onto the white background the model was trained with
+        x = x[:-1] * x[-1:] + (1 - x[-1:])
+    x = x.expand(3, -1, -1) if x.shape[0] == 1 else x
+    h, w = x.shape[1:]
+    side = min(h, w)
+    if h != w:
+        notes.append(f"The {w}x{h} image was centre-cropped to {side}x{side}.")
+    top, left = (h - side) // 2, (w - side) // 2
+    x = x[None, :, top : top + side, left : left + side]
+    if side != 64:
+        notes.append(f"It was resized from {side}x{side} to 64x64.")
+    return F.interpolate(x, size=(64, 64), mode="area" if side > 64 else "bilinear", align_corners=None if side > 64 else False).clamp(0, 1), notes
 
 
 @user_errors
@@ -289,8 +306,9 @@ def infer_object(name: str, example: str, upload, pose_azimuth, pose_elevation, 
                  view, resolution) -> tuple:
     """Latents of the object in an uploaded (or example) view with its pose; then render it from the sliders' camera."""
     model = _model(name)
+    notes = []
     if upload:
-        x, source = load_upload(upload), "the uploaded image"
+        (x, notes), source = load_upload(upload), "the uploaded image"
     elif example:
         arr, _, _ = example_view(example)
         x, source = torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255, example
@@ -298,12 +316,12 @@ def infer_object(name: str, example: str, upload, pose_azimuth, pose_elevation, 
         raise SamplingError("Upload a 64x64 view or pick a held-out example first.")
     az_in = _number("Pose azimuth", pose_azimuth, -180, 180)
     el_in, pose_note = _elevation(pose_elevation)
-    steps = int(_number("Refinement steps", refine_steps, 0, MAX_REFINE))
+    steps = _integer("Refinement steps", refine_steps, 0, MAX_REFINE)
     z_s, z_a = model.infer(x, az_in, el_in, refine_steps=steps)
     state = _state(name, z_s, z_a, None, None, model.config.prior, "inferred")
     image, note = _render(name, state, azimuth, elevation, view, _resolution(resolution))
     how = "amortised encoder" + (f" + {steps} refinement steps" if steps else "")
-    return state, _to_pil(x[0]), image, " ".join(filter(None, [f"Inferred from {source} ({how}).", pose_note, note]))
+    return state, _to_pil(x[0]), image, " ".join(filter(None, [f"Inferred from {source} ({how}).", *notes, pose_note, note]))
 
 
 def build() -> dict:

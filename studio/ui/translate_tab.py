@@ -20,7 +20,7 @@ from ..errors import SamplingError, StudioError
 from ..metrics import psnr
 from ..viz import energy_figure, to_uint8
 from .common import cached_model, user_errors
-from .masks import image_for_model, to_array
+from .masks import _frame_count, image_for_model, to_array
 
 LETIT_NAME, CFEBM_NAME = "letit-emoji", "cfebm-emoji-t2g"
 LETIT, PIXEL = "LETIT", "CF-EBM pixel"
@@ -81,7 +81,7 @@ def methods_for(direction: str) -> list[str]:
 
 
 def _direction(value) -> str:
-    if value not in CODES:
+    if not isinstance(value, str) or value not in CODES:  # a list or dict is unhashable: no TypeError
         raise SamplingError(f"Unknown direction {value!r}: choose '{T2G}' or '{G2T}'.")
     return CODES[value]
 
@@ -146,6 +146,9 @@ def _rgb_on_white(image) -> tuple[np.ndarray, list[str]]:
 
 def _image(source, size: int) -> tuple[torch.Tensor, list[str]]:
     arr, notes = _rgb_on_white(source)
+    frames = _frame_count(source)  # read from the file: the array below no longer knows
+    if frames > 1:
+        notes.insert(0, f"The upload is animated ({frames} frames): its first frame was used.")
     x, more = image_for_model(arr, size, 3)
     return x, notes + more
 
@@ -169,8 +172,8 @@ def inputs(example, upload, code: str, size: int) -> tuple[torch.Tensor, torch.T
 
 def _in_range(what: str, value, lo: float, hi: float) -> float:
     try:
-        ok = lo <= float(value) <= hi  # False for NaN
-    except (TypeError, ValueError):
+        ok = not isinstance(value, bool) and lo <= float(value) <= hi  # False for NaN
+    except (TypeError, ValueError, OverflowError):  # OverflowError: ints beyond float range
         ok = False
     if not ok:
         raise SamplingError(f"{what} must be between {lo:g} and {hi:g}; got {value}.")
@@ -186,7 +189,7 @@ def _steps(value) -> int:
 
 def _seed(value) -> int:
     try:
-        ok = float(value).is_integer() and 0 <= int(value) <= MAX_SEED
+        ok = not isinstance(value, bool) and float(value).is_integer() and 0 <= int(value) <= MAX_SEED
     except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
