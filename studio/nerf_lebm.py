@@ -42,10 +42,53 @@ PRIORS = ("ebm", "gaussian")
 _APPEARANCE_STREAM = 0x5A5A5A5A  # appearance seeds live in a different stream from shape seeds
 # prior_trajectory's defaults: few, small renders of one pose inside the training elevations.
 TRAJECTORY_FRAMES, TRAJECTORY_RES, TRAJECTORY_POSE = 16, 32, (30.0, 25.0)
+MAX_OBJECTS = 4096  # sample_latents' n: parse_seeds' cap on a seed list
+MAX_STEPS = 10_000  # prior chain and refinement steps (prior_trajectory's cap)
+# |azimuth| in degrees: thousands of turns, where float32 still resolves 1/16 degree (1e30 is no pose).
+MAX_AZIMUTH = 1e6
+MAX_SEED = 2**63 - 1
 
 
 class NeRFError(StudioError):
     """Bad arguments for the NeRF-LEBM model (pose, resolution, image, prior)."""
+
+
+def _angles(what: str, value, n: int, limit: float = math.inf) -> Tensor:
+    """One angle, or one per object, as float32 degrees [n] (the renderer's precision), finite and |x| <= limit.
+
+    Numbers go through checks.number; lists, tuples, arrays and tensors are checked element-wise, so None,
+    text, dicts, booleans and complex values are a NeRFError rather than a TypeError from torch."""
+    try:
+        if isinstance(value, Tensor):
+            if value.is_complex() or value.dtype == torch.bool:
+                raise TypeError
+            vals = value.detach().cpu().flatten().to(torch.float32)
+        elif isinstance(value, np.ndarray):
+            if not (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)):
+                raise TypeError
+            vals = torch.as_tensor(value.astype(np.float64).ravel()).to(torch.float32)
+        elif isinstance(value, (list, tuple)):
+            vals = torch.tensor([checks.number(what, v, error=NeRFError) for v in value], dtype=torch.float32)
+        else:
+            vals = torch.tensor([checks.number(what, value, error=NeRFError)], dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError, OverflowError):  # checks.number's NeRFError too: one message for all
+        raise NeRFError(f"{what} must be a finite number of degrees, or a list/tensor of one per object; "
+                        f"got {_short(value)}.") from None
+    if vals.numel() == 1:
+        vals = vals.expand(n)
+    if vals.numel() != n:
+        raise NeRFError(f"Give one {what}, or one per object/image ({n}); got {vals.numel()}.")
+    if not torch.isfinite(vals).all():  # also float64 values beyond float32's range (1e300)
+        raise NeRFError(f"{what} must be finite degrees within float32 range; got {_short(value)}.")
+    if (vals.abs() > limit).any():
+        raise NeRFError(f"{what} must be between {-limit:g} and {limit:g} degrees; got {_short(value)}.")
+    return vals
+
+
+def _short(value) -> str:
+    """repr for an error message, cut so a long list of angles does not flood it."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass
@@ -302,6 +345,8 @@ class NeRFLEBM(nn.Module):
 
     def _sample_part(self, part: str, seeds: list[int], prior: str, steps: int | None,
                      record_every: int = 0) -> tuple[Tensor, Trace]:
+        if steps is not None:  # a huge or fractional step count would hang or fail inside the chain
+            steps = checks.integer("steps", steps, 0, MAX_STEPS, NeRFError)
         dim = self.config.shape_dim if part == "shape" else self.config.appearance_dim
         energy = self.energy_shape if part == "shape" else self.energy_appearance
         gens = [torch.Generator(device=self.device).manual_seed((s if part == "shape" else s ^ _APPEARANCE_STREAM) % 2**63)
@@ -325,10 +370,10 @@ class NeRFLEBM(nn.Module):
         """
         seed_list = parse_seeds(seeds)
         if n is not None:
-            if n < 1:
-                raise NeRFError(f"n must be at least 1; got {n}.")
+            # Capped like a seed list: a single seed with a huge n would build range(seed, seed + n).
+            n = checks.integer("n", n, 1, MAX_OBJECTS, NeRFError)
             if len(seed_list) == 1 and n > 1:
-                seed_list = list(range(seed_list[0], seed_list[0] + n))
+                seed_list = self._seed_run(seed_list[0], n)
             elif len(seed_list) != n:
                 raise NeRFError(f"Got {len(seed_list)} seeds for n = {n} objects.")
         prior = self.check_prior(prior)
@@ -357,7 +402,7 @@ class NeRFLEBM(nn.Module):
         if self.check_prior(prior) != "ebm":
             raise NeRFError("A Gaussian prior draws z ~ N(0, I) directly: it has no Langevin chain to show. "
                             "Use prior='ebm' with a checkpoint trained with an EBM prior.")
-        steps = c.prior_steps if steps is None else checks.integer("steps", steps, 0, 10_000, NeRFError)
+        steps = c.prior_steps if steps is None else checks.integer("steps", steps, 0, MAX_STEPS, NeRFError)
         record_every = checks.integer("record_every", record_every, 1, 10_000, NeRFError)
         max_frames = checks.integer("max_frames", max_frames, 2, 64, NeRFError)
         resolution = self.check_resolution(resolution)
@@ -380,16 +425,44 @@ class NeRFLEBM(nn.Module):
             segments=[("EBM prior", 0, shape_trace.num_steps)])
         return z_s, z_a, trace
 
+    @staticmethod
+    def _seed_run(first: int, n: int) -> list[int]:
+        """Seeds first..first+n-1; refused past the largest seed rather than wrapped onto other seeds."""
+        if first + n - 1 > MAX_SEED:
+            raise NeRFError(f"Seeds {first}..{first + n - 1} go past the largest seed {MAX_SEED}; choose a smaller seed.")
+        return list(range(first, first + n))
+
+    def check_latents(self, z_s, z_a) -> tuple[Tensor, Tensor]:
+        """Finite float latents z_s [B, shape_dim] and z_a [B, appearance_dim], B >= 1, on the model's device
+        and dtype (a mismatch would otherwise fail deep inside torch)."""
+        c = self.config
+        for what, z, dim in (("z_s", z_s, c.shape_dim), ("z_a", z_a, c.appearance_dim)):
+            if not isinstance(z, Tensor) or not z.is_floating_point():
+                got = f"a {z.dtype} tensor" if isinstance(z, Tensor) else type(z).__name__
+                raise NeRFError(f"{what} must be a float tensor [B, {dim}] (from sample_latents or infer); got {got}.")
+            if z.dim() != 2 or z.shape[0] < 1 or z.shape[1] != dim:
+                raise NeRFError(f"{what} must have shape [B, {dim}] with B >= 1; got {tuple(z.shape)}.")
+            if not torch.isfinite(z).all():
+                raise NeRFError(f"{what} contains non-finite values.")
+        if z_s.shape[0] != z_a.shape[0]:
+            raise NeRFError(f"z_s and z_a must hold the same number of objects; got {z_s.shape[0]} and {z_a.shape[0]}.")
+        dtype = next(self.parameters()).dtype
+        return z_s.to(self.device, dtype), z_a.to(self.device, dtype)
+
     def resample(self, z_s: Tensor, z_a: Tensor, part: str, seeds, prior: str | None = None) -> tuple[Tensor, Tensor]:
         """Replace only the shape (``part="shape"``) or only the appearance latents; the other is returned as is."""
+        z_s, z_a = self.check_latents(z_s, z_a)
+        if part not in ("shape", "appearance"):
+            raise NeRFError(f"part must be 'shape' or 'appearance'; got {part!r}.")
         seeds = parse_seeds(seeds)
-        if len(seeds) == 1 and z_s.shape[0] > 1:
-            seeds = list(range(seeds[0], seeds[0] + z_s.shape[0]))
+        b = z_s.shape[0]
+        if len(seeds) == 1 and b > 1:
+            seeds = self._seed_run(seeds[0], b)
+        elif len(seeds) != b:  # the new latents must pair with the kept ones
+            raise NeRFError(f"Got {len(seeds)} seeds for {b} objects: give one seed, or one per object.")
         if part == "shape":
             return self.sample_shape(seeds, prior), z_a
-        if part == "appearance":
-            return z_s, self.sample_appearance(seeds, prior)
-        raise NeRFError(f"part must be 'shape' or 'appearance'; got '{part}'.")
+        return z_s, self.sample_appearance(seeds, prior)
 
     # ------------------------------------------------------------------ rendering
 
@@ -397,9 +470,14 @@ class NeRFLEBM(nn.Module):
     def clamp_elevation(elevation: float) -> tuple[float, str]:
         """Clamp to the training range; the note says so (poses outside it were never seen)."""
         lo, hi = ELEVATION_RANGE
-        e = float(elevation)
+        try:  # None, text, lists and dicts are refused like NaN; any finite value is clamped below
+            if isinstance(elevation, bool):
+                raise TypeError
+            e = float(elevation)
+        except (TypeError, ValueError, OverflowError):
+            e = math.nan
         if not math.isfinite(e):
-            raise NeRFError(f"elevation must be a finite number; got {elevation!r}.")
+            raise NeRFError(f"elevation must be a finite number of degrees; got {elevation!r}.")
         if e < lo or e > hi:
             clamped = min(max(e, lo), hi)
             return clamped, f"Elevation {e:g} is outside the training range {lo:g}..{hi:g} degrees; clamped to {clamped:g}."
@@ -414,13 +492,8 @@ class NeRFLEBM(nn.Module):
         return int(resolution)
 
     def _poses(self, n: int, azimuth, elevation) -> tuple[Tensor, list[str]]:
-        az = torch.as_tensor(azimuth, dtype=torch.float32).flatten()
-        el = torch.as_tensor(elevation, dtype=torch.float32).flatten()
-        az, el = (az.expand(n) if az.numel() == 1 else az), (el.expand(n) if el.numel() == 1 else el)
-        if az.numel() != n or el.numel() != n:
-            raise NeRFError(f"Give one azimuth/elevation, or one per object ({n}).")
-        if not torch.isfinite(az).all():
-            raise NeRFError("azimuth must be finite.")
+        az = _angles("azimuth", azimuth, n, MAX_AZIMUTH)
+        el = _angles("elevation", elevation, n)  # any finite elevation: clamped below, with a note
         notes, c2w = [], []
         for a, e in zip(az.tolist(), el.tolist()):
             e, note = self.clamp_elevation(e)
@@ -439,10 +512,9 @@ class NeRFLEBM(nn.Module):
         ``skip_empty`` skips samples in cells of a 32^3 occupancy grid with no density (see ``occupancy``).
         """
         resolution = self.check_resolution(resolution)
-        if z_s.dim() != 2 or z_a.dim() != 2 or z_s.shape[0] != z_a.shape[0]:
-            raise NeRFError("z_s and z_a must be [B, dim] batches of the same size.")
+        z_s, z_a = self.check_latents(z_s, z_a)
         c2w, notes = self._poses(z_s.shape[0], azimuth, elevation)
-        state = self.field_state(z_s.to(self.device), z_a.to(self.device))
+        state = self.field_state(z_s, z_a)
         occ = self.occupancy(state) if skip_empty else None
         out = render_image(None, c2w, resolution, samples or self.config.samples, chunk,
                            render_rays_fn=lambda o, d, n: self._render_chunk(state, o, d, n, occ))
@@ -452,8 +524,7 @@ class NeRFLEBM(nn.Module):
     def orbit(self, z_s: Tensor, z_a: Tensor, frames: int = 24, elevation: float = 25.0, resolution: int = 64,
               start_azimuth: float = 0.0, samples: int | None = None) -> Tensor:
         """Turntable frames [F, B, 3, H, W] (azimuth sweeps 360 degrees at a fixed elevation)."""
-        if frames > 360:
-            raise NeRFError(f"At most 360 orbit frames; got {frames}.")
+        frames = checks.integer("frames", frames, 1, 360, NeRFError)  # before any render: a bad count fails fast
         return torch.stack([self.render(z_s, z_a, a, elevation, resolution, samples)["rgb"]
                             for a in orbit_angles(frames, start_azimuth)])
 
@@ -467,6 +538,10 @@ class NeRFLEBM(nn.Module):
             images = images[None]
         if images.dim() != 4 or images.shape[1] not in (1, 3, 4):
             raise NeRFError(f"images must be [B, 3, H, W]; got {tuple(images.shape)}.")
+        if images.is_complex():  # .float() would silently drop the imaginary part
+            raise NeRFError(f"images must hold real numbers; got {images.dtype}.")
+        if min(images.shape[0], images.shape[2], images.shape[3]) < 1:  # nothing to resize or encode
+            raise NeRFError(f"images must hold at least one image of at least 1x1 pixels; got {tuple(images.shape)}.")
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
         if x.shape[1] == 4:  # composite RGBA onto the white background the model was trained with
             x = x[:, :3] * x[:, 3:] + (1 - x[:, 3:])
@@ -496,16 +571,12 @@ class NeRFLEBM(nn.Module):
         c = self.config
         x = self.check_images(images)
         n = x.shape[0]
-        az = torch.as_tensor(azimuth, dtype=torch.float32).flatten().expand(n) if torch.as_tensor(azimuth).numel() == 1 \
-            else torch.as_tensor(azimuth, dtype=torch.float32).flatten()
-        el_in = torch.as_tensor(elevation, dtype=torch.float32).flatten()
-        el = el_in.expand(n) if el_in.numel() == 1 else el_in
-        el = torch.tensor([self.clamp_elevation(e)[0] for e in el.tolist()])
+        # One pose for all images, or one per image, checked like render's before anything runs.
+        az = _angles("azimuth", azimuth, n, MAX_AZIMUTH)
+        el = torch.tensor([self.clamp_elevation(e)[0] for e in _angles("elevation", elevation, n).tolist()])
+        steps = c.refine_steps if refine_steps is None else checks.integer("refine_steps", refine_steps, 0, MAX_STEPS, NeRFError)
         with torch.no_grad():
             mu, _ = self.encode(x, az.to(self.device), el.to(self.device))
-        steps = c.refine_steps if refine_steps is None else int(refine_steps)
-        if steps < 0:
-            raise NeRFError(f"refine_steps must be >= 0; got {steps}.")
         trace = Trace()
         if steps:
             res = c.refine_res

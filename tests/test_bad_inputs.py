@@ -9,9 +9,9 @@ its first frame, a mask of the wrong size is resized), never a crash or a hung w
 parameters are fuzzed with hypothesis. Every distinct bad input tried is recorded; the count is
 printed at the end and written to ``runs/reports/bad_inputs.json``.
 
-``test_pending_fixes_outside_this_change`` (xfail) lists inputs that still end in a TypeError or
-RuntimeError inside ``studio/nerf_lebm.py`` (direct library calls only: the tab checks them first) and
-one in ``saliency_tab``; it passes once those are fixed.
+``test_nerf_and_saliency_library_bad_inputs`` covers direct calls into ``studio/nerf_lebm.py`` that the
+NeRF tab checks before they reach the library, ``saliency_tab``'s opacity, and the animation note of an
+emoji-domain upload.
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ from studio.render import Camera, camera_to_world, orbit_angles, poses_to_c2w, r
 from studio.ui import (cdrl_tab, cfebm_tab, coopflow_tab, egc_tab, inpaint_tab, limits, masks, models_tab, nerf_tab, playground,
                        saliency_tab, trajectory_tab, translate_tab)
 from studio.ui.common import cached_model
+from studio.ui.inputs import model_input
 
 from conftest import serve_app_client
 from test_app_cfebm import save_tiny_cfebms
@@ -440,7 +441,7 @@ def test_saliency_endpoints(client, files):
         remote_corrected(client, f"inpaint upload {name}", *SALIENCY_OK[:3], handle_file(files[name]), *SALIENCY_OK[4:],
                          api="/saliency", note=note)
         remote_corrected(client, f"LETIT upload {name}", "letit-emoji", "translate", 0, handle_file(files[name]), *SALIENCY_OK[4:],
-                         api="/saliency", note="resized")
+                         api="/saliency", note=note)
     remote_corrected(client, "index 2.5 (a gr.Number rounds it)", *SALIENCY_OK[:2], 2.5, *SALIENCY_OK[3:], api="/saliency",
                      note="image #2")
     remote_corrected(client, "index 10**9 for generate (which takes no image)", "cfebm-fmnist", "generate", 10**9, None,
@@ -455,7 +456,7 @@ def test_saliency_endpoints(client, files):
         remote_corrected(client, f"cdrl-fmnist upload {name}", "cdrl-fmnist", 0, handle_file(files[name]), 0.6,
                          api="/disagreement", note=note)
         remote_corrected(client, f"letit-emoji upload {name}", "letit-emoji", 0, handle_file(files[name]), 0.6,
-                         api="/disagreement", note="resized")
+                         api="/disagreement", note=note)
     for label, value in [("7", 7), ("None", None), ("10**400", HUGE)]:
         remote_refused(client, f"opacity {label} after a map", value, api="/disagreement_opacity")
     _healthy(client)
@@ -820,12 +821,12 @@ def test_new_tab_functions_with_nan_and_infinity(client, files):
     for name, note in UPLOAD_CORRECTED.items():
         corrected(f"nerf_tab.load_upload {name}", nt.load_upload, files[name], note=note)
     refused("nerf_tab.load_upload missing file", nt.load_upload, "not/a/file.png")
-    # saliency_tab takes True as 1 in a direct call (the API refuses booleans for numbers).
-    _messy_calls("saliency_tab.saliency", saliency_tab.saliency, SALIENCY_OK, {5: ("seed", _is(0, True)), 6: ("opacity", _is(0, True))})
+    # Seed and opacity refuse booleans as the API does; the example index still takes True as 1 in a direct call.
+    _messy_calls("saliency_tab.saliency", saliency_tab.saliency, SALIENCY_OK, {5: ("seed", _is(0)), 6: ("opacity", _is(0))})
     _messy_calls("saliency_tab.disagreement", saliency_tab.disagreement, DISAGREEMENT_OK, {
-        1: ("index", _is(0, True)), 3: ("opacity", _is(0, True))})
+        1: ("index", _is(0, True)), 3: ("opacity", _is(0))})
     for v in MESSY:
-        if not _is(0, True)(v):
+        if not _is(0)(v):
             refused(f"saliency_tab.rerender opacity={v!r}", saliency_tab.rerender, {"input": torch.zeros(1, 32, 32),
                     "output": torch.zeros(1, 32, 32), "saliency": torch.zeros(32, 32)}, v)
     refused("saliency_tab.rerender no state", saliency_tab.rerender, None, 0.5)
@@ -993,9 +994,8 @@ def test_nerf_library(client):
     refused("NeRFLEBM.infer refine_steps -1", nerf.infer, torch.zeros(1, 3, 64, 64), refine_steps=-1)
 
 
-# Inputs that still end in a TypeError/RuntimeError inside studio/nerf_lebm.py and studio/ui/saliency_tab.py
-# (edited elsewhere at the time of writing): listed so the fix is checked as soon as it lands.
-def _pending():
+# Inputs that used to end in a TypeError/RuntimeError inside studio/nerf_lebm.py and studio/ui/saliency_tab.py.
+def _library_cases():
     nerf = studio.load("nerf-lebm-shapes")
     z_s, z_a = nerf.sample_latents(1)
     x = torch.zeros(1, 3, 64, 64)
@@ -1015,16 +1015,20 @@ def _pending():
     cases += [(f"NeRFLEBM.render latents {label}", nerf.render, z, {"resolution": 8}) for label, z in
               [("of the wrong size", (torch.zeros(1, 3), z_a)), ("numpy", (np.zeros((1, 8)), z_a)), ("None", (None, z_a)),
                ("integer", (z_s.long(), z_a.long())), ("empty", (z_s[:0], z_a[:0]))]]
-    cases += [("NeRFLEBM.resample latents None", nerf.resample, (None, z_a, "shape", "0"), {}),
+    cases += [("NeRFLEBM.sample_latents one seed, n past the largest seed", nerf.sample_latents, (2,), {"seeds": [2**63 - 1]}),
+              ("NeRFLEBM.resample latents None", nerf.resample, (None, z_a, "shape", "0"), {}),
+              ("NeRFLEBM.resample 3 seeds for 1 object", nerf.resample, (z_s, z_a, "shape", "0-2"), {}),
+              ("saliency_tab._opacity True", saliency_tab._opacity, (True,), {}),
+              ("saliency_tab._seed True", saliency_tab._seed, (True,), {}),
               ("saliency_tab._opacity 10**400", saliency_tab.rerender, ({"input": torch.zeros(1, 8, 8), "output": torch.zeros(1, 8, 8),
                                                                           "saliency": torch.zeros(8, 8)}, HUGE), {})]
     return cases
 
 
-@pytest.mark.xfail(reason="needs the fixes described in its cases (studio/nerf_lebm.py, saliency_tab._opacity)", strict=False)
-def test_pending_fixes_outside_this_change(client):
+def test_nerf_and_saliency_library_bad_inputs(client, files):
+    """Direct calls the tabs check first (NeRF-LEBM poses, latents, counts; saliency seed/opacity): a clear error each."""
     unclear = []
-    for label, fn, args, kwargs in _pending():
+    for label, fn, args, kwargs in _library_cases():
         try:
             fn(*args, **kwargs)
             unclear.append(f"{label}: accepted")
@@ -1034,6 +1038,10 @@ def test_pending_fixes_outside_this_change(client):
         except Exception as err:  # noqa: BLE001 - what is being listed
             unclear.append(f"{label}: {type(err).__name__}: {str(err)[:80]}")
     assert not unclear, "\n".join(unclear)
+    # An emoji-domain upload is decoded before it is resized: the first-frame note must still come through.
+    _, _, notes = corrected("inputs.model_input emoji animated GIF", model_input, {"image_size": 16, "channels": 3}, 0,
+                            files["animated GIF"], "twitter", note="first frame")
+    assert sum("first frame" in n for n in notes) == 1, notes
 
 # -- property-based fuzzing of numeric parameters ----------------------------------------------------
 

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .. import checks
 from ..errors import SamplingError
 from ..viz import energy_figure, latent_shift_figure, pixel_map, saliency_overlay, to_uint8
 from .common import cached_model, user_errors
@@ -246,23 +247,16 @@ def available() -> bool:
 
 
 def _seed(value) -> int:
+    # checks.integer refuses booleans (True is not seed 1), 2.5 and 10**400; the tab keeps its own wording.
     try:
-        ok = float(value).is_integer() and 0 <= int(value) <= MAX_SEED
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise SamplingError(f"Seed must be an integer between 0 and 2**63 - 1; got {value}.")
-    return int(value)
+        return checks.integer("Seed", value, 0, MAX_SEED)
+    except SamplingError:
+        raise SamplingError(f"Seed must be an integer between 0 and 2**63 - 1; got {value}.") from None
 
 
 def _opacity(value) -> float:
-    try:
-        ok = 0.0 <= float(value) <= 1.0  # False for NaN
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise SamplingError(f"Opacity must be between 0 and 1; got {value}.")
-    return float(value)
+    # checks.number refuses booleans, NaN and ints beyond float range (10**400 overflows float()).
+    return checks.number("Opacity", value, 0.0, 1.0)
 
 
 def _big(image: Tensor | Image.Image) -> Image.Image:
