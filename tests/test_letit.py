@@ -231,6 +231,12 @@ def test_ebm_stages_both_directions_resume_and_one_export(ae_stage):
         r = final.translate(x, d, seeds="0-1", record_every=1)
         assert r.outputs.shape == x.shape and len(r.frames) == 3
     assert "EBMs trained: t2g, g2t" in (out / "README.md").read_text()
+    # A new run (not --resume) from the exported t2g EBM continues it: the stage counts both runs.
+    more = _launch("train/letit.py", [*[a if a != str(run_dir) else str(run_dir) + "-more" for a in common], "--stage", "ebm",
+                                      "--direction", "t2g", "--set", "train.ebm.steps=1"], env)
+    assert more.returncode == 0, more.stderr[-3000:]
+    stage = studio.load(out).checkpoint.extra["stages"]["ebm_t2g"]
+    assert stage["steps"] == 4 and [r["steps"] for r in stage["runs"]] == [3, 1]
 
 
 def test_chosen_translate_steps_become_the_default_and_the_rule_keeps_content():
@@ -269,3 +275,13 @@ def test_shipped_letit_translates_the_held_out_examples_towards_the_true_drawing
         print(f"letit-emoji {direction}: PSNR gain {gain:.3f} dB, target style {float(score):.3f} (input {float(score_in):.3f})")
         assert gain > 0
         assert score > 0.5 and score > score_in + 0.4
+
+
+def test_a_continued_ebm_stage_records_the_cost_of_every_run():
+    from train.letit import continued_stage
+
+    first = {"seconds": 100.0, "steps": 50, "encode_seconds": 2.0, "command": "c"}
+    second = continued_stage(first, {"seconds": 30.0, "steps": 20, "encode_seconds": 1.0, "command": "c"})
+    assert (second["seconds"], second["steps"], len(second["runs"])) == (130.0, 70, 2)
+    third = continued_stage(second, {"seconds": 5.0, "steps": 4, "encode_seconds": 1.0, "command": "c"})
+    assert (third["seconds"], third["steps"], [r["steps"] for r in third["runs"]]) == (135.0, 74, [50, 20, 4])

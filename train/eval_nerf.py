@@ -122,6 +122,8 @@ def evaluate_nerf_lebm(model: NeRFLEBM, samples: int, seed: int, objects: int = 
         kept = {k: v for k, v in earlier.items() if not (k.startswith("nerf_vae_") or (is_ebm and k == "fd_gaussian_prior"))}
         if is_ebm:
             kept.update(baseline_metrics(n_fd, objects))
+        # Render time belongs to the machine and its load, not to the weights: always measured afresh.
+        kept["seconds_per_view_64"] = render_seconds(model)
         return {**kept, "reused_earlier_metrics": True}
     data = test_objects()
     judge = studio.load("evaluator-shapes3d")

@@ -244,6 +244,13 @@ def train_autoencoder(args, cfg: LETITRunConfig, acc) -> None:
 # ----------------------------------------------------------------------------- stage 2: latent EBM
 
 
+def continued_stage(earlier: dict, new: dict) -> dict:
+    """One EBM stage record for a run that continued an exported EBM: total seconds and steps, and each run."""
+    runs = earlier.get("runs") or [{k: earlier[k] for k in ("seconds", "steps", "command") if k in earlier}]
+    runs = [*runs, {k: new[k] for k in ("seconds", "steps", "command")}]
+    return {**new, "seconds": round(sum(r["seconds"] for r in runs), 1), "steps": sum(r["steps"] for r in runs), "runs": runs}
+
+
 def base_checkpoint(args, cfg: LETITRunConfig, root: Path) -> Path:
     """Where the frozen autoencoder (and any EBM already trained) comes from; see the module docstring."""
     export_dir = Path(args.export_dir or checkpoints_dir() / cfg.name)
@@ -288,6 +295,8 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
     encode_seconds = time.time() - t0
 
     model = LETIT(ebm_config(cfg, base)).to(acc.device)
+    # Starting from a base that already has this direction's EBM continues its training (fresh optimiser).
+    continued = direction in base.trained_directions and model.config.ebm_width == base.config.ebm_width
     if model.config.ebm_width == base.config.ebm_width:
         model.load_state_dict(base.state_dict())
     else:  # a new EBM architecture: keep the autoencoder, start both EBMs afresh
@@ -306,6 +315,8 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
         raise ConfigError(f"The autoencoder in {base_dir} is not the one this EBM run started with; "
                           "start the EBM stage again without --resume.")
     run.state.extra.update({"ae_fingerprint": fingerprint, "direction": direction})
+    if not run.resumed:  # what this run continues is fixed when it starts (the base's record may change later)
+        run.state.extra["continues"] = base.checkpoint.extra.get("stages", {}).get(f"ebm_{direction}") if continued else None
     if not run.resumed:
         run.state.elapsed = encode_seconds  # the one-off encoding is part of the stage's cost
     seed, rank = cfg.train.seed + (0 if direction == "t2g" else 1), acc.process_index
@@ -350,9 +361,11 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
     final.load_state_dict(model.state_dict())  # autoencoder + the other direction's EBM as in the base
     final.ebms[direction].load_state_dict(ema.shadow.state_dict())
     seconds = run.elapsed()
-    stages = {**base.checkpoint.extra.get("stages", {}),
-              f"ebm_{direction}": {"seconds": round(seconds, 1), "steps": run.state.step, "encode_seconds": round(encode_seconds, 1),
-                                   "command": f"accelerate launch train/letit.py --config {args.config} --stage ebm --direction {direction}"}}
+    stage = {"seconds": round(seconds, 1), "steps": run.state.step, "encode_seconds": round(encode_seconds, 1),
+             "command": f"accelerate launch train/letit.py --config {args.config} --stage ebm --direction {direction}"}
+    if run.state.extra.get("continues"):  # this run started from an exported EBM: the stage's cost is both runs
+        stage = continued_stage(run.state.extra["continues"], stage)
+    stages = {**base.checkpoint.extra.get("stages", {}), f"ebm_{direction}": stage}
     extra = {"stages": stages, "ae_fingerprint": fingerprint, "data": base.checkpoint.extra.get("data", {"name": "emoji"})}
     path = export(cfg.name, final, model_card(cfg.name, final, stages), wall_seconds=seconds, steps=run.state.step,
                   export_dir=args.export_dir, extra=extra)
@@ -380,7 +393,13 @@ def model_card(name: str, model: LETIT, stages: dict) -> ModelCard:
     lines = [f"- `{d}`: T = {v['steps']} steps, step_size = {v['step_size']}, noise_std = {v['noise']} (as trained)"
              for d, v in c.directions.items()]
     rows = "\n".join(f"| {a} | {b:,} | {p} dB |" for a, b, p in LATENT_ROWS)
-    times = "\n".join(f"- {k}: {v['steps']} steps, {v['seconds'] / 60:.1f} min (`{v['command']}`)" for k, v in stages.items())
+    def stage_line(k: str, v: dict) -> str:
+        line = f"- {k}: {v['steps']} steps, {v['seconds'] / 60:.1f} min (`{v['command']}`)"
+        if len(v.get("runs", [])) > 1:  # later runs continued from the exported EBM (same command, fresh optimiser)
+            line += "; " + ", then ".join(f"{r['steps']} steps in {r['seconds'] / 60:.1f} min" for r in v["runs"])
+        return line
+
+    times = "\n".join(stage_line(k, v) for k, v in stages.items())
     body = f"""Autoencoder: 64x64 RGB -> a {'x'.join(map(str, c.latent_shape))} latent (widths {c.ae_widths}, residual blocks {c.ae_blocks}),
 trained on both styles with noisy codes; latents are normalised per channel. Latent EBMs (conv nets, SiLU, no
 normalisation, width {c.ebm_width}), one per direction; the exported weights are EMAs. Trained directions:
