@@ -387,19 +387,24 @@ of every translation, so the map was chosen, with a small conv EBM on it (the pa
 LATENT_ROWS = [("16x16x8 map", 2048, 20.6), ("8x8x16 map", 1024, 17.7), ("256-d vector (8x8x32 map -> linear)", 256, 15.0)]
 
 
+def stage_lines(stages: dict) -> str:
+    """The card's "Stages:" list: each stage's steps, minutes and command (and its runs, if continued)."""
+    lines = []
+    for k, v in stages.items():
+        line = f"- {k}: {v['steps']} steps, {v['seconds'] / 60:.1f} min (`{v['command']}`)"
+        if len(v.get("runs", [])) > 1:  # later runs continued from the exported EBM (same command, fresh optimiser)
+            line += "; " + ", then ".join(f"{r['steps']} steps in {r['seconds'] / 60:.1f} min" for r in v["runs"])
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def model_card(name: str, model: LETIT, stages: dict) -> ModelCard:
     c = model.config
     trained = model.trained_directions
     lines = [f"- `{d}`: T = {v['steps']} steps, step_size = {v['step_size']}, noise_std = {v['noise']} (as trained)"
              for d, v in c.directions.items()]
     rows = "\n".join(f"| {a} | {b:,} | {p} dB |" for a, b, p in LATENT_ROWS)
-    def stage_line(k: str, v: dict) -> str:
-        line = f"- {k}: {v['steps']} steps, {v['seconds'] / 60:.1f} min (`{v['command']}`)"
-        if len(v.get("runs", [])) > 1:  # later runs continued from the exported EBM (same command, fresh optimiser)
-            line += "; " + ", then ".join(f"{r['steps']} steps in {r['seconds'] / 60:.1f} min" for r in v["runs"])
-        return line
-
-    times = "\n".join(stage_line(k, v) for k, v in stages.items())
+    times = stage_lines(stages)
     body = f"""Autoencoder: 64x64 RGB -> a {'x'.join(map(str, c.latent_shape))} latent (widths {c.ae_widths}, residual blocks {c.ae_blocks}),
 trained on both styles with noisy codes; latents are normalised per channel. Latent EBMs (conv nets, SiLU, no
 normalisation, width {c.ebm_width}), one per direction; the exported weights are EMAs. Trained directions:
