@@ -38,12 +38,14 @@ def default_threads(jobs: int = 1) -> int:
     return max(1, free // max(1, jobs))
 
 
-def configure_threads(jobs: int = 1) -> int:
+def configure_threads(jobs: int = 1, dedicated: bool = False) -> int:
     """Set torch's intra-op threads for inference and return the count.
 
     An explicit setting wins: ``STUDIO_THREADS=n``, else ``OMP_NUM_THREADS`` (which torch has already
     applied). Otherwise ``default_threads(jobs)``: on a dedicated machine all cores shared among
-    ``jobs`` concurrent requests, on a shared one only the cores not already busy.
+    ``jobs`` concurrent requests, on a shared one only the cores not already busy. ``dedicated=True``
+    (benchmarks) takes every usable core whatever the load average says: it lags a minute behind, so
+    right after other work it would hide cores that are free again.
     """
     env = os.environ.get("STUDIO_THREADS", "").strip()
     if env:
@@ -53,7 +55,7 @@ def configure_threads(jobs: int = 1) -> int:
     elif os.environ.get("OMP_NUM_THREADS", "").strip():
         return torch.get_num_threads()
     else:
-        n = default_threads(jobs)
+        n = max(1, usable_cores() // max(1, jobs)) if dedicated else default_threads(jobs)
     torch.set_num_threads(n)
     return n
 

@@ -182,6 +182,7 @@ def test_thread_policy(monkeypatch):
         assert runtime.default_threads(jobs=2) == 3 and runtime.default_threads() == 6
         monkeypatch.setattr(runtime, "busy_cores", lambda: 9)
         assert runtime.configure_threads(jobs=2) == 1 == torch.get_num_threads()  # a saturated machine: one thread
+        assert runtime.configure_threads(dedicated=True) == 8  # a benchmark ignores the (lagging) load average
         monkeypatch.setenv("STUDIO_THREADS", "2")
         assert runtime.configure_threads(jobs=4) == 2
         monkeypatch.setenv("STUDIO_THREADS", "two")
