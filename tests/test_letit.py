@@ -258,9 +258,9 @@ def test_chosen_translate_steps_become_the_default_and_the_rule_keeps_content():
 def test_shipped_letit_translates_the_held_out_examples_towards_the_true_drawing():
     """Issue 6's bars at a small count (the 20 held-out pairs of assets/examples, seeds 0-19), with the default
     sampler: in both directions the output is closer to the true drawing than the untranslated input, and the
-    evaluator's probability of the target style rises far above the input's. Measured at export: t2g 11.29 vs
-    11.11 dB, style 0.59 (input 0.10); g2t 11.74 vs 11.11 dB, style 0.75 (input 0.02). The 0.8 style bar of
-    the issue is *not* met (0.60 / 0.72 on the 512 test pairs), so it is not asserted here."""
+    evaluator's probability of the target style reaches 0.8. Measured: t2g +0.10 dB, style 0.89 (input 0.10);
+    g2t +0.41 dB, style 0.85 (input 0.02). On all 512 test pairs (train.evaluate) t2g's PSNR is 0.12 dB *below*
+    the input's (11.52 vs 11.64), so this small-count check is weaker than the card's measurement."""
     from studio.metrics import psnr
     from test_shipped_models import _emoji_examples
 
@@ -274,7 +274,7 @@ def test_shipped_letit_translates_the_held_out_examples_towards_the_true_drawing
         gain = float(psnr(out, target).mean() - psnr(source, target).mean())
         print(f"letit-emoji {direction}: PSNR gain {gain:.3f} dB, target style {float(score):.3f} (input {float(score_in):.3f})")
         assert gain > 0
-        assert score > 0.5 and score > score_in + 0.4
+        assert score >= 0.8 and score > score_in + 0.4
 
 
 def test_a_continued_ebm_stage_records_the_cost_of_every_run():
