@@ -61,28 +61,6 @@ def _assert_split(traced: dict, expected: list[list[float]]) -> None:
         assert r0 + r1 == rows  # ... and together they are exactly the global batch, in order
 
 
-def test_cdrl_two_processes_stay_in_sync_and_split_the_batch(tmp_path, fmnist_dir, monkeypatch):
-    run_dir, out = tmp_path / "run", tmp_path / "ckpt"
-    steps = 4
-    _launch_two("train/cdrl.py", ["--config", "train/configs/cdrl_fmnist.yaml", "--set", "model.ebm_width=4",
-                                  "--set", "model.init_width=4", "--set", "model.temb_dim=16", "--set", "model.langevin_steps=2",
-                                  "--set", f"train.batch_size={BATCH}", "--set", "train.save_every=2", "--set", "train.warmup=1",
-                                  "--set", f"train.steps={steps}", "--run-dir", str(run_dir), "--export-dir", str(out)], fmnist_dir)
-    info = json.loads((run_dir / "run.json").read_text())
-    replicas = info["extra"]["replicas"]
-    assert info["step"] == steps and replicas["processes"] == 2
-    assert replicas["checksums"][0] == replicas["checksums"][1]  # identical parameters after N steps, bit for bit
-
-    from studio.data.fashion_mnist import load_fashion_mnist
-
-    monkeypatch.setenv("FASHION_MNIST_DIR", str(fmnist_dir))
-    data = load_fashion_mnist("train")
-    batches = infinite_batches((data.images, data.labels), BATCH, 0)  # what one process would train on (seed 0)
-    expected = [[round(v, 4) for v in next(batches)[0].flatten(1).double().sum(1).tolist()] for _ in range(steps)]
-    _assert_split(_traced(run_dir), expected)
-    assert studio.load(out).checkpoint.extra["training"]["steps"] == steps
-
-
 def test_cfebm_two_processes_stay_in_sync_across_a_stage_boundary(tmp_path, fmnist_dir, monkeypatch):
     """CF-EBM grows its network between stages, so its DDP wrapper is rebuilt; replicas must agree throughout."""
     run_dir, out = tmp_path / "run", tmp_path / "ckpt"
@@ -105,23 +83,25 @@ def test_cfebm_two_processes_stay_in_sync_across_a_stage_boundary(tmp_path, fmni
     assert studio.load(out).config.resolution == 16
 
 
-# Tiny EGC and CoopFlow runs: both draw the global batch from infinite_batches(seed 0) and split it.
+# Tiny CDRL, EGC and CoopFlow runs: each draws the global batch from infinite_batches(seed 0) and splits it.
 TINY_RUNS = {
+    "cdrl": ("train/cdrl.py", "train/configs/cdrl_fmnist.yaml",
+             {"model.ebm_width": 4, "model.init_width": 4, "model.temb_dim": 16, "model.langevin_steps": 2, "train.warmup": 1}),
     "egc": ("train/egc.py", "train/configs/egc_fmnist.yaml",
             {"model.widths": "[4, 8]", "model.feat_dim": 4, "model.emb_dim": 16, "train.eval_every": 0, "train.warmup": 1,
-             "train.val_images": 8}),
+             "train.val_images": 8, "train.threads": 1}),
     "coopflow": ("train/coopflow.py", "train/configs/coopflow_fmnist.yaml",
                  {"model.flow_steps": 1, "model.flow_hidden": 8, "model.ebm_width": 2, "model.ebm_head": 4,
-                  "model.langevin_steps": 2, "train.pretrain_steps": 1, "train.warmup_steps": 1}),
+                  "model.langevin_steps": 2, "train.pretrain_steps": 1, "train.warmup_steps": 1, "train.threads": 1}),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(TINY_RUNS))
-def test_egc_and_coopflow_two_processes_stay_in_sync_and_split_the_batch(tmp_path, fmnist_dir, monkeypatch, kind):
+def test_two_processes_stay_in_sync_and_split_the_batch(tmp_path, fmnist_dir, monkeypatch, kind):
     script, config, sets = TINY_RUNS[kind]
     run_dir, out = tmp_path / "run", tmp_path / "ckpt"
     steps = 4  # CoopFlow: one flow-only step, one EBM warm-up step, then two cooperative steps
-    sets = {**sets, "train.batch_size": BATCH, "train.save_every": 2, "train.threads": 1, "train.steps": steps}
+    sets = {**sets, "train.batch_size": BATCH, "train.save_every": 2, "train.steps": steps}
     _launch_two(script, ["--config", config, *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")],
                          "--run-dir", str(run_dir), "--export-dir", str(out)], fmnist_dir)
     info = json.loads((run_dir / "run.json").read_text())
@@ -133,7 +113,7 @@ def test_egc_and_coopflow_two_processes_stay_in_sync_and_split_the_batch(tmp_pat
 
     monkeypatch.setenv("FASHION_MNIST_DIR", str(fmnist_dir))
     data = load_fashion_mnist("train")
-    batches = infinite_batches((data.images, data.labels) if kind == "egc" else (data.images,), BATCH, 0)
+    batches = infinite_batches((data.images,) if kind == "coopflow" else (data.images, data.labels), BATCH, 0)
     expected = [[round(v, 4) for v in next(batches)[0].flatten(1).double().sum(1).tolist()] for _ in range(steps)]
     _assert_split(_traced(run_dir), expected)
     assert studio.load(out).checkpoint.extra["training"]["steps"] == steps
