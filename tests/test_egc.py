@@ -172,17 +172,23 @@ def test_training_smoke_run_and_export(tmp_path, fmnist_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="egc-fmnist misses issue 10's bars: test accuracy 0.850 (bar 0.88) and guided samples "
-                   "at chance (its score never learned beyond the analytic base term); strict, so a better checkpoint "
-                   "that passes turns this into a failure to remove the mark")
 def test_shipped_checkpoint_meets_the_accuracy_bar_on_1000_test_images():
+    """Issue 10's bar (0.88 on all 10,000; measured 0.908) at a small count: a 1,000-image subset has a standard
+    error of about 0.01."""
     from studio.data.fashion_mnist import load_fashion_mnist
 
     model = studio.load("egc-fmnist")
     test = load_fashion_mnist("test")
     acc = float((model.predict(test.images[:1000]).argmax(1) == test.labels[:1000]).float().mean())
-    # The bar is 0.88 on all 10,000; a 1,000-image subset has a standard error of about 0.01.
     assert acc >= 0.87, acc
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="egc-fmnist's score never learned beyond the analytic base term in 86 CPU minutes "
+                   "(Fisher loss equal to the base term's at every noise level), so guided samples are at chance "
+                   "(evaluator accuracy 0.09); strict, so a checkpoint that generates turns this into a failure to remove the mark")
+def test_shipped_checkpoint_generates_the_requested_class():
+    model = studio.load("egc-fmnist")
     x, _ = model.generate("Trouser", seeds="0-3", steps=10)
     judge = studio.load("evaluator-fmnist")
     assert (judge.predict(x).argmax(1) == 1).float().mean() >= 0.5

@@ -159,8 +159,19 @@ def main(argv: list[str] | None = None) -> None:
         path = export(cfg.name, final, card, wall_seconds=run.elapsed(), steps=run.state.step, export_dir=args.export_dir,
                       extra={"sampler_defaults": {"steps": core.config.sample_steps, "guidance": core.config.guidance},
                              "data": {"name": "fashion-mnist", "split": "train (55,000; 5,000 held out for validation)"},
-                             "init_from": args.init_from})
+                             "init_from": args.init_from, "earlier_training": earlier_training(args.init_from)})
         print(f"Exported EMA weights to {path}")
+
+
+def earlier_training(init_from: str | None) -> list[dict]:
+    """The training records of the runs a --init-from checkpoint came from (oldest first), so the cost of a
+    continued model is the sum of all its runs."""
+    if not init_from:
+        return []
+    import studio
+
+    extra = studio.load(init_from).checkpoint.extra
+    return [*extra.get("earlier_training", []), *([extra["training"]] if "training" in extra else [])]
 
 
 CARD_BODY = """One network ({params:,} parameters) does both jobs:

@@ -67,9 +67,11 @@ def evaluate_egc(model, samples: int, seed: int) -> dict:
     metrics["fd_floor"] = round(fd_floor(judge.features, labelled_split("fashion-mnist", "train").images, test, samples, seed), 3)
     idx = perm[:FGSM_IMAGES]
     metrics.update(fgsm_metrics(model, judge, test_split.images[idx], test_split.labels[idx]))
-    wall = model.checkpoint.extra.get("training", {}).get("wall_time_minutes")
-    if wall is not None:
-        metrics["egc_train_hours"] = round(wall / 60, 2)
+    runs = [*model.checkpoint.extra.get("earlier_training", []), model.checkpoint.extra.get("training", {})]
+    walls = [r["wall_time_minutes"] for r in runs if r.get("wall_time_minutes") is not None]
+    if walls:  # a model continued with --init-from costs all of its runs
+        metrics["egc_train_hours"] = round(sum(walls) / 60, 2)
+        metrics["egc_train_runs"] = len(walls)
     metrics["eval_minutes"] = round((time.time() - started) / 60, 1)
     return metrics
 
