@@ -219,8 +219,8 @@ def reference_energies(model) -> tuple[torch.Tensor, str]:
         note = f"Reference histogram: the first {len(images)} Fashion-MNIST test images."
     except DataNotFoundError:
         images, _ = _examples(model)
-        note = ("Fashion-MNIST is not installed, so the reference histogram has only the 10 held-out examples in "
-                "assets/examples (`bash train/get_data.sh` installs it for a 500-image reference).")
+        note = ("Reference histogram: only the 10 held-out examples in assets/examples, because Fashion-MNIST is not "
+                "installed (`bash train/get_data.sh` installs it for a 500-image reference).")
     return _energies(model, images), note
 
 
