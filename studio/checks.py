@@ -46,6 +46,13 @@ def integer(what: str, value: Any, lo: int, hi: int, error: type[StudioError] = 
     return n
 
 
+def finite(what: str, x: torch.Tensor) -> torch.Tensor:
+    """``x`` if every value is finite (one host sync: call it at a boundary, not inside a sampling loop)."""
+    if not torch.isfinite(x).all():
+        raise SamplingError(f"{what} contain NaN or infinite values.")
+    return x
+
+
 def images(what: str, value: Any, shape: tuple[int, ...] | None = None) -> torch.Tensor:
     """A floating-point image tensor [N, C, H, W] (a single [C, H, W] image gets a batch axis).
 

@@ -294,9 +294,7 @@ class CoopFlow(nn.Module):
         so not inside the Langevin loop, which checks its own states)."""
         c = self.config
         x = checks.images("Images", x, (c.channels, c.image_size, c.image_size))
-        if finite and not torch.isfinite(x).all():
-            raise SamplingError("Images contain NaN or infinite values.")
-        return x
+        return checks.finite("Images", x) if finite else x
 
     def energy(self, x: Tensor) -> Tensor:
         """E(x) = -f(x) (lower = more probable)."""

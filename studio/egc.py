@@ -135,7 +135,7 @@ def fgsm(logits_fn: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, 
     ``eps`` is in [-1, 1] pixel units. Works for any classifier given as a logits function.
     """
     eps = checks.number("FGSM epsilon (in [-1, 1] units)", eps, 0, 2)
-    images = _finite(checks.images("FGSM images", images))
+    images = checks.finite("Images", checks.images("FGSM images", images))
     if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.is_floating_point() or labels.is_complex() \
             or len(labels) != len(images):
         raise SamplingError(f"FGSM labels must be an integer tensor [{len(images)}], one class index per image; "
@@ -148,12 +148,6 @@ def fgsm(logits_fn: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, 
         loss = F.cross_entropy(logits, labels.long().to(x.device), reduction="sum")
         (grad,) = torch.autograd.grad(loss, x)
     return (images + eps * grad.sign()).clamp(-1, 1).detach()
-
-
-def _finite(images: Tensor) -> Tensor:
-    if not torch.isfinite(images).all():
-        raise SamplingError("Images contain NaN or infinite values.")
-    return images
 
 
 @register_model("egc")
@@ -207,13 +201,13 @@ class EGC(nn.Module):
 
     def classify(self, images: Tensor) -> Tensor:
         """p(y | x) at t = 0 for images in [-1, 1] ([B, C, H, W]); returns probabilities [B, classes]."""
-        images = _finite(self._check_images(images))
+        images = checks.finite("Images", self._check_images(images))
         with torch.no_grad():
             return torch.softmax(self.logits(images.to(self.device), 0), dim=1)
 
     def predict(self, images: Tensor, batch_size: int = 500) -> Tensor:
         """Logits at t = 0 in batches (what metrics.class_accuracy takes)."""
-        images = _finite(self._check_images(images))
+        images = checks.finite("Images", self._check_images(images))
         out = []
         with torch.no_grad():
             for i in range(0, len(images), batch_size):
@@ -395,7 +389,7 @@ class EGC(nn.Module):
 
     def fgsm_accuracy(self, images: Tensor, labels: Tensor, eps: float) -> tuple[Tensor, float]:
         """FGSM against this classifier (t = 0): (perturbed images, accuracy on them)."""
-        images = _finite(self._check_images(images))
+        images = checks.finite("Images", self._check_images(images))
         with frozen(self):
             adv = fgsm(lambda z: self.logits(z, 0), images.to(self.device), labels, eps)
             pred = self.predict(adv).argmax(1)

@@ -65,6 +65,8 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- seeds
 
+MAX_SEED = 2**63 - 1  # the largest seed torch generators take
+
 
 def parse_seeds(spec: Union[str, int, Iterable[int]], max_count: int = 4096) -> list[int]:
     """Parse EDM-style seed specs: ``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``.
@@ -98,13 +100,13 @@ def parse_seeds(spec: Union[str, int, Iterable[int]], max_count: int = 4096) -> 
         raise SamplingError(f"Seeds must be a spec like '0-7' or '1,5,9', an integer or a list of integers; got {spec!r}.")
     else:
         try:
-            seeds = [checks.integer("Seed", s, 0, 2**63 - 1) for s in spec]
+            seeds = [checks.integer("Seed", s, 0, MAX_SEED) for s in spec]
         except TypeError:  # not iterable: None, a float, ...
             raise SamplingError(f"Seeds must be a spec like '0-7' or '1,5,9', an integer or a list of integers; got {spec!r}.") from None
     if not seeds:
         raise SamplingError("No seeds given: use e.g. '0', '0-7' or '1,5,9'.")
     for s in seeds:
-        if not 0 <= s < 2**63:
+        if not 0 <= s <= MAX_SEED:
             raise SamplingError(f"Seed {s} is out of range: seeds must be between 0 and 2**63 - 1.")
     if len(seeds) > max_count:
         raise SamplingError(f"{len(seeds)} seeds requested; at most {max_count} are allowed.")

@@ -288,9 +288,7 @@ class LETIT(nn.Module):
                                 f"[-1, 1]; got shape {tuple(images.shape)}. Resize and composite RGBA on white first.")
         if x.is_complex():
             raise SamplingError(f"Images must hold real numbers; got {x.dtype}.")
-        x = x.float()
-        if not torch.isfinite(x).all():
-            raise SamplingError("Images contain NaN or infinite values.")
+        x = checks.finite("Images", x.float())
         return x.to(self.device)
 
     def encode_raw(self, x: Tensor) -> Tensor:

@@ -34,7 +34,7 @@ from . import checks
 from .data.shapes3d import FOV_DEG, RADIUS, camera_to_world, focal_from_fov
 from .errors import StudioError
 from .hub import register_model
-from .langevin import Trace, langevin, parse_seeds
+from .langevin import MAX_SEED, Trace, langevin, parse_seeds
 from .render import BOUND, MAX_RESOLUTION, box_intervals, composite, get_rays, orbit_angles, render_image, stratified_depths
 
 ELEVATION_RANGE = (10.0, 40.0)  # shapes3d training views (view_angles)
@@ -46,7 +46,6 @@ MAX_OBJECTS = 4096  # sample_latents' n: parse_seeds' cap on a seed list
 MAX_STEPS = 10_000  # prior chain and refinement steps (prior_trajectory's cap)
 # |azimuth| in degrees: thousands of turns, where float32 still resolves 1/16 degree (1e30 is no pose).
 MAX_AZIMUTH = 1e6
-MAX_SEED = 2**63 - 1
 
 
 class NeRFError(StudioError):
@@ -396,14 +395,12 @@ class NeRFLEBM(nn.Module):
 
         Returns (z_s, z_a, trace); the latents equal ``sample_latents(seeds=seeds, steps=steps)``.
         """
-        c = self.config
         # Each seed is a row of every rendered frame: a handful keeps the request to seconds.
         seed_list = parse_seeds(seeds, max_count=16)
         if self.check_prior(prior) != "ebm":
             raise NeRFError("A Gaussian prior draws z ~ N(0, I) directly: it has no Langevin chain to show. "
                             "Use prior='ebm' with a checkpoint trained with an EBM prior.")
-        steps = c.prior_steps if steps is None else checks.integer("steps", steps, 0, MAX_STEPS, NeRFError)
-        record_every = checks.integer("record_every", record_every, 1, 10_000, NeRFError)
+        record_every = checks.integer("record_every", record_every, 1, 10_000, NeRFError)  # steps: _sample_part
         max_frames = checks.integer("max_frames", max_frames, 2, 64, NeRFError)
         resolution = self.check_resolution(resolution)
         z_s, shape_trace = self._sample_part("shape", seed_list, "ebm", steps, record_every)

@@ -5,12 +5,13 @@ import time
 
 import gradio as gr
 
-from ..errors import SamplingError
 from ..viz import energy_figure, image_grid
+from . import limits
 from .common import cached_model, model_skeleton, user_errors
+from .limits import LimitError
 
 COOPFLOW_NAME = "coopflow-fmnist"
-MAX_SAMPLES, MAX_STEPS, MAX_SEED = 64, 200, 2**63 - 1
+MAX_SAMPLES, MAX_STEPS = 64, 200
 
 
 def available() -> bool:
@@ -19,37 +20,19 @@ def available() -> bool:
     return COOPFLOW_NAME in local_names()
 
 
-def _number(what: str, value, lo: float, hi: float, integer: bool = False) -> float | int:
-    """A finite number in [lo, hi] (a whole one when ``integer``); ints stay exact (seeds go up to 2**63 - 1,
-    beyond float precision)."""
-    try:
-        if isinstance(value, bool) or value is None:
-            raise TypeError
-        x = value if isinstance(value, int) else float(value)
-        ok = lo <= x <= hi and (not integer or isinstance(x, int) or x.is_integer())  # False for NaN
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        raise SamplingError(f"{what} must be {kind} between {lo:g} and {hi:g}; got {value}.")
-    return int(x) if integer else float(x)
-
-
 @user_errors
 def sample(steps: float, step_size: float, first_seed: float, n: float, noise: float, progress=gr.Progress(track_tqdm=True)):
     """Flow proposals and their Langevin refinement at the same seeds, the energy per step and a summary."""
     model = cached_model(COOPFLOW_NAME)
-    steps = _number("Langevin steps T", steps, 0, MAX_STEPS, integer=True)
-    delta = _number("Step size delta", step_size, 0.005, 0.1)
-    noise = _number("Langevin noise", noise, 0.0, 1.0)
-    count = _number("Number of samples", n, 1, MAX_SAMPLES, integer=True)
+    steps = limits.integer("Langevin steps T", steps, 0, MAX_STEPS)
+    delta = limits.number("Step size delta", step_size, 0.005, 0.1)
+    noise = limits.number("Langevin noise", noise, 0.0, 1.0)
+    count = limits.integer("Number of samples", n, 1, MAX_SAMPLES)
     try:
-        first = _number("Seed", first_seed, 0, MAX_SEED, integer=True)
-    except SamplingError:
-        raise SamplingError(f"Seed must be an integer between 0 and 2**63 - 1; got {first_seed}.") from None
-    if first + count - 1 > MAX_SEED:
-        raise SamplingError(f"Seeds {first}..{first + count - 1} go past the largest seed 2**63 - 1; choose a smaller first seed.")
-    seeds = f"{first}-{first + count - 1}"
+        first = limits.seed(first_seed)
+    except LimitError:
+        raise LimitError(f"Seed must be an integer between 0 and 2**63 - 1; got {first_seed}.") from None
+    seeds, _, _ = limits.seed_range(first, count, MAX_SAMPLES)
     start = time.perf_counter()
     out = model.sample(seeds, steps=steps, step_size=delta, noise=noise, progress=True)
     seconds = time.perf_counter() - start

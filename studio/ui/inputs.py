@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import DataNotFoundError, SamplingError, StudioError
-from .masks import _frame_count, image_for_model, to_array
+from .masks import animated_note, image_for_model, to_array
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "examples"
 EMOJI_DIR = EXAMPLES_DIR / "emoji"
@@ -233,8 +233,7 @@ def model_input(config: dict, index, upload, source: str | None = None) -> tuple
         transparent = arr.shape[2] in (2, 4) and bool((arr[..., -1] < 255).any())
         x, notes = image_for_model(on_white(arr), size, channels)
         # image_for_model only sees the decoded first frame here, so the animation note comes from the upload itself.
-        frames = _frame_count(upload)
-        first = [f"The upload is animated ({frames} frames): its first frame was used."] if frames > 1 else []
+        first = animated_note(upload)
         white = ["Transparent pixels were composited on white (as the emoji training data are)."] if transparent else []
         return x, "your upload", first + white + notes
     x, label = held_out(config, index, source)

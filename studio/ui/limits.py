@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from .. import checks
 from ..errors import StudioError
+from ..langevin import MAX_SEED
 
 MAX_SAMPLES = 64  # images generated per request (CDRL, CF-EBM)
 MAX_COMPLETIONS = 8  # inpainting completions per request
@@ -26,7 +27,6 @@ MAX_OOD_IMAGES = 256  # images scored per OOD request
 MAX_UPLOADS = 64  # files per upload request
 MAX_UPLOAD_PIXELS = 4096 * 4096  # decoded size of one uploaded image (checked before decoding)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # per uploaded file, enforced by Gradio (launch(max_file_size=...))
-MAX_SEED = 2**63 - 1  # what torch generators accept
 # Wall-time limit of one request (STUDIO_REQUEST_TIMEOUT overrides): the caps above keep the heaviest
 # request near 30 s on a busy 2-core CPU, so only a starved machine ever reaches it.
 REQUEST_TIMEOUT_SECONDS = float(os.environ.get("STUDIO_REQUEST_TIMEOUT", "") or 120)

@@ -92,7 +92,8 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(arr * (255 if arr.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
 
 
-def _frame_count(image: Any) -> int:
+def frame_count(image: Any) -> int:
+    """Frames in an upload (a PIL image or a file); 1 for arrays and anything unreadable."""
     if isinstance(image, Image.Image):
         return int(getattr(image, "n_frames", 1))
     if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
@@ -102,6 +103,12 @@ def _frame_count(image: Any) -> int:
         except (OSError, ValueError, SyntaxError):
             return 1
     return 1
+
+
+def animated_note(image: Any) -> list[str]:
+    """The note for an animated upload (its first frame is what every tab uses), or nothing."""
+    frames = frame_count(image)
+    return [f"The upload is animated ({frames} frames): its first frame was used."] if frames > 1 else []
 
 
 def _centre_square(img: Image.Image) -> tuple[Image.Image, bool]:
@@ -118,9 +125,7 @@ def image_for_model(image: Any, size: int, channels: int) -> tuple[torch.Tensor,
     background), centre-cropped to a square, resized, converted to grey or RGB."""
     arr = to_array(image)
     notes = []
-    frames = _frame_count(image)
-    if frames > 1:
-        notes.append(f"The upload is animated ({frames} frames): its first frame was used.")
+    notes = animated_note(image)
     if arr.shape[2] in (2, 4):
         rgb, alpha = arr[..., :-1].astype(np.float32), arr[..., -1:].astype(np.float32) / 255
         arr = (rgb * alpha).round().astype(np.uint8)

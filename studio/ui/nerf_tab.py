@@ -18,7 +18,7 @@ from ..nerf_lebm import ELEVATION_RANGE, NeRFError
 from ..render import orbit_angles
 from ..viz import image_grid
 from .common import cached_model, user_errors
-from .masks import MaskError, _frame_count, to_array
+from .masks import MaskError, frame_count, to_array
 
 LEBM_NAME, VAE_NAME = "nerf-lebm-shapes", "nerf-vae-shapes"
 EBM, GAUSSIAN = "EBM prior", "Gaussian prior"
@@ -285,7 +285,7 @@ def load_upload(path) -> tuple[torch.Tensor, list[str]]:
         arr = to_array(path)
     except MaskError as err:
         raise SamplingError(str(err)) from None
-    notes = ["The animated image's first frame was used."] if _frame_count(path) > 1 else []
+    notes = ["The animated image's first frame was used."] if frame_count(path) > 1 else []
     x = torch.from_numpy(arr.astype(np.float32) / 255).permute(2, 0, 1)
     if x.shape[0] in (2, 4):  # alpha onto the white background the model was trained with
         x = x[:-1] * x[-1:] + (1 - x[-1:])

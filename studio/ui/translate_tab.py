@@ -20,7 +20,7 @@ from ..errors import SamplingError, StudioError
 from ..metrics import psnr
 from ..viz import energy_figure, to_uint8
 from .common import cached_model, user_errors
-from .masks import _frame_count, image_for_model, to_array
+from .masks import animated_note, image_for_model, to_array
 
 LETIT_NAME, CFEBM_NAME = "letit-emoji", "cfebm-emoji-t2g"
 LETIT, PIXEL = "LETIT", "CF-EBM pixel"
@@ -146,11 +146,8 @@ def _rgb_on_white(image) -> tuple[np.ndarray, list[str]]:
 
 def _image(source, size: int) -> tuple[torch.Tensor, list[str]]:
     arr, notes = _rgb_on_white(source)
-    frames = _frame_count(source)  # read from the file: the array below no longer knows
-    if frames > 1:
-        notes.insert(0, f"The upload is animated ({frames} frames): its first frame was used.")
     x, more = image_for_model(arr, size, 3)
-    return x, notes + more
+    return x, animated_note(source) + notes + more  # read from the file: the array no longer knows
 
 
 def inputs(example, upload, code: str, size: int) -> tuple[torch.Tensor, torch.Tensor | None, str, list[str]]:
