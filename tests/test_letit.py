@@ -242,9 +242,16 @@ def test_ebm_stages_both_directions_resume_and_one_export(ae_stage):
 def test_chosen_translate_steps_become_the_default_and_the_rule_keeps_content():
     from train.letit_choose_steps import choose
 
-    rows = [{"steps": 10, "psnr": 12.0}, {"steps": 20, "psnr": 11.6}, {"steps": 40, "psnr": 11.2}]
-    assert choose(rows, identity_psnr=11.5, trained_steps=20) == 20  # the most steps still above the identity
-    assert choose(rows, identity_psnr=12.5, trained_steps=20) == 20  # none qualifies: keep the trained T
+    rows = [{"steps": 10, "psnr": 12.0, "target_score": 0.3}, {"steps": 20, "psnr": 11.8, "target_score": 0.85},
+            {"steps": 30, "psnr": 11.6, "target_score": 0.9}, {"steps": 40, "psnr": 11.2, "target_score": 0.95}]
+    # The least transport that reaches the style: the highest PSNR among the steps scoring >= the bar.
+    assert choose(rows, identity_psnr=11.5, trained_steps=25, min_target_score=0.82) == 20
+    assert choose(rows, identity_psnr=11.5, trained_steps=25, min_target_score=0.88) == 30
+    # No step count reaches the score: the most steps still above the identity.
+    assert choose(rows, identity_psnr=11.5, trained_steps=25, min_target_score=0.99) == 30
+    # Reaching the score at a PSNR below the input's does not count.
+    assert choose(rows, identity_psnr=11.7, trained_steps=25, min_target_score=0.88) == 20
+    assert choose(rows, identity_psnr=12.5, trained_steps=25, min_target_score=0.82) == 25  # none qualifies: keep the trained T
     model = tiny()
     model.config.directions["t2g"] = {**SAMPLER, "translate_steps": 7}
     assert model.sampler_defaults("t2g") == {"steps": 7, "step_size": SAMPLER["step_size"], "noise": SAMPLER["noise"]}
@@ -275,6 +282,28 @@ def test_shipped_letit_translates_the_held_out_examples_towards_the_true_drawing
         print(f"letit-emoji {direction}: PSNR gain {gain:.3f} dB, target style {float(score):.3f} (input {float(score_in):.3f})")
         assert gain > 0
         assert score >= 0.8 and score > score_in + 0.4
+
+
+def test_an_ebm_export_keeps_the_other_direction_exported_since_the_run_started(tmp_path):
+    """t2g and g2t may train at once from one base: the later export must keep the earlier one's EBM."""
+    from train.letit import ae_fingerprint, latest_export
+
+    base = tiny()
+    save_checkpoint(tmp_path / "ck", "letit", base.config, base.state_dict(), "base", extra={"stages": {"ebm_g2t": {"steps": 1}}})
+    assert latest_export(tmp_path / "missing", base, ae_fingerprint(base), 4) is base
+    newer = tiny()
+    with torch.no_grad():
+        newer.ebms["g2t"].net[0].weight.add_(1.0)  # another run's g2t export
+    save_checkpoint(tmp_path / "ck", "letit", newer.config, newer.state_dict(), "g2t", extra={"stages": {"ebm_g2t": {"steps": 2}}})
+    now = latest_export(tmp_path / "ck", base, ae_fingerprint(base), 4)
+    assert latest_export(tmp_path / "ck", base, ae_fingerprint(base), 5) is base  # another EBM width: not mixed in
+    assert torch.equal(now.ebms["g2t"].net[0].weight, newer.ebms["g2t"].net[0].weight)
+    assert now.checkpoint.extra["stages"]["ebm_g2t"]["steps"] == 2
+    other_ae = tiny()
+    with torch.no_grad():
+        other_ae.encoder.parameters().__next__().add_(1.0)
+    save_checkpoint(tmp_path / "other", "letit", other_ae.config, other_ae.state_dict(), "other autoencoder")
+    assert latest_export(tmp_path / "other", base, ae_fingerprint(base), 4) is base  # EBMs of another AE are not mixed in
 
 
 def test_a_continued_ebm_stage_records_the_cost_of_every_run():

@@ -61,7 +61,8 @@ def card_extra(m: dict) -> str:
     for d, name in (("t2g", "Twitter -> Google"), ("g2t", "Google -> Twitter")):
         if f"{d}_psnr" not in m:
             continue
-        beat = "above" if m[f"{d}_psnr"] > m[f"identity_{d}_psnr"] else "not above"
+        gain = m.get(f"{d}_psnr_gain", m[f"{d}_psnr"] - m[f"identity_{d}_psnr"])
+        beat = f"{abs(gain):.3f} dB {'above' if gain > 0 else 'below'}"
         lines.append(f"- {name} ({m.get(f'{d}_steps', '?')} steps): PSNR to the true drawing {m[f'{d}_psnr']} dB, {beat} the "
                      f"untranslated input's {m[f'identity_{d}_psnr']} dB; evaluator probability of the target style "
                      f"{m[f'{d}_target_score']} (bar 0.8); FD {m[f'{d}_fd']}; {m[f'{d}_pairs']} held-out pairs.")

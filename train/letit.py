@@ -276,6 +276,19 @@ def ebm_config(cfg: LETITRunConfig, base: LETIT) -> LETITConfig:
     return LETITConfig(**{**base.config.__dict__, "ebm_width": width})
 
 
+def latest_export(export_dir: Path, base: LETIT, fingerprint: str, ebm_width: int) -> LETIT:
+    """The LETIT checkpoint in ``export_dir`` re-read at export time if it has the autoencoder ``fingerprint``
+    and EBMs of ``ebm_width``, else ``base``. So t2g and g2t can train at the same time (two processes) and
+    the second export keeps the first one's EBM instead of writing back the one both started from."""
+    import studio
+
+    if (export_dir / "config.json").is_file() and read_config(export_dir)["kind"] == "letit":
+        now = studio.load(export_dir, kind="letit")
+        if ae_fingerprint(now) == fingerprint and now.config.ebm_width == ebm_width:
+            return now
+    return base
+
+
 def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
     import studio
 
@@ -355,18 +368,20 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
     bar.close()
     if not acc.is_main_process:
         return
-    # The export: the base (autoencoder + EBMs it had) with this direction's EMA weights and sampler settings.
-    directions = {**base.config.directions, direction: {"steps": s.langevin_steps, "step_size": s.step_size, "noise": s.noise}}
+    # The export: the checkpoint as it is now (autoencoder + the other direction's EBM, which a run of that
+    # direction may have exported since this one started) with this direction's EMA weights and sampler settings.
+    now = latest_export(Path(args.export_dir or checkpoints_dir() / cfg.name), base, fingerprint, model.config.ebm_width)
+    directions = {**now.config.directions, direction: {"steps": s.langevin_steps, "step_size": s.step_size, "noise": s.noise}}
     final = LETIT(LETITConfig(**{**model.config.__dict__, "directions": directions}))
-    final.load_state_dict(model.state_dict())  # autoencoder + the other direction's EBM as in the base
+    final.load_state_dict((model if now is base else now).state_dict())  # the model holds new-width EBMs if the width changed
     final.ebms[direction].load_state_dict(ema.shadow.state_dict())
     seconds = run.elapsed()
     stage = {"seconds": round(seconds, 1), "steps": run.state.step, "encode_seconds": round(encode_seconds, 1),
              "command": f"accelerate launch train/letit.py --config {args.config} --stage ebm --direction {direction}"}
     if run.state.extra.get("continues"):  # this run started from an exported EBM: the stage's cost is both runs
         stage = continued_stage(run.state.extra["continues"], stage)
-    stages = {**base.checkpoint.extra.get("stages", {}), f"ebm_{direction}": stage}
-    extra = {"stages": stages, "ae_fingerprint": fingerprint, "data": base.checkpoint.extra.get("data", {"name": "emoji"})}
+    stages = {**now.checkpoint.extra.get("stages", {}), f"ebm_{direction}": stage}
+    extra = {"stages": stages, "ae_fingerprint": fingerprint, "data": now.checkpoint.extra.get("data", {"name": "emoji"})}
     path = export(cfg.name, final, model_card(cfg.name, final, stages), wall_seconds=seconds, steps=run.state.step,
                   export_dir=args.export_dir, extra=extra)
     print(f"Exported the autoencoder and the {', '.join(final.trained_directions)} EBM(s) to {path}")
