@@ -103,6 +103,20 @@ def test_splits_are_disjoint_cover_everything_and_are_stable(root):
     assert emoji.load_emoji_pairs("test", 32, root=root, cache=False).names == test.names
 
 
+def test_holdout_fold_goes_by_base_emoji_and_is_pinned(root):
+    train = emoji.load_emoji_pairs("train", 32, root=root)
+    fold = emoji.holdout_mask(train.names, 0.3, root=root)
+    held = {n for n, m in zip(train.names, fold.tolist()) if m}
+    assert {"1f601.png", "1f601-1f3fb.png", "1f601-1f3fc.png"} <= held  # the base in the fold: its variants too
+    assert held == {"1f601.png", "1f601-1f3fb.png", "1f601-1f3fc.png", "1f604.png", "1f605.png", "1f60e.png", "1f60f.png",
+                    "1f612.png", "1f613.png", "1f617.png"}  # pinned: the same fold on every machine
+    assert not emoji.holdout_mask(train.names, 0.0, root=root).any()
+    assert held < {n for n, m in zip(train.names, emoji.holdout_mask(train.names, 0.5, root=root).tolist()) if m}  # nested
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(StudioError, match="holdout fraction"):
+            emoji.holdout_mask(train.names, bad, root=root)
+
+
 def test_skin_variants_follow_their_base(root):
     train, test = emoji.load_emoji_pairs("train", 32, root=root), emoji.load_emoji_pairs("test", 32, root=root)
     assert {"1f600.png", "1f600-1f3fb.png"} <= set(test.names)  # base in test: its variant too

@@ -237,6 +237,15 @@ def test_ebm_stages_both_directions_resume_and_one_export(ae_stage):
     assert more.returncode == 0, more.stderr[-3000:]
     stage = studio.load(out).checkpoint.extra["stages"]["ebm_t2g"]
     assert stage["steps"] == 4 and [r["steps"] for r in stage["runs"]] == [3, 1]
+    # With a validation fold the EBM starts afresh (the exported one has seen the fold), and the fold is recorded.
+    fold = _launch("train/letit.py", [*[a if a != str(run_dir) else str(run_dir) + "-fold" for a in common], "--stage", "ebm",
+                                      "--direction", "t2g", "--set", "train.ebm.steps=1", "--set", "train.ebm.holdout_fraction=0.3"], env)
+    assert fold.returncode == 0, fold.stderr[-3000:]
+    ck = studio.load(out)
+    stage = ck.checkpoint.extra["stages"]["ebm_t2g"]
+    assert stage["steps"] == 1 and "runs" not in stage and stage["command"].endswith("--set train.ebm.holdout_fraction=0.3")
+    assert ck.config.directions["t2g"]["holdout_fraction"] == 0.3 and "holdout_fraction" not in ck.config.directions["g2t"]
+    assert not torch.equal(ck.ebms["t2g"].net[0].weight, final.ebms["t2g"].net[0].weight)
 
 
 def test_chosen_translate_steps_become_the_default_and_the_rule_keeps_content():

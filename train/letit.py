@@ -87,6 +87,10 @@ class EBMSettings:
     max_abs_loss: float = 1e4
     save_every: int = 100
     max_minutes: float = 0.0
+    # > 0: leave out this fraction of the training emoji (by base emoji, studio.data.emoji.holdout_mask) as a
+    # validation fold for train/letit_choose_steps.py. Recorded in the checkpoint; an EBM trained with
+    # another fold is not continued.
+    holdout_fraction: float = 0.0
 
 
 @dataclass
@@ -302,16 +306,26 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
     pairs = load_pairs(base.config.image_size)
     t0 = time.time()
     images = {st: pairs.style(st) for st in (source_style, target_style)}
+    if s.holdout_fraction:  # a validation fold this EBM never sees, for choosing its default steps afterwards
+        from studio.data.emoji import holdout_mask
+
+        keep = ~holdout_mask(pairs.names, s.holdout_fraction)
+        images = {st: x[keep] for st, x in images.items()}
     if s.hflip:
         images = {st: torch.cat([x, x.flip(-1)]) for st, x in images.items()}
     latents = {st: encode_all(base, x) for st, x in images.items()}  # the AE is frozen: encode once
     encode_seconds = time.time() - t0
 
     model = LETIT(ebm_config(cfg, base)).to(acc.device)
-    # Starting from a base that already has this direction's EBM continues its training (fresh optimiser).
-    continued = direction in base.trained_directions and model.config.ebm_width == base.config.ebm_width
+    # Starting from a base that already has this direction's EBM continues its training (fresh optimiser),
+    # unless that EBM was trained with another validation fold: it has seen images this run holds out.
+    same_fold = base.config.directions.get(direction, {}).get("holdout_fraction", 0.0) == s.holdout_fraction
+    continued = direction in base.trained_directions and model.config.ebm_width == base.config.ebm_width and same_fold
     if model.config.ebm_width == base.config.ebm_width:
+        fresh = {k: v.clone() for k, v in model.ebms[direction].state_dict().items()}
         model.load_state_dict(base.state_dict())
+        if not continued:
+            model.ebms[direction].load_state_dict(fresh)
     else:  # a new EBM architecture: keep the autoencoder, start both EBMs afresh
         missing, unexpected = model.load_state_dict({k: v for k, v in base.state_dict().items() if not k.startswith("ebms.")}, strict=False)
         assert not unexpected and all(k.startswith("ebms.") for k in missing), (missing, unexpected)
@@ -371,13 +385,15 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
     # The export: the checkpoint as it is now (autoencoder + the other direction's EBM, which a run of that
     # direction may have exported since this one started) with this direction's EMA weights and sampler settings.
     now = latest_export(Path(args.export_dir or checkpoints_dir() / cfg.name), base, fingerprint, model.config.ebm_width)
-    directions = {**now.config.directions, direction: {"steps": s.langevin_steps, "step_size": s.step_size, "noise": s.noise}}
+    sampler = {"steps": s.langevin_steps, "step_size": s.step_size, "noise": s.noise}
+    directions = {**now.config.directions, direction: {**sampler, **({"holdout_fraction": s.holdout_fraction} if s.holdout_fraction else {})}}
     final = LETIT(LETITConfig(**{**model.config.__dict__, "directions": directions}))
     final.load_state_dict((model if now is base else now).state_dict())  # the model holds new-width EBMs if the width changed
     final.ebms[direction].load_state_dict(ema.shadow.state_dict())
     seconds = run.elapsed()
     stage = {"seconds": round(seconds, 1), "steps": run.state.step, "encode_seconds": round(encode_seconds, 1),
-             "command": f"accelerate launch train/letit.py --config {args.config} --stage ebm --direction {direction}"}
+             "command": f"accelerate launch train/letit.py --config {args.config} --stage ebm --direction {direction}"
+                        + (f" --set train.ebm.holdout_fraction={s.holdout_fraction}" if s.holdout_fraction else "")}
     if run.state.extra.get("continues"):  # this run started from an exported EBM: the stage's cost is both runs
         stage = continued_stage(run.state.extra["continues"], stage)
     stages = {**now.checkpoint.extra.get("stages", {}), f"ebm_{direction}": stage}

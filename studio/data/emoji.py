@@ -62,10 +62,24 @@ def default_root() -> Path:
     return data_dir() / "emoji"
 
 
+def _unit_hash(text: str) -> float:
+    return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
 def split_of(base: str) -> str:
     """Stable split assignment: the same emoji lands in the same split on every machine."""
-    h = int(hashlib.sha1(base.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "test" if h < TEST_FRACTION else "train"
+    return "test" if _unit_hash(base) < TEST_FRACTION else "train"
+
+
+def holdout_mask(names: list[str], fraction: float, root: str | Path | None = None) -> torch.Tensor:
+    """Which of the images ``names`` (one split's ``EmojiPairs.names``) fall in a validation fold of about
+    ``fraction`` of the base emoji. Like the test split it goes by base emoji (skin-tone variants follow
+    their base) with a hash of its own, so a model trained without the fold can be tuned on it and the
+    test pairs stay untouched."""
+    if not 0.0 <= fraction < 1.0:
+        raise StudioError(f"The holdout fraction must be in [0, 1); got {fraction}.")
+    base_of = {e.image: e.base for e in index(Path(root) if root else None)}
+    return torch.tensor([fraction > 0 and _unit_hash("holdout:" + base_of[n]) < fraction for n in names], dtype=torch.bool)
 
 
 def _read_meta(root: Path, style: str) -> list[dict]:
