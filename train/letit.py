@@ -320,15 +320,18 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
     # Starting from a base that already has this direction's EBM continues its training (fresh optimiser),
     # unless that EBM was trained with another validation fold: it has seen images this run holds out.
     same_fold = base.config.directions.get(direction, {}).get("holdout_fraction", 0.0) == s.holdout_fraction
-    continued = direction in base.trained_directions and model.config.ebm_width == base.config.ebm_width and same_fold
-    if model.config.ebm_width == base.config.ebm_width:
-        fresh = {k: v.clone() for k, v in model.ebms[direction].state_dict().items()}
-        model.load_state_dict(base.state_dict())
-        if not continued:
-            model.ebms[direction].load_state_dict(fresh)
-    else:  # a new EBM architecture: keep the autoencoder, start both EBMs afresh
-        missing, unexpected = model.load_state_dict({k: v for k, v in base.state_dict().items() if not k.startswith("ebms.")}, strict=False)
-        assert not unexpected and all(k.startswith("ebms.") for k in missing), (missing, unexpected)
+    same_width = model.config.ebm_width == base.config.ebm_width
+    continued = direction in base.trained_directions and same_width and same_fold
+    # The autoencoder always comes from the base; weights under `fresh` keep the new model's initialisation.
+    if not same_width:
+        fresh = "ebms."  # a new EBM architecture: both EBMs start afresh
+    elif not continued:
+        fresh = f"ebms.{direction}."  # this direction starts afresh, the other EBM is kept
+    else:
+        fresh = None
+    taken = {k: v for k, v in base.state_dict().items() if fresh is None or not k.startswith(fresh)}
+    missing, unexpected = model.load_state_dict(taken, strict=False)
+    assert not unexpected and all(fresh and k.startswith(fresh) for k in missing), (missing, unexpected)
     ebm = model.ebms[direction]
     ebm.requires_grad_(True)
     ema = EMA(ebm, s.ema_decay)
@@ -385,8 +388,10 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
     # The export: the checkpoint as it is now (autoencoder + the other direction's EBM, which a run of that
     # direction may have exported since this one started) with this direction's EMA weights and sampler settings.
     now = latest_export(Path(args.export_dir or checkpoints_dir() / cfg.name), base, fingerprint, model.config.ebm_width)
-    sampler = {"steps": s.langevin_steps, "step_size": s.step_size, "noise": s.noise}
-    directions = {**now.config.directions, direction: {**sampler, **({"holdout_fraction": s.holdout_fraction} if s.holdout_fraction else {})}}
+    entry = {"steps": s.langevin_steps, "step_size": s.step_size, "noise": s.noise}
+    if s.holdout_fraction:
+        entry["holdout_fraction"] = s.holdout_fraction
+    directions = {**now.config.directions, direction: entry}
     final = LETIT(LETITConfig(**{**model.config.__dict__, "directions": directions}))
     final.load_state_dict((model if now is base else now).state_dict())  # the model holds new-width EBMs if the width changed
     final.ebms[direction].load_state_dict(ema.shadow.state_dict())

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grid", default="10,15,20,22,24,26,28,30,32,34,36,40,50", help="comma-separated step counts to try")
     parser.add_argument("--directions", default="", help="comma-separated directions to re-choose (default: every trained one)")
     parser.add_argument("--min-target-score", type=float, default=0.82,
-                        help="mean target-style probability the chosen step count must reach on the training pairs")
+                        help="mean target-style probability the chosen step count must reach where it is measured")
     args = parser.parse_args(argv)
     try:
         grid = sorted({int(g) for g in args.grid.split(",") if g.strip()})
@@ -86,33 +86,27 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(chosen) - set(model.trained_directions))
     if unknown:
         parser.error(f"--directions {', '.join(unknown)}: not trained in {args.name} (trained: {', '.join(model.trained_directions)})")
-    card_text = (folder / "README.md").read_text()
-    previous = dict(_previous_lines(card_text))
     lines = []
     for d in model.trained_directions:
-        if d not in chosen:  # kept as chosen before, with its card line
-            if d in previous:
-                lines.append(previous[d])
-            continue
         entry = directions[d]
+        if d not in chosen:  # kept as chosen before (if it was): its card line comes from its stored scan
+            if "steps_scan" in entry:
+                lines.append(card_line(d, entry))
+            continue
         fold = entry.get("holdout_fraction", 0.0)
         # An EBM trained without a validation fold is scanned on training pairs; one trained with a fold, on all of it.
         pick = holdout_mask(pairs.names, fold) if fold else idx
-        where = f"the {int(pick.sum())} pairs of the validation fold this EBM never saw" if fold else f"{args.pairs} training pairs"
         source, target = pairs.style(DIRECTIONS[d][0])[pick], pairs.style(DIRECTIONS[d][1])[pick]
         identity = round(float(psnr(source, target).mean()), 3)
         rows = scan(model, d, source, target, grid, judge)
         entry["translate_steps"] = choose(rows, identity, entry["steps"], args.min_target_score)
         entry["steps_scan"] = {"split": f"train, holdout fold {fold}" if fold else "train", "pairs": len(source),
                                "identity_psnr": identity, "min_target_score": args.min_target_score, "rows": rows}
-        table = ", ".join(f"{r['steps']}: {r['psnr']} dB / {r['target_score']}" for r in rows)
-        lines.append(f"- `{d}`: default {entry['translate_steps']} steps (trained T = {entry['steps']}; rule: the highest PSNR "
-                     f"with target-style probability >= {args.min_target_score}). Scan on {where}, "
-                     f"steps: PSNR to the true drawing / target-style probability = {table}; "
-                     f"untranslated input {identity} dB.")
+        lines.append(card_line(d, entry))
         print(f"{d}: identity PSNR {identity} dB -> default {entry['translate_steps']} steps (trained T = {entry['steps']})")
     # The config is stored with the weights too (the loader checks both agree), so the checkpoint is rewritten
     # through save_checkpoint (atomically), with the same weights, extras, metrics and card.
+    card_text = (folder / "README.md").read_text()
     extra = {k: v for k, v in payload.items() if k not in ("kind", "format_version", "config", "code_version", "weights_sha256")}
     config = LETITConfig(**{**model.config.__dict__, "directions": directions})
     save_checkpoint(folder, "letit", config, model.state_dict(), ModelCard(summary=""), extra=extra)
@@ -123,10 +117,15 @@ def main(argv: list[str] | None = None) -> None:
     (folder / "README.md").write_text(head + note + sep + tail if sep else card_text + "\n" + note)
 
 
-def _previous_lines(card_text: str) -> list[tuple[str, str]]:
-    """(direction, line) of the card's "Default number of steps" section, to keep the directions not re-chosen."""
-    section = card_text.partition("## Default number of steps")[2].partition("## ")[0]
-    return [(line.split("`")[1], line) for line in section.splitlines() if line.startswith("- `")]
+def card_line(direction: str, entry: dict) -> str:
+    """The model card's line for one direction, from the choice and scan stored in its config entry."""
+    record = entry["steps_scan"]
+    fold = entry.get("holdout_fraction", 0.0)
+    where = (f"the {record['pairs']} pairs of the validation fold this EBM never saw" if fold else f"{record['pairs']} training pairs")
+    rule = f"; rule: the highest PSNR with target-style probability >= {record['min_target_score']}" if "min_target_score" in record else ""
+    table = ", ".join(f"{r['steps']}: {r['psnr']} dB / {r['target_score']}" for r in record["rows"])
+    return (f"- `{direction}`: default {entry['translate_steps']} steps (trained T = {entry['steps']}{rule}). Scan on {where}, "
+            f"steps: PSNR to the true drawing / target-style probability = {table}; untranslated input {record['identity_psnr']} dB.")
 
 
 if __name__ == "__main__":
