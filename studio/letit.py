@@ -53,10 +53,11 @@ Langevin mapping onto ``studio.langevin`` (update x <- x - step_size grad E + no
   ``config.directions``; they are the defaults, because an EBM learned with
   short-run chains is only meaningful under its own sampler. The one exception is
   the number of steps: ``translate_steps``, when present, was chosen after training
-  on *training* pairs (train/letit_choose_steps.py: among the step counts at which the
-  evaluator sees the target style, mean probability >= 0.82, the one whose output is
-  closest to the true counterpart; past the first steps that is the fewest, the least
-  content drift). With a little noise the seed matters; with
+  without the test pairs, on a validation fold the EBM never saw when it was trained with
+  one (train/letit_choose_steps.py: among the step counts at which the evaluator surely
+  sees the target style, a bootstrap lower bound of its mean probability >= 0.8, the one
+  whose output is closest to the true counterpart; past the first steps that is the
+  fewest, the least content drift). With a little noise the seed matters; with
   ``noise=0`` the translation is deterministic.
 """
 from __future__ import annotations
@@ -339,8 +340,8 @@ class LETIT(nn.Module):
 
     def sampler_defaults(self, direction: str) -> dict:
         """The step size and noise the direction's EBM was trained with, and the default number of steps:
-        ``translate_steps`` when it was chosen after training (train/letit_choose_steps.py, on training
-        pairs), else the trained T."""
+        ``translate_steps`` when it was chosen after training (train/letit_choose_steps.py, without the
+        test pairs), else the trained T."""
         self.check_direction(direction)
         if direction not in self.config.directions:
             trained = ", ".join(self.trained_directions) or "none"

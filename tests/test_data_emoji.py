@@ -111,6 +111,8 @@ def test_holdout_fold_goes_by_base_emoji_and_is_pinned(root):
     assert held == {"1f601.png", "1f601-1f3fb.png", "1f601-1f3fc.png", "1f604.png", "1f605.png", "1f60e.png", "1f60f.png",
                     "1f612.png", "1f613.png", "1f617.png"}  # pinned: the same fold on every machine
     assert not emoji.holdout_mask(train.names, 0.0, root=root).any()
+    bases = dict(zip(train.names, emoji.base_names(train.names, root=root)))
+    assert bases["1f601-1f3fb.png"] == bases["1f601-1f3fc.png"] == bases["1f601.png"] != bases["1f604.png"]
     assert held < {n for n, m in zip(train.names, emoji.holdout_mask(train.names, 0.5, root=root).tolist()) if m}  # nested
     for bad in (-0.1, 1.0, float("nan")):
         with pytest.raises(StudioError, match="holdout fraction"):

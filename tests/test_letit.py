@@ -251,16 +251,19 @@ def test_ebm_stages_both_directions_resume_and_one_export(ae_stage):
 def test_chosen_translate_steps_become_the_default_and_the_rule_keeps_content():
     from train.letit_choose_steps import choose
 
-    rows = [{"steps": 10, "psnr": 12.0, "target_score": 0.3}, {"steps": 20, "psnr": 11.8, "target_score": 0.85},
-            {"steps": 30, "psnr": 11.6, "target_score": 0.9}, {"steps": 40, "psnr": 11.2, "target_score": 0.95}]
-    # The least transport that reaches the style: the highest PSNR among the steps scoring >= the bar.
-    assert choose(rows, identity_psnr=11.5, trained_steps=25, min_target_score=0.82) == 20
-    assert choose(rows, identity_psnr=11.5, trained_steps=25, min_target_score=0.88) == 30
-    # No step count reaches the score: the most steps still above the identity.
-    assert choose(rows, identity_psnr=11.5, trained_steps=25, min_target_score=0.99) == 30
-    # Reaching the score at a PSNR below the input's does not count.
-    assert choose(rows, identity_psnr=11.7, trained_steps=25, min_target_score=0.88) == 20
-    assert choose(rows, identity_psnr=12.5, trained_steps=25, min_target_score=0.82) == 25  # none qualifies: keep the trained T
+    # The mean and its bootstrap lower bound (over base emoji) per step count: the bound decides.
+    rows = [{"steps": 10, "psnr": 12.0, "target_score": 0.3, "target_score_lower": 0.25},
+            {"steps": 20, "psnr": 11.8, "target_score": 0.85, "target_score_lower": 0.78},
+            {"steps": 30, "psnr": 11.6, "target_score": 0.9, "target_score_lower": 0.84},
+            {"steps": 40, "psnr": 11.2, "target_score": 0.95, "target_score_lower": 0.9}]
+    # The least transport that reaches the style: the highest PSNR among the steps surely above the bar.
+    assert choose(rows, identity_psnr=11.5, trained_steps=25, target_bar=0.75) == 20
+    assert choose(rows, identity_psnr=11.5, trained_steps=25, target_bar=0.8) == 30  # 20 steps' mean 0.85 is not enough
+    # No step count reaches the bar: the most steps still above the identity.
+    assert choose(rows, identity_psnr=11.5, trained_steps=25, target_bar=0.99) == 30
+    # Reaching the bar at a PSNR below the input's does not count.
+    assert choose(rows, identity_psnr=11.7, trained_steps=25, target_bar=0.8) == 20
+    assert choose(rows, identity_psnr=12.5, trained_steps=25, target_bar=0.8) == 25  # none qualifies: keep the trained T
     model = tiny()
     model.config.directions["t2g"] = {**SAMPLER, "translate_steps": 7}
     assert model.sampler_defaults("t2g") == {"steps": 7, "step_size": SAMPLER["step_size"], "noise": SAMPLER["noise"]}

@@ -89,3 +89,25 @@ def test_spearman_matches_known_values_and_handles_ties():
         spearman(x, torch.ones(5))
     with pytest.raises(StudioError):
         spearman(x, x[:3])
+
+
+def test_grouped_bootstrap_bound_matches_normal_theory_and_widens_with_clustering():
+    from studio.metrics import grouped_bootstrap_lower_bound as bound
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2000, generator=g)
+    # Independent items: the bound sits about 1.645 standard errors below the mean.
+    expected = float(x.mean() - 1.645 * x.std() / math.sqrt(len(x)))
+    assert bound(x, list(range(len(x))), 0.95, resamples=4000) == pytest.approx(expected, abs=0.002)
+    assert bound(x, list(range(len(x)))) == bound(x, list(range(len(x))))  # seeded
+    # The same 200 values each repeated 10 times as one group: as uncertain as 200 items, not 2000.
+    few = x[:200]
+    clustered = bound(few.repeat_interleave(10), [i // 10 for i in range(2000)], resamples=4000)
+    alone = bound(few, list(range(200)), resamples=4000)
+    assert clustered == pytest.approx(alone, abs=0.004)
+    assert clustered < bound(few.repeat_interleave(10), list(range(2000)), resamples=4000) - 0.01
+    assert bound(torch.full((5,), 0.7), list("aabbc")) == pytest.approx(0.7)  # no spread, no margin
+    for values, groups, kwargs in [(x[:3], [0, 1], {}), (x[:1], [0], {}), (x[:3], [0, 1, 2], {"confidence": 1.0}),
+                                   (x[:3], [0, 1, 2], {"resamples": 10})]:
+        with pytest.raises(StudioError, match="bootstrap"):
+            bound(values, groups, **kwargs)

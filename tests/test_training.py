@@ -100,8 +100,12 @@ def test_typed_configs(tmp_path):
     path.write_text("name: run\nsteps: 5\ninner:\n  lr: 1\n  flag: true\nsizes: [1, 2]\n")
     cfg = load_config(Outer, path, ["inner.lr=0.5", "steps=7"])
     assert cfg == Outer("run", 7, Inner(0.5, True), [1, 2])
+    # YAML 1.1 reads `1e-4` (no dot) as a string; a float field still takes it, and only numbers.
+    assert load_config(Outer, path, ["inner.lr=1e-4"]).inner.lr == 1e-4
+    assert load_config(Outer, path, ["inner.lr=-2.5E+3"]).inner.lr == -2500.0
     for bad, match in [({"steps": "5"}, "integer"), ({"inner": {"flag": "False"}}, "true/false"),
-                       ({"nope": 1}, "unknown keys"), ({"sizes": [1, "a"]}, "integer")]:
+                       ({"nope": 1}, "unknown keys"), ({"sizes": [1, "a"]}, "integer"),
+                       ({"inner": {"lr": "1e"}}, "number"), ({"inner": {"lr": "0.1"}}, "number"), ({"inner": {"lr": "nan"}}, "number")]:
         with pytest.raises(ConfigError, match=match):
             build_dataclass(Outer, bad)
     with pytest.raises(ConfigError, match="key=value"):

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -43,6 +44,9 @@ class DivergenceError(RuntimeError):
 # ----------------------------------------------------------------------------- configs
 
 
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(value: Any, typ: Any, where: str) -> Any:
     """Check/convert a YAML value to a dataclass field type (no eval, no bool-from-string tricks)."""
     origin = getattr(typ, "__origin__", None)
@@ -59,6 +63,9 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}.")
         return value
     if typ is float:
+        # PyYAML (YAML 1.1) reads exponents without a dot, `1e-4`, as a string: take those as the numbers they are.
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}.")
         return float(value)

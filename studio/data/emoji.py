@@ -78,8 +78,13 @@ def holdout_mask(names: list[str], fraction: float, root: str | Path | None = No
     test pairs stay untouched."""
     if not 0.0 <= fraction < 1.0:
         raise StudioError(f"The holdout fraction must be in [0, 1); got {fraction}.")
+    return torch.tensor([fraction > 0 and _unit_hash("holdout:" + b) < fraction for b in base_names(names, root)], dtype=torch.bool)
+
+
+def base_names(names: list[str], root: str | Path | None = None) -> list[str]:
+    """The base emoji (its ``unified`` code) of each image in ``names``: skin-tone variants share their base's."""
     base_of = {e.image: e.base for e in index(Path(root) if root else None)}
-    return torch.tensor([fraction > 0 and _unit_hash("holdout:" + base_of[n]) < fraction for n in names], dtype=torch.bool)
+    return [base_of[n] for n in names]
 
 
 def _read_meta(root: Path, style: str) -> list[dict]:
