@@ -244,6 +244,22 @@ def test_ebm_stages_both_directions_resume_and_one_export(ae_stage):
     ck = studio.load(out)
     stage = ck.checkpoint.extra["stages"]["ebm_t2g"]
     assert stage["steps"] == 1 and "runs" not in stage and stage["command"].endswith("--set train.ebm.holdout_fraction=0.3")
+    assert "train.ebm.steps" not in stage["command"]  # the run's length is recorded as its steps, not as its recipe
+
+
+def test_an_ebm_stage_records_the_overrides_that_change_what_it_learns():
+    from train.letit import recipe_overrides, stage_lines
+
+    given = ["train.ebm.lr=1e-4", "train.ebm.steps=12000", "train.ebm.max_minutes=42", "train.ebm.energy_l2=1e-4",
+             "train.threads=2", "train.ebm.save_every=50", "train.ebm.holdout_fraction=0.1"]
+    assert recipe_overrides(given) == ["train.ebm.lr=1e-4", "train.ebm.energy_l2=1e-4", "train.ebm.holdout_fraction=0.1"]
+    # The card names a continued run's recipe where it differs from the first run's.
+    first, later = "accelerate launch train/letit.py --stage ebm", "accelerate launch train/letit.py --stage ebm --set train.ebm.lr=1e-4"
+    stages = {"ebm_g2t": {"steps": 30, "seconds": 180.0, "command": later, "runs": [
+        {"steps": 10, "seconds": 60.0, "command": first}, {"steps": 10, "seconds": 60.0, "command": first},
+        {"steps": 10, "seconds": 60.0, "command": later}]}}
+    assert stage_lines(stages) == (f"- ebm_g2t: 30 steps, 3.0 min (`{first}`); 10 steps in 1.0 min, then 10 steps in 1.0 min, "
+                                   f"then 10 steps in 1.0 min (`{later}`)")
     assert ck.config.directions["t2g"]["holdout_fraction"] == 0.3 and "holdout_fraction" not in ck.config.directions["g2t"]
     assert not torch.equal(ck.ebms["t2g"].net[0].weight, final.ebms["t2g"].net[0].weight)
 

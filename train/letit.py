@@ -248,6 +248,16 @@ def train_autoencoder(args, cfg: LETITRunConfig, acc) -> None:
 # ----------------------------------------------------------------------------- stage 2: latent EBM
 
 
+# Overrides that only say how long or where a run goes, not what it learns: the stage's steps and seconds
+# are recorded next to its command anyway.
+RUN_LENGTH_KEYS = ("train.ebm.steps", "train.ebm.max_minutes", "train.ebm.save_every", "train.threads")
+
+
+def recipe_overrides(overrides: list[str]) -> list[str]:
+    """The ``--set`` overrides that change what an EBM run learns (its lr, fold, regulariser ...), for its record."""
+    return [o for o in overrides if o.split("=", 1)[0].strip() not in RUN_LENGTH_KEYS]
+
+
 def continued_stage(earlier: dict, new: dict) -> dict:
     """One EBM stage record for a run that continued an exported EBM: total seconds and steps, and each run."""
     runs = earlier.get("runs") or [{k: earlier[k] for k in ("seconds", "steps", "command") if k in earlier}]
@@ -398,7 +408,7 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
     seconds = run.elapsed()
     stage = {"seconds": round(seconds, 1), "steps": run.state.step, "encode_seconds": round(encode_seconds, 1),
              "command": f"accelerate launch train/letit.py --config {args.config} --stage ebm --direction {direction}"
-                        + (f" --set train.ebm.holdout_fraction={s.holdout_fraction}" if s.holdout_fraction else "")}
+                        + "".join(f" --set {o}" for o in recipe_overrides(args.overrides))}
     if run.state.extra.get("continues"):  # this run started from an exported EBM: the stage's cost is both runs
         stage = continued_stage(run.state.extra["continues"], stage)
     stages = {**now.checkpoint.extra.get("stages", {}), f"ebm_{direction}": stage}
@@ -427,9 +437,11 @@ def stage_lines(stages: dict) -> str:
     """The card's "Stages:" list: each stage's steps, minutes and command (and its runs, if continued)."""
     lines = []
     for k, v in stages.items():
-        line = f"- {k}: {v['steps']} steps, {v['seconds'] / 60:.1f} min (`{v['command']}`)"
-        if len(v.get("runs", [])) > 1:  # later runs continued from the exported EBM (same command, fresh optimiser)
-            line += "; " + ", then ".join(f"{r['steps']} steps in {r['seconds'] / 60:.1f} min" for r in v["runs"])
+        runs = v.get("runs", [])
+        line = f"- {k}: {v['steps']} steps, {v['seconds'] / 60:.1f} min (`{runs[0]['command'] if runs else v['command']}`)"
+        if len(runs) > 1:  # later runs continued from the exported EBM (fresh optimiser); a changed recipe is named
+            line += "; " + ", then ".join(f"{r['steps']} steps in {r['seconds'] / 60:.1f} min"
+                                          + (f" (`{r['command']}`)" if r["command"] != runs[0]["command"] else "") for r in runs)
         lines.append(line)
     return "\n".join(lines)
 
