@@ -44,7 +44,13 @@ class DivergenceError(RuntimeError):
 # ----------------------------------------------------------------------------- configs
 
 
-_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML 1.1 (PyYAML) reads an exponent without a dot, `1e-4`, as a string; configs read it as the number
+    YAML 1.2 and every user mean, in files, in `--set` overrides and in untyped (dict) sections alike."""
+
+
+_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+                                    list("-+0123456789."))
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
@@ -63,9 +69,6 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}.")
         return value
     if typ is float:
-        # PyYAML (YAML 1.1) reads exponents without a dot, `1e-4`, as a string: take those as the numbers they are.
-        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
-            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}.")
         return float(value)
@@ -97,7 +100,7 @@ def load_config(cls: type[T], path: str | os.PathLike | None, overrides: list[st
     raw: dict[str, Any] = {}
     if path is not None:
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
+            raw = yaml.load(Path(path).read_text(), Loader=_ConfigLoader) or {}
         except (OSError, yaml.YAMLError) as err:
             raise ConfigError(f"Cannot read config {path}: {err}") from None
         if not isinstance(raw, dict):
@@ -110,7 +113,7 @@ def load_config(cls: type[T], path: str | os.PathLike | None, overrides: list[st
         *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(text)
+        node[leaf] = yaml.load(text, Loader=_ConfigLoader)
     return build_dataclass(cls, raw, str(path or "config"))
 
 

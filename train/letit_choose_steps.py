@@ -146,10 +146,10 @@ def card_line(direction: str, entry: dict) -> str:
     if "target_bar" in record:
         rule = (f"; rule: the highest PSNR whose target-style probability is >= {record['target_bar']} with "
                 f"{record['confidence']:.0%} confidence, by a bootstrap over base emoji")
-        table = ", ".join(f"{r['steps']}: {r['psnr']} dB / {r['target_score']} (>= {r['target_score_lower']})" for r in record["rows"])
     else:  # chosen by the earlier rule, a fixed threshold on the mean
         rule = f"; rule: the highest PSNR with target-style probability >= {record['min_target_score']}" if "min_target_score" in record else ""
-        table = ", ".join(f"{r['steps']}: {r['psnr']} dB / {r['target_score']}" for r in record["rows"])
+    table = ", ".join(f"{r['steps']}: {r['psnr']} dB / {r['target_score']}"
+                      + (f" (>= {r['target_score_lower']})" if "target_score_lower" in r else "") for r in record["rows"])
     return (f"- `{direction}`: default {entry['translate_steps']} steps (trained T = {entry['steps']}{rule}). Scan on {where}, "
             f"steps: PSNR to the true drawing / target-style probability = {table}; untranslated input {record['identity_psnr']} dB.")
 
