@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 
 from studio.cdrl import CDRL, DRL, CDRLConfig, DRLConfig
 from studio.hub import ModelCard
-from train.common import (EMA, ConfigError, DivergenceError, Run, any_rank, build_dataclass, check_finite, export,
-                          infinite_batches, init_from_checkpoint, shard, start, step_generator)
+from train.common import (EMA, ConfigError, DivergenceError, Run, any_rank, build_dataclass, check_finite, earlier_training,
+                          export, infinite_batches, init_from_checkpoint, shard, start, step_generator)
 
 
 @dataclass
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         path = export(cfg.name, final, card, wall_seconds=run.elapsed(), steps=run.state.step, export_dir=args.export_dir,
                       extra={"sampler_defaults": {"steps": core.config.langevin_steps, "guidance": 1.0},
                              "data": {"name": "fashion-mnist", "split": "train (55,000; 5,000 held out for validation)"},
-                             "init_from": args.init_from})
+                             "init_from": args.init_from, "earlier_training": earlier_training(args.init_from)})
         print(f"Exported EMA weights to {path}")
 
 

@@ -142,6 +142,17 @@ def init_from_checkpoint(model: nn.Module, ref: str) -> None:
     load_strict(model, tensors, f"--init-from {ref}")
 
 
+def earlier_training(init_from: str | None) -> list[dict]:
+    """The training records of the runs a --init-from checkpoint came from (oldest first), so the cost of a
+    continued model is the sum of all its runs."""
+    if not init_from:
+        return []
+    import studio
+
+    extra = studio.load(init_from).checkpoint.extra
+    return [*extra.get("earlier_training", []), *([extra["training"]] if "training" in extra else [])]
+
+
 # ----------------------------------------------------------------------------- EMA
 
 

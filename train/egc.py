@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from studio.egc import EGC, EGCConfig
 from studio.hub import ModelCard
 from train.common import (EMA, DivergenceError, Run, any_rank, build_dataclass, check_finite, export, infinite_batches,
-                          init_from_checkpoint, shard, start, step_generator)
+                          init_from_checkpoint, shard, start, step_generator, earlier_training)
 
 
 @dataclass
@@ -161,17 +161,6 @@ def main(argv: list[str] | None = None) -> None:
                              "data": {"name": "fashion-mnist", "split": "train (55,000; 5,000 held out for validation)"},
                              "init_from": args.init_from, "earlier_training": earlier_training(args.init_from)})
         print(f"Exported EMA weights to {path}")
-
-
-def earlier_training(init_from: str | None) -> list[dict]:
-    """The training records of the runs a --init-from checkpoint came from (oldest first), so the cost of a
-    continued model is the sum of all its runs."""
-    if not init_from:
-        return []
-    import studio
-
-    extra = studio.load(init_from).checkpoint.extra
-    return [*extra.get("earlier_training", []), *([extra["training"]] if "training" in extra else [])]
 
 
 CARD_BODY = """One network ({params:,} parameters) does both jobs:
