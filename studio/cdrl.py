@@ -22,12 +22,15 @@ Conventions and mapping onto ``studio.langevin`` (energy = lower is better):
 * Labels: 0 is the null class (unconditional); class c is label c + 1. Guidance
   weight w follows the paper: log p~ = (w+1) f(y; c) - w f(y; null), so w = 0 means
   no guidance (diffusers' guidance_scale = w + 1). It is applied to both networks.
+* Attribute models (§5.4.6): ``config.attributes`` names binary attributes; class 2i is attribute i
+  True and class 2i + 1 False, and the initializer is unconditional (``conditional_initializer``).
+  ``compose`` (studio/compose.py) samples products of concepts (AND / NOT) on either kind.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +115,17 @@ class NoiseConditionalEBM(nn.Module):
         h = first(torch.cat([h, h]), temb, pre=torch.cat([pre, pre]))
         return self._trunk(h, temb, skip_first=True).chunk(2)
 
+    def forward_many(self, y: Tensor, level: Tensor, label_sets: Sequence[Tensor]) -> list[Tensor]:
+        """fhat(y, level, labels) for each of ``label_sets`` in one batched call (a composition's
+        concepts and the null class), sharing the label-free first convolutions like ``forward_pair``."""
+        k = len(label_sets)
+        temb = self.embed(level.repeat(k), torch.cat(list(label_sets)))
+        h = self.inp(y)
+        first = self.blocks[0][0]
+        pre = first.conv1(first.act(h))
+        h = first(torch.cat([h] * k), temb, pre=torch.cat([pre] * k))
+        return list(self._trunk(h, temb, skip_first=True).chunk(k))
+
     def _trunk(self, h: Tensor, temb: Tensor, skip_first: bool = False) -> Tensor:
         for i, level_blocks in enumerate(self.blocks):
             if i > 0:
@@ -168,6 +182,9 @@ class CDRLConfig:
     langevin_steps: int = 15  # K used in training (the step-size reference)
     use_initializer: bool = True
     tweedie_coef: float = 2.0
+    conditional_initializer: bool = True  # False: g(x; null) for every label (the attribute model of §5.4.6)
+    attributes: list[str] = field(default_factory=list)  # attribute model: class 2i / 2i + 1 = attribute i True / False
+    attribute_thresholds: dict[str, float] = field(default_factory=dict)  # training medians of pixel attributes
 
 
 def _level_input(log_snr: Tensor) -> Tensor:
@@ -229,6 +246,8 @@ class CDRL(nn.Module):
         """Initializer mean g(x_{t+1}; lambda_{t+1}); without an initializer (DRL) it is x_{t+1}."""
         if self.initializer is None:
             return x_next
+        if not self.config.conditional_initializer:
+            labels = torch.zeros_like(labels)
         return self.initializer(x_next, _level_input(self.log_snr[t + 1]), labels)
 
     def _broadcast(self, y: Tensor, t: Tensor | int, labels: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -250,7 +269,7 @@ class CDRL(nn.Module):
         return (w + 1) * cond - w * null
 
     def guided_propose(self, x_next: Tensor, t: Tensor, labels: Tensor, w: float) -> Tensor:
-        if self.initializer is None or w == 0 or bool((labels == 0).all()):
+        if self.initializer is None or w == 0 or bool((labels == 0).all()) or not self.config.conditional_initializer:
             return self.propose(x_next, t, labels)
         both = self.propose(torch.cat([x_next, x_next]), torch.cat([t, t]), torch.cat([labels, torch.zeros_like(labels)]))
         cond, null = both.chunk(2)
@@ -276,8 +295,11 @@ class CDRL(nn.Module):
         mask: Tensor | None = None,
         known: Tensor | None = None,
         record_every: int = 0,
+        fhat_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, Trace]:
-        """K Langevin steps on p(y_t | x_{t+1}) from y0 (per-sample level t allowed)."""
+        """K Langevin steps on p(y_t | x_{t+1}) from y0 (per-sample level t allowed).
+
+        ``fhat_fn(y, t)`` replaces the (guided) network term, e.g. a composition's; labels and w are then unused."""
         s_train_sq = self.step_sq[t].view(-1, 1, 1, 1)
         s_sq = self.step_scale(t, steps).view(-1, 1, 1, 1)
         sig_sq = self.sigma[t].pow(2).view(-1, 1, 1, 1)
@@ -287,7 +309,10 @@ class CDRL(nn.Module):
         guided = self._guided(labels, w)  # decided once per chain, not at every step
 
         def energy(y: Tensor) -> Tensor:
-            f = self._pair_fhat(y, t, labels, w) if guided else self.fhat(y, t, labels)
+            if fhat_fn is not None:
+                f = fhat_fn(y, t)
+            else:
+                f = self._pair_fhat(y, t, labels, w) if guided else self.fhat(y, t, labels)
             quad = (quad_on * (y - x_anchor).pow(2) / (2 * sig_sq)).flatten(1).sum(1)
             return -f / f_scale + quad
 
@@ -371,7 +396,9 @@ class CDRL(nn.Module):
 
     def _generate(self, classes=None, *, seeds="0-15", guidance: float = 0.0, steps: int | None = None, noise: bool = True,
                   tweedie: bool = True, init_only: bool = False, image: Tensor | None = None, mask: Tensor | None = None,
-                  record_every: int = 0, progress: bool = False) -> Iterator[SampleUpdate]:
+                  record_every: int = 0, progress: bool = False, composition=None) -> Iterator[SampleUpdate]:
+        """The ancestral sampler. ``composition`` (a ``studio.compose.Composition``) replaces the guided
+        networks by composed ones: its ``propose(model, x, t)`` and ``fhat(model, y, t)``."""
         cfg = self.config
         k = cfg.langevin_steps if steps is None else checks.integer("steps (K)", steps, 1, 200)
         guidance = checks.number("guidance w", guidance, 0, 20)
@@ -400,7 +427,7 @@ class CDRL(nn.Module):
                 known_x = self.abar[t_int] * known0 + self.sbar[t_int] * obs_noise
                 known_y = self.alpha_eff[t_int] * known_x
             with torch.no_grad():
-                mean = self.guided_propose(x, t, labels, guidance)
+                mean = composition.propose(self, x, t) if composition else self.guided_propose(x, t, labels, guidance)
             std = self.init_std[t_int] if self.initializer is not None else 0.0
             y = mean + std * randn(shape, gens).to(self.device) if self.initializer is not None else mean.clone()
             if known_y is not None:
@@ -412,14 +439,15 @@ class CDRL(nn.Module):
                 yield SampleUpdate(f"level {t_int} proposal", (y / self.alpha_eff[t_int]).clamp(-1, 1))
             if not init_only:
                 y, chain = self.refine(y, x, t, labels, steps=k, w=guidance, noise=noise, generator=gens,
-                                       mask=mask_t if known_y is not None else None, known=known_y, record_every=record_every)
+                                       mask=mask_t if known_y is not None else None, known=known_y, record_every=record_every,
+                                       fhat_fn=composition.bind(self) if composition else None)
                 level.extend(chain)
             trace.extend(level, f"level {t_int}")
             x = y / self.alpha_eff[t_int]
             if t_int > 0:
                 yield SampleUpdate(f"level {t_int}", x.clamp(-1, 1))
         if tweedie and not init_only:
-            x = self._tweedie(x, labels, guidance)
+            x = self._tweedie(x, labels, guidance, composition.bind(self) if composition else None)
         if known0 is not None:
             x = mask_t * known0 + (1 - mask_t) * x
         if not torch.isfinite(x).all():
@@ -429,6 +457,28 @@ class CDRL(nn.Module):
     def inpaint(self, image: Tensor, mask: Tensor, **kwargs) -> tuple[Tensor, Trace]:
         """Complete ``image`` where ``mask == 0``; different seeds give different completions."""
         return self.generate(image=image, mask=mask, **kwargs)
+
+    # -- composition (AND / NOT of concepts; the sampler is the same, see studio/compose.py) ---
+
+    def compose(self, concepts, **kwargs) -> tuple[Tensor, Trace]:
+        """Sample a product of concepts, e.g. ``m.compose([("Trouser", +1), ("Dress", -1)], guidance=1.0,
+        seeds="0-7")`` or, on an attribute model, ``m.compose({"top": True, "bright": False})``.
+        See ``studio.compose.compose`` for the energy sampled and the arguments."""
+        from .compose import compose
+
+        return compose(self, concepts, **kwargs)
+
+    def compose_stream(self, concepts, **kwargs) -> Iterator[SampleUpdate]:
+        """``compose`` as it happens (previews per level, then the result), like ``generate_stream``."""
+        from .compose import compose_stream
+
+        return compose_stream(self, concepts, **kwargs)
+
+    def composed_energy(self, x: Tensor, concepts, guidance: float = 0.0) -> Tensor:
+        """The composed energy of clean images x in [-1, 1] at level 0 (``image_energy`` of a composition)."""
+        from .compose import composed_image_energy
+
+        return composed_image_energy(self, x, concepts, guidance)
 
     def _check_inpaint(self, image: Tensor, mask: Tensor, n: int) -> tuple[Tensor, Tensor]:
         cfg = self.config
@@ -443,12 +493,13 @@ class CDRL(nn.Module):
             raise SamplingError(f"Got {img.shape[0]} images for {n} seeds; give one image or one per seed.")
         return img.expand(n, *want).float().to(self.device), m.float().to(self.device)
 
-    def _tweedie(self, x: Tensor, labels: Tensor, w: float) -> Tensor:
+    def _tweedie(self, x: Tensor, labels: Tensor, w: float, fhat_fn: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
         """E[x0 | x_0-level] = (x + coef * sbar_0^2 grad log p_0(x)) / abar_0 (coef = 2 as in the paper)."""
         t = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         with torch.inference_mode(False), torch.enable_grad():
             xr = x.detach().requires_grad_(True)
-            logp = self.guided_fhat(xr, t, labels, w) / self.step_sq[0]
+            f = fhat_fn(xr, t) if fhat_fn is not None else self.guided_fhat(xr, t, labels, w)
+            logp = f / self.step_sq[0]
             (grad,) = torch.autograd.grad(logp.sum(), xr)
         return (x + self.config.tweedie_coef * self.sbar[0] ** 2 * grad) / self.abar[0]
 
