@@ -71,8 +71,10 @@ def _import_method_modules() -> None:
 
 
 def checkpoints_dir() -> Path:
-    """Local checkpoint folder: ``$STUDIO_CHECKPOINTS`` or ``<repo>/checkpoints``."""
-    return Path(os.environ.get("STUDIO_CHECKPOINTS", REPO_ROOT / "checkpoints"))
+    """Local checkpoint folder: ``$STUDIO_CHECKPOINTS``, else the repository's ``checkpoints/`` (see ``studio.paths``)."""
+    from .paths import checkpoints_dir as local
+
+    return local()
 
 
 # ----------------------------------------------------------------------------- model card
@@ -469,13 +471,17 @@ def load_strict(model: nn.Module, tensors: Mapping[str, torch.Tensor], where: st
     model.load_state_dict(dict(tensors), strict=True)
 
 
-def load(ref: str | os.PathLike, kind: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
+def load(ref: str | os.PathLike, kind: str | None = None, device: str | torch.device | None = None) -> nn.Module:
     """Load a checkpoint by registry name, local directory or Hub id; return the model in eval mode.
 
-    ``kind`` optionally asserts what the checkpoint must be (e.g. ``"cdrl"``).
-    Parameters come back frozen (``requires_grad=False``): the studio's samplers
-    only need gradients with respect to their inputs.
+    ``kind`` optionally asserts what the checkpoint must be (e.g. ``"cdrl"``). ``device`` is where the
+    model computes; ``None`` follows ``studio.device.resolve_device``: ``$STUDIO_DEVICE``, else CUDA
+    when available, then MPS, else the CPU. Parameters come back frozen (``requires_grad=False``):
+    the studio's samplers only need gradients with respect to their inputs.
     """
+    from .device import resolve_device
+
+    target = resolve_device(device)  # before any file is read: a device this machine lacks fails fast
     _import_method_modules()
     resolved = resolve(ref)
     payload = read_config(resolved.path)
@@ -505,7 +511,7 @@ def load(ref: str | os.PathLike, kind: str | None = None, device: str | torch.de
         # e.g. sizes no allocator can satisfy in a tampered config.json
         raise CheckpointError(f"{where}: its config cannot build a '{found_kind}' model ({str(err)[:300]}).") from None
     load_strict(model, tensors, where)
-    model.eval().requires_grad_(False).to(device)
+    model.eval().requires_grad_(False).to(target)
     extra = {k: v for k, v in payload.items() if k not in {"kind", "config"}}
     model.checkpoint = CheckpointInfo(resolved.ref, resolved.path, resolved.source, found_kind, payload["config"], extra)
     return model

@@ -14,9 +14,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def page():
-    from app import demo
+    from studio.cli import create_app  # the app as `python app.py` and `ebm-studio` build it
 
-    yield from open_in_chromium(demo, CHROMIUM)
+    yield from open_in_chromium(create_app(), CHROMIUM)
 
 
 def test_playground_runs_and_plots(page):

@@ -5,12 +5,11 @@ Loaders read registry-installed copies (see ``train/get_data.sh``) from
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def data_dir() -> Path:
-    """Where downloaded/extracted data lives: ``$STUDIO_DATA_DIR`` or ``<repo>/data``."""
-    return Path(os.environ.get("STUDIO_DATA_DIR", REPO_ROOT / "data"))
+    """Where downloaded/extracted data lives: ``$STUDIO_DATA_DIR``, else the repository's ``data/`` (``studio.paths``)."""
+    from ..paths import data_dir as located
+
+    return located()

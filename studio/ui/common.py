@@ -1,4 +1,4 @@
-"""Helpers shared by the UI tabs: error translation and the CPU notice."""
+"""Helpers shared by the UI tabs: error translation, the device notice and the model cache."""
 from __future__ import annotations
 
 import functools
@@ -7,7 +7,6 @@ import time
 from typing import Callable
 
 import gradio as gr
-import torch
 
 from ..errors import StudioError
 from ..runtime import deadline, deadline_at
@@ -54,12 +53,16 @@ def user_errors(fn: Callable) -> Callable:
 
 
 def device_notice() -> str:
-    return "Running on GPU." if torch.cuda.is_available() else "Running on CPU: image models take a few seconds per batch."
+    """Where the models run (``studio.device``'s policy; ZeroGPU noted), for the app's header."""
+    from .gpu import notice
+
+    return notice()
 
 
 @functools.lru_cache(maxsize=16)
 def cached_model(name: str):
-    """Load each checkpoint once per process, on first use; the tabs share the instances (read-only)."""
+    """Load each checkpoint once per process, on first use (at start-up on ZeroGPU: ``gpu.preload``), on the
+    device ``studio.device.resolve_device`` picks; the tabs share the instances (read-only)."""
     from .. import load
 
     return load(name)

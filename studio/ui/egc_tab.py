@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import gradio as gr
 import torch
 
 from ..egc import fgsm
 from ..errors import SamplingError
+from ..paths import assets_dir
 from ..viz import energy_figure, image_grid
 from . import limits
 from .common import cached_model, model_skeleton, user_errors
 from .masks import image_for_model
 
 EGC_NAME, EVALUATOR_NAME = "egc-fmnist", "evaluator-fmnist"
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "examples"
+EXAMPLES_DIR = assets_dir() / "examples"
 UNCONDITIONAL = "(unconditional)"
 MAX_SAMPLES = 16
 

@@ -1,7 +1,6 @@
 """Tab "Inpaint": paint over an image (or pick a preset mask) and get several completions."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -9,12 +8,13 @@ import torch
 from PIL import Image
 
 from ..errors import SamplingError
+from ..paths import assets_dir
 from ..viz import to_uint8
 from . import limits
 from .common import cached_model, model_config, user_errors
 from .masks import image_for_model, mask_from_editor, mask_from_image, preset_mask
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "examples"
+EXAMPLES_DIR = assets_dir() / "examples"
 # Models with an inpainting procedure, in order of preference.
 INPAINTERS = {"CDRL (cdrl-fmnist)": "cdrl-fmnist", "CF-EBM (cfebm-fmnist)": "cfebm-fmnist"}
 PRESETS = ["paint", "centre square", "left half", "random strokes"]

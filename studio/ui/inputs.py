@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from ..errors import DataNotFoundError, SamplingError, StudioError
+from ..paths import assets_dir
 from .masks import animated_note, image_for_model, to_array
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "examples"
+EXAMPLES_DIR = assets_dir() / "examples"
 EMOJI_DIR = EXAMPLES_DIR / "emoji"
 
 

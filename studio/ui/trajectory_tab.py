@@ -14,6 +14,7 @@ from PIL import Image
 from ..errors import SamplingError
 from ..langevin import Trace
 from ..nerf_lebm import TRAJECTORY_FRAMES, TRAJECTORY_POSE, TRAJECTORY_RES
+from ..paths import assets_dir
 from ..viz import energy_figure, to_uint8, trajectory_gif
 from .common import cached_model, user_errors
 from .inputs import LETIT_TASKS, chain_tasks, checkpoint_config, held_out, local_kinds, task_choices, translation_domains
@@ -23,7 +24,7 @@ MAX_FRAMES = 240
 # NeRF-LEBM frames are renders of the chain's latents (16 at 32 px: ~0.5 s on a 2-core CPU): the model's
 # defaults, named here for the note.
 NERF_FRAMES, NERF_RES, NERF_POSE = TRAJECTORY_FRAMES, TRAJECTORY_RES, TRAJECTORY_POSE
-EXAMPLE = Path(__file__).resolve().parents[2] / "assets" / "examples" / "fmnist-test-0002-trouser.png"
+EXAMPLE = assets_dir() / "examples" / "fmnist-test-0002-trouser.png"
 TRANSLATE_EXAMPLE = 0  # held-out emoji #0 of the source domain (shipped in assets/examples/emoji)
 
 

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import SamplingError, StudioError
 from ..metrics import psnr
+from ..paths import assets_dir
 from ..viz import energy_figure, to_uint8
 from .common import cached_model, user_errors
 from .masks import animated_note, image_for_model, to_array
@@ -29,7 +30,7 @@ CODES = {T2G: "t2g", G2T: "g2t"}
 STYLES = {"t2g": ("twitter", "google"), "g2t": ("google", "twitter")}  # (source, target)
 MAX_STEPS, MAX_STEP_SIZE, MAX_NOISE, MAX_SEED = 200, 2.0, 1.0, 2**63 - 1
 STRIP_FRAMES, SHOW = 11, 128  # frames in the trajectory strip (incl. both ends); displayed image size
-EMOJI_DIR = Path(__file__).resolve().parents[2] / "assets" / "examples" / "emoji"
+EMOJI_DIR = assets_dir() / "examples" / "emoji"
 
 
 # -- what is available -----------------------------------------------------------------------------
