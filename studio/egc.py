@@ -150,6 +150,15 @@ def fgsm(logits_fn: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, 
     return (images + eps * grad.sign()).clamp(-1, 1).detach()
 
 
+def _trace_to_host(trace: Trace, frames: list[tuple[Tensor, int, str]]) -> None:
+    """Move a DDIM record kept on the device to the host: one copy per list (energies, gradient norms, frames)."""
+    stack = lambda ts: list(torch.stack(ts).cpu().unbind(0)) if ts else []  # noqa: E731
+    trace.energies, trace.grad_norms = stack(trace.energies), stack(trace.grad_norms)
+    trace.grad_sum = None if trace.grad_sum is None else trace.grad_sum.cpu()
+    trace.frames = stack([f for f, _, _ in frames])
+    trace.frame_steps, trace.frame_labels = [s for _, s, _ in frames], [label for _, _, label in frames]
+
+
 @register_model("egc")
 class EGC(nn.Module):
     """Energy-guided classifier/generator: logits f(x_t, t); energy -logsumexp f; eps = grad energy."""
@@ -352,8 +361,7 @@ class EGC(nn.Module):
         x = randn(shape, gens).to(self.device)
         ts = self.timesteps(k)
         trace = Trace()
-        if record_every:
-            trace.add_frame(x, "noise")
+        frames = [(x, 0, "noise")] if record_every else []  # (state, step, label), copied to the host after the loop
         with frozen(self):
             for i, t in enumerate(tqdm(ts, disable=not progress, desc="DDIM", leave=False)):
                 check_deadline()
@@ -369,11 +377,13 @@ class EGC(nn.Module):
                 if float(sigma) > 0 and i + 1 < len(ts):
                     x = x + sigma * randn(shape, gens).to(x.device)
                 # grad E at x_t is eps (the network's), so its norm is the Trace's grad norm.
-                trace.energies.append(energy.cpu())
-                trace.grad_norms.append(eps.flatten(1).norm(dim=1).cpu())
-                trace.grad_sum = eps.detach().cpu() if trace.grad_sum is None else trace.grad_sum + eps.detach().cpu()
+                # On the device until the loop ends (one copy to the host per record, not one per step).
+                trace.energies.append(energy)
+                trace.grad_norms.append(eps.flatten(1).norm(dim=1))
+                trace.grad_sum = eps.detach().clone() if trace.grad_sum is None else trace.grad_sum + eps.detach()
                 if record_every and ((i + 1) % record_every == 0 or i + 1 == len(ts)):
-                    trace.add_frame(x, f"t={ts[i + 1] if i + 1 < len(ts) else 0}")
+                    frames.append((x, i + 1, f"t={ts[i + 1] if i + 1 < len(ts) else 0}"))
+        _trace_to_host(trace, frames)
         trace.segments.append(("DDIM" if eta == 0 else f"DDIM eta={eta:g}", 0, trace.num_steps))
         if not torch.isfinite(x).all():
             raise SamplingError("Sampling produced non-finite pixels. Lower the guidance scale.")

@@ -388,7 +388,7 @@ class LETIT(nn.Module):
             x = x.expand(len(seed_list), -1, -1, -1)
         if x.shape[0] != len(seed_list):
             raise SamplingError(f"Got {x.shape[0]} images for {len(seed_list)} seeds; give one seed per image (or one image).")
-        gens = make_generators(seed_list, device=self.device)
+        gens = make_generators(seed_list)  # CPU generators: a seed gives the same chain on every device (studio.device)
         with torch.no_grad():
             z0 = self.encode(x)
             recon = self.decode(z0)
@@ -402,7 +402,9 @@ class LETIT(nn.Module):
         z, trace = self.chain(z0, direction, steps, step_size, noise, gens, record_every, accumulate, progress)
         with torch.no_grad():
             out = self.decode(z)
-            frames = [self.decode(f.to(self.device)).cpu() for f in trace.frames]
+            # Recorded states decoded in batches of 256: a copy each way per batch, not per frame.
+            decoded = [self.decode(chunk.to(self.device)).cpu() for chunk in torch.cat(trace.frames).split(256)] if trace.frames else []
+            frames = list(torch.cat(decoded).split(z.shape[0])) if decoded else []
         return TranslationResult(outputs=out.cpu(), reconstructions=recon.cpu(), source_latents=z0.cpu(), latents=z.cpu(),
                                  trace=trace, frames=frames, frame_steps=list(trace.frame_steps), latent_shift=shift.cpu(),
                                  direction=direction, seeds=seed_list, steps=steps, step_size=float(step_size), noise=float(noise))

@@ -348,9 +348,9 @@ class NeRFLEBM(nn.Module):
             steps = checks.integer("steps", steps, 0, MAX_STEPS, NeRFError)
         dim = self.config.shape_dim if part == "shape" else self.config.appearance_dim
         energy = self.energy_shape if part == "shape" else self.energy_appearance
-        gens = [torch.Generator(device=self.device).manual_seed((s if part == "shape" else s ^ _APPEARANCE_STREAM) % 2**63)
-                for s in seeds]
-        z0 = torch.stack([torch.randn(dim, generator=g, device=self.device) for g in gens])
+        # CPU generators, drawn on the host and moved: a seed gives the same object on every device (studio.device).
+        gens = [torch.Generator().manual_seed((s if part == "shape" else s ^ _APPEARANCE_STREAM) % 2**63) for s in seeds]
+        z0 = torch.stack([torch.randn(dim, generator=g) for g in gens]).to(self.device)
         if prior == "gaussian":
             return z0, Trace()
         return self.prior_chain(z0, energy, steps, gens, record_every)

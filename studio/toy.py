@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from . import checks
+from .device import module_device
 from .errors import SamplingError
 from .hub import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds, randn
@@ -46,17 +47,17 @@ class Toy2DEnergy(nn.Module):
         sigma = math.sqrt(2 * step_size) if noise_std is None else checks.number("noise_std", noise_std, 0, 1e3)
         steps = checks.integer("steps", steps, 0, 10**6)
         gens = make_generators(parse_seeds(seeds))
-        x0 = self.init_scale * randn((len(gens), 2), gens)
+        x0 = self.init_scale * randn((len(gens), 2), gens, device=module_device(self))
         return langevin(self, x0, steps=steps, step_size=step_size, noise_std=sigma, generator=gens,
                         record_every=record_every, progress=progress, desc=f"{self.kind} Langevin")
 
     @torch.no_grad()
     def density_grid(self, lim: float = 4.0, n: int = 100) -> tuple[Tensor, Tensor, Tensor]:
         """Unnormalised density exp(-E) on an n x n grid over [-lim, lim]^2, for plots."""
-        axis = torch.linspace(-lim, lim, n)
+        axis = torch.linspace(-lim, lim, n)  # host tensors for the plot; the energies are computed on the model's device
         gy, gx = torch.meshgrid(axis, axis, indexing="ij")
-        e = self.energy(torch.stack([gx.flatten(), gy.flatten()], 1)).view(n, n)
-        return axis, axis, torch.exp(-(e - e.min()))
+        e = self.energy(torch.stack([gx.flatten(), gy.flatten()], 1).to(module_device(self))).view(n, n)
+        return axis, axis, torch.exp(-(e - e.min())).cpu()
 
 
 @dataclass
