@@ -3,6 +3,7 @@
     accelerate launch train/cdrl.py --config train/configs/cdrl_fmnist.yaml
     accelerate launch train/cdrl.py --config train/configs/drl_fmnist.yaml     # the DRL baseline
     accelerate launch train/cdrl.py --config ... --resume                       # continue a run
+    accelerate launch train/cdrl.py --config train/configs/cdrl_fmnist_attributes.yaml   # attributes (§5.4.6)
 
 The same command runs on many GPUs, or on N CPU processes with
 ``accelerate launch --multi_gpu --num_processes N train/cdrl.py --cpu ...``:
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from studio.cdrl import CDRL, DRL, CDRLConfig, DRLConfig
 from studio.hub import ModelCard
+from train.cdrl_attributes import AttributeMode, AttributeSettings
 from train.common import (EMA, ConfigError, DivergenceError, Run, any_rank, build_dataclass, check_finite, earlier_training,
                           export, infinite_batches, init_from_checkpoint, shard, start, step_generator)
 
@@ -55,11 +57,12 @@ class CDRLRunConfig:
     method: str = "cdrl"  # "cdrl" or "drl"
     model: dict = field(default_factory=dict)
     train: TrainSettings = field(default_factory=TrainSettings)
+    attributes: AttributeSettings = field(default_factory=AttributeSettings)  # names set: attribute mode (train/cdrl_attributes.py)
 
 
-def build_model(cfg: CDRLRunConfig) -> CDRL:
+def build_model(cfg: CDRLRunConfig, extra_fields: dict | None = None) -> CDRL:
     if cfg.method == "cdrl":
-        return CDRL(build_dataclass(CDRLConfig, cfg.model, "model"))
+        return CDRL(build_dataclass(CDRLConfig, {**cfg.model, **(extra_fields or {})}, "model"))
     if cfg.method == "drl":
         return DRL(build_dataclass(DRLConfig, cfg.model, "model"))
     raise ConfigError(f"method must be 'cdrl' or 'drl'; got {cfg.method!r}")
@@ -87,9 +90,14 @@ def main(argv: list[str] | None = None) -> None:
     from studio.data.fashion_mnist import load_fashion_mnist
 
     data = load_fashion_mnist("train")
-    model = build_model(cfg)
+    attr = AttributeMode(cfg.attributes, data.images, data.labels) if cfg.attributes.names else None
+    if attr is not None and cfg.method != "cdrl":
+        raise ConfigError("Attribute mode trains CDRL (method: cdrl).")
+    model = build_model(cfg, attr.model_fields(cfg.model) if attr else None)
     if args.init_from and not args.resume:
         init_from_checkpoint(model, args.init_from)
+    elif attr is not None and attr.warm_start_from and not args.resume:
+        attr.warm_start(model)
     ema = EMA(model, ts.ema_decay)
     ebm_opt = torch.optim.Adam(model.ebm.parameters(), lr=ts.ebm_lr, betas=(0.9, 0.999))
     opts = [ebm_opt]
@@ -106,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     core = acc.unwrap_model(trainer).model
 
     # Every process draws the same global batch (same seed) and trains on its slice.
-    batches = infinite_batches((data.images, data.labels), ts.batch_size, ts.seed * 1000, start_epoch=run.state.epoch)
+    targets = data.labels if attr is None else attr.table  # attribute mode: labels are drawn per batch below
+    batches = infinite_batches((data.images, targets), ts.batch_size, ts.seed * 1000, start_epoch=run.state.epoch)
     # Skip the batches already consumed in the current epoch so a resumed run continues the same order.
     per_epoch = len(data.images) // ts.batch_size
     for _ in range(run.state.step % per_epoch if run.resumed else 0):
@@ -120,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         if ts.hflip:
             flip = torch.rand(x.shape[0], device=acc.device, generator=gen) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        if attr is not None:
+            y = attr.labels(y, gen)
         losses = trainer(x, y, ts.label_dropout, gen, ts.init_target)
         total = losses["ebm_loss"] + losses.get("init_loss", 0.0)
         for opt in opts:
@@ -161,10 +172,19 @@ def main(argv: list[str] | None = None) -> None:
             datasets=["fashion_mnist"],
             pipeline_tag="unconditional-image-generation",
         )
+        if attr is not None:
+            card.summary = (f"CDRL on Fashion-MNIST 32x32, conditional on {len(attr.names)} binary attributes "
+                            f"({', '.join(attr.names)}) for compositional generation (T = {core.config.num_levels}).")
+            card.body = ATTRIBUTE_CARD_BODY.format(name=cfg.name, config=args.config, K=core.config.langevin_steps,
+                                                   attribute=attr.names[0], stats=attr.card_section(),
+                                                   warm=f" Started from `{attr.warm_start_from}`'s weights (label embeddings "
+                                                        "rebuilt; see train/cdrl_attributes.py)." if attr.warm_start_from else "")
+            card.tags = [*card.tags, "compositional-generation"]
         path = export(cfg.name, final, card, wall_seconds=run.elapsed(), steps=run.state.step, export_dir=args.export_dir,
                       extra={"sampler_defaults": {"steps": core.config.langevin_steps, "guidance": 1.0},
                              "data": {"name": "fashion-mnist", "split": "train (55,000; 5,000 held out for validation)"},
-                             "init_from": args.init_from, "earlier_training": earlier_training(args.init_from)})
+                             "init_from": args.init_from, "earlier_training": earlier_training(args.init_from),
+                             **({"attributes": {**attr.stats, "warm_start": attr.warm_start_from or None}} if attr else {})})
         print(f"Exported EMA weights to {path}")
 
 
@@ -178,6 +198,23 @@ x, trace = studio.load("{name}").generate("Trouser", seeds="0-15", guidance=1.0)
 Guidance follows the paper: w = 0 is no guidance, log p~ = (w+1) log p(y|c) - w log p(y);
 diffusers' `guidance_scale` equals w + 1. Training used K = {K} Langevin steps per level; other K
 rescale the step size as s^2 * K_train / K.
+
+Reproduce: `accelerate launch train/cdrl.py --config {config}`.
+
+Data: Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017; MIT licence), padded to 32x32, in [-1, 1]."""
+
+ATTRIBUTE_CARD_BODY = """Compose attributes from Python (True, False, or None = no control):
+
+```python
+import studio
+x, trace = studio.load("{name}").compose({{"{attribute}": True}}, guidance=3.0, seeds="0-15")
+```
+
+Composition follows the thesis (§5.3.6): (w + 1) sum_i f(x; c_i) - (M w + M - 1) f(x; null) for M
+controlled attributes; the energy sampled is written out in `studio/compose.py`. Training used K = {K}
+Langevin steps per level.{warm}
+
+{stats}
 
 Reproduce: `accelerate launch train/cdrl.py --config {config}`.
 
