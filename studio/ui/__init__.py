@@ -4,11 +4,12 @@ from __future__ import annotations
 import gradio as gr
 
 from . import cdrl_tab, cfebm_tab, coopflow_tab, egc_tab, inpaint_tab, models_tab, nerf_tab, playground, saliency_tab, trajectory_tab, translate_tab
+from . import compose_tab
 from . import hardening
 from .common import device_notice
 
 # Method tabs appear only when their checkpoint is present, so there is never an empty tab.
-TABS = [("CDRL", cdrl_tab), ("CF-EBM", cfebm_tab), ("Inpaint", inpaint_tab), ("Trajectory", trajectory_tab),
+TABS = [("CDRL", cdrl_tab), ("Compose", compose_tab), ("CF-EBM", cfebm_tab), ("Inpaint", inpaint_tab), ("Trajectory", trajectory_tab),
         ("Saliency", saliency_tab), ("Translate", translate_tab), ("CoopFlow", coopflow_tab), ("EGC", egc_tab), ("3D (NeRF-LEBM)", nerf_tab), ("Langevin playground", playground), ("Models", models_tab)]
 
 # Sampling is CPU-bound: a couple of concurrent jobs per event, a bounded queue (app.py sizes threads by it).
@@ -32,7 +33,10 @@ def build_app() -> gr.Blocks:
 
 
 def _link_tabs(built: dict, tabs: gr.Tabs) -> None:
-    """Cross-tab links: Inpaint's "show the chain" opens the recorded chain in Trajectory."""
+    """Cross-tab links: Inpaint's "show the chain" and Compose's "record chain" open the recorded chain in Trajectory."""
+    if built.get("Compose") and built.get("Trajectory"):
+        built["Compose"]["show_chain"].click(compose_tab.open_chain, built["Compose"]["inputs"],
+                                             [*built["Trajectory"]["outputs"], tabs], api_visibility="private")
     if built.get("Inpaint") and built.get("Trajectory"):
         inpaint, trajectory = built["Inpaint"], built["Trajectory"]
         inpaint["show_chain"].click(trajectory_tab.open_chain, inpaint["inputs"], [*trajectory["outputs"], tabs],
