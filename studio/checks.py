@@ -14,6 +14,28 @@ import torch
 from .errors import SamplingError, StudioError
 
 
+def given(value: Any) -> str:
+    """How a refused value is quoted in a message: an empty field (None: a number box left empty, or text a
+    browser could not read as a number) is named as such instead of "None"."""
+    return "nothing (the field is empty or not a number)" if value is None else repr(value)
+
+
+def bound(v: float) -> str:
+    """A range end as people read it: the largest torch seed is 2**63 - 1, not 9223372036854775807."""
+    if v == 2**63 - 1:
+        return "2**63 - 1"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def number_message(what: str, lo: float, hi: float, value: Any) -> str:
+    """The one wording of a refused number: the field, its range and what was given."""
+    return f"{what} must be between {bound(lo)} and {bound(hi)}; got {given(value)}."
+
+
+def integer_message(what: str, lo: int, hi: int, value: Any) -> str:
+    return f"{what} must be a whole number between {bound(lo)} and {bound(hi)}; got {given(value)}."
+
+
 def number(what: str, value: Any, lo: float = -math.inf, hi: float = math.inf, error: type[StudioError] = SamplingError) -> float:
     """``value`` as a finite float in [lo, hi]; None, text, NaN, infinity and booleans are refused."""
     try:
@@ -21,9 +43,9 @@ def number(what: str, value: Any, lo: float = -math.inf, hi: float = math.inf, e
             raise TypeError
         x = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise error(f"{what} must be a number between {lo:g} and {hi:g}; got {value!r}.") from None
+        raise error(number_message(what, lo, hi, value)) from None
     if not (math.isfinite(x) and lo <= x <= hi):
-        raise error(f"{what} must be between {lo:g} and {hi:g}; got {value!r}.")
+        raise error(number_message(what, lo, hi, value))
     return x
 
 
@@ -40,9 +62,9 @@ def integer(what: str, value: Any, lo: int, hi: int, error: type[StudioError] = 
                 raise ValueError
             n = int(x)
     except (TypeError, ValueError, OverflowError):
-        raise error(f"{what} must be a whole number between {lo} and {hi}; got {value!r}.") from None
+        raise error(integer_message(what, lo, hi, value)) from None
     if not lo <= n <= hi:
-        raise error(f"{what} must be between {lo} and {hi}; got {value!r}.")
+        raise error(integer_message(what, lo, hi, value))
     return n
 
 

@@ -299,6 +299,23 @@ def fast_paths(enabled: bool = True) -> Iterator[None]:
         _FAST.reset(token)
 
 
+# Who hears about every Langevin step in this context: a UI's progress bar for a request that runs several
+# chains (CDRL's levels, then DRL's), which no single chain's tqdm bar can describe. Set per context, like
+# the request deadline, so concurrent requests each hear only their own chains.
+_STEP_LISTENER: contextvars.ContextVar[Callable[[int, int], None] | None] = contextvars.ContextVar(
+    "studio_langevin_step_listener", default=None)
+
+
+@contextlib.contextmanager
+def step_listener(fn: Callable[[int, int], None] | None) -> Iterator[None]:
+    """Call ``fn(step, steps)`` after every Langevin step of every chain run in this context (1-based step)."""
+    token = _STEP_LISTENER.set(fn)
+    try:
+        yield
+    finally:
+        _STEP_LISTENER.reset(token)
+
+
 def _wants_channels_last(x: Tensor, modules: Sequence[nn.Module]) -> bool:
     return (x.dim() == 4 and x.device.type == "cpu" and os.environ.get("STUDIO_CHANNELS_LAST", "1") != "0"
             and any(isinstance(m, nn.Conv2d) for mod in modules for m in mod.modules()))
@@ -503,6 +520,7 @@ def langevin(
         energies, grad_norms, finite = [], [], []
         grad_sum = None
         reduce_dims = tuple(range(1, x.dim()))
+        listener = _STEP_LISTENER.get()
         for t in tqdm(range(steps), disable=not progress, desc=desc, leave=False):
             check_deadline()  # a request's time limit (studio.runtime.deadline); a no-op outside one
             energy, grad = _energy_and_grad(energy_fn, x)
@@ -534,6 +552,8 @@ def langevin(
                 frame_steps.append(t + 1), frame_labels.append(f"step {t + 1}")
             if callback is not None:
                 callback({"step": t, "x": x, "energy": energy, "grad_norm": grad_norm, "step_size": eta, "noise_std": sigma})
+            if listener is not None:
+                listener(t + 1, steps)
         if check_finite and not torch.isfinite(x).all():
             raise SamplingError("Sampling produced non-finite values. Lower the step size or the number of steps.")
     trace.energies, trace.grad_norms = _to_host(energies), _to_host(grad_norms)

@@ -31,28 +31,90 @@ def chains_figure(density: tuple[Tensor, Tensor, Tensor], trace: Trace, final: T
 
 
 def energy_figure(trace: Trace, title: str = "Energy per step", marker_step: int | None = None) -> go.Figure:
-    """Mean energy per step with a 10-90% band, and the mean gradient norm on a second axis."""
+    """Mean energy per step with a 10-90% band, and the mean gradient norm.
+
+    One chain: one panel, |grad E| on a second axis. A trace of several segments (CDRL's noise levels,
+    CF-EBM's scales) gets one panel per segment, each with its own energy axis and a |grad E| panel under
+    it: the segments' energies differ by orders of magnitude (CDRL's level 0 is near -1e6, level 5 near
+    -10), so one shared axis would flatten all but one of them. The title says which view it is."""
     fig = go.Figure()
     if trace.num_steps == 0:
         fig.update_layout(title=f"{title} (no steps run)")
         return fig
     e = trace.energy_matrix().numpy()
     g = trace.grad_norm_matrix().numpy()
+    if len(trace.segments) > 1:
+        return _segment_panels(trace.segments, e, g, title, marker_step)
     steps = np.arange(e.shape[0])
-    lo, hi = np.percentile(e, 10, axis=1), np.percentile(e, 90, axis=1)
-    fig.add_trace(go.Scatter(x=np.concatenate([steps, steps[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself",
-                             fillcolor="rgba(31,119,180,0.2)", line=dict(width=0), name="energy 10-90%", hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=steps, y=e.mean(1), mode="lines", name="mean energy", line=dict(color="rgb(31,119,180)")))
-    fig.add_trace(go.Scatter(x=steps, y=g.mean(1), mode="lines", name="mean |grad E|", yaxis="y2",
-                             line=dict(color="rgb(214,39,40)", dash="dot")))
-    for label, start, _end in trace.segments if len(trace.segments) > 1 else []:
-        fig.add_vline(x=start, line=dict(color="grey", width=1, dash="dash"), annotation_text=label, annotation_position="top left")
+    for trace_ in _energy_traces(steps, e, g, first=True):
+        fig.add_trace(trace_)
+    fig.data[-1].update(yaxis="y2")
     if marker_step is not None:
         fig.add_vline(x=min(max(marker_step, 0), e.shape[0] - 1), line=dict(color="black", width=2))
-    fig.update_layout(title=title, xaxis_title="step", yaxis_title="energy",
+    fig.update_layout(title=_title(title), xaxis_title="step", yaxis_title="energy",
                       yaxis2=dict(title="|grad E|", overlaying="y", side="right", showgrid=False),
-                      margin=dict(l=10, r=10, t=40, b=10), height=320, legend=dict(orientation="h", y=-0.25))
+                      margin=dict(l=10, r=10, t=_top(title), b=10), height=320, legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+def _energy_traces(steps: np.ndarray, e: np.ndarray, g: np.ndarray, first: bool) -> list:
+    """Band, mean energy and mean |grad E| over ``steps`` (rows of e and g); the legend shows the first set only."""
+    lo, hi = np.percentile(e, 10, axis=1), np.percentile(e, 90, axis=1)
+    return [go.Scatter(x=np.concatenate([steps, steps[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself",
+                       fillcolor="rgba(31,119,180,0.2)", line=dict(width=0), name="energy 10-90%", hoverinfo="skip",
+                       legendgroup="band", showlegend=first),
+            go.Scatter(x=steps, y=e.mean(1), mode="lines", name="mean energy", line=dict(color="rgb(31,119,180)"),
+                       legendgroup="energy", showlegend=first),
+            go.Scatter(x=steps, y=g.mean(1), mode="lines", name="mean |grad E|", line=dict(color="rgb(214,39,40)", dash="dot"),
+                       legendgroup="grad", showlegend=first)]
+
+
+def _title(title: str) -> dict:
+    return dict(text=title, font=dict(size=14))
+
+
+def _top(title: str) -> int:
+    """Top margin that fits the title's lines (``<br>`` breaks them)."""
+    return 30 + 20 * (title.count("<br>") + 1)
+
+
+def _segment_panels(segments, e: np.ndarray, g: np.ndarray, title: str, marker_step: int | None) -> go.Figure:
+    from plotly.subplots import make_subplots
+
+    n = len(segments)
+    fig = make_subplots(rows=2, cols=n, row_heights=[0.65, 0.35], shared_xaxes="columns", vertical_spacing=0.06,
+                        horizontal_spacing=min(0.06, 0.3 / n), subplot_titles=[label for label, _, _ in segments])
+    last = e.shape[0] - 1
+    marker = None if marker_step is None else min(max(marker_step, 0), last)
+    for col, (label, start, end) in enumerate(segments, start=1):
+        steps = np.arange(start, max(end, start + 1)).clip(max=last)
+        band, mean, grad = _energy_traces(steps, e[steps], g[steps], first=col == 1)
+        fig.add_trace(band, row=1, col=col)
+        fig.add_trace(mean, row=1, col=col)
+        fig.add_trace(grad, row=2, col=col)
+        fig.update_yaxes(tickformat=".3~s", row=1, col=col)
+        fig.update_yaxes(tickformat=".2~s", row=2, col=col)
+        if marker is not None and start <= marker < max(end, start + 1):
+            axis = "" if col == 1 else str(col)
+            # One line through both panels of the column (the scrubbed step), in paper height.
+            fig.add_shape(type="line", x0=marker, x1=marker, y0=0, y1=1, xref=f"x{axis}", yref="paper",
+                          line=dict(color="black", width=2))
+    fig.update_yaxes(title_text="energy", row=1, col=1)
+    fig.update_yaxes(title_text="|grad E|", row=2, col=1)
+    fig.update_xaxes(title_text="step", row=2, col=1)
+    full = f"{title}<br>one panel per {_segment_kind(segments)}, each on its own energy scale"
+    fig.update_layout(title=_title(full), margin=dict(l=10, r=10, t=_top(full) + 20, b=10), height=440,
+                      legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+def _segment_kind(segments) -> str:
+    """What the segments are, for the title: "level" (CDRL), "scale" (CF-EBM's 8px, 16px, ...) or "segment"."""
+    labels = [str(label) for label, _, _ in segments]
+    if any(label.endswith("px") for label in labels):
+        return "scale"
+    words = {label.split()[0] for label in labels if label.split()}
+    return words.pop() if len(words) == 1 and next(iter(words)).isalpha() else "segment"
 
 
 def to_uint8(images: Tensor) -> np.ndarray:

@@ -21,9 +21,9 @@ def test_playground_api_runs_the_engine(client):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("Ring", 0.02, 0.2, 0, 16, 0), "less than minimum value 1"),
-    (("Ring", 5.0, 0.2, 10, 16, 0), "greater than maximum value"),
-    (("Ring", 0.02, 0.2, 10, 16, -1), "seed must be a non-negative"),
+    (("Ring", 0.02, 0.2, 0, 16, 0), "'Steps' must be between 1 and 1000; got 0"),
+    (("Ring", 5.0, 0.2, 10, 16, 0), "'Step size' must be between 0.001 and 0.2; got 5.0"),
+    (("Ring", 0.02, 0.2, 10, 16, -1), r"First seed must be a whole number between 0 and 2\*\*63 - 1; got -1"),
     (("Volcano", 0.02, 0.2, 10, 16, 0), "not in the list of choices"),
 ])
 def test_playground_bad_input_gives_clear_message(client, args, message):

@@ -41,8 +41,8 @@ def test_cdrl_unconditional_initializer_only(client):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("Trouser", 1.0, 2, -1, 4, True, True, False, False), "Seed must be a non-negative integer"),
-    (("Trouser", 9.0, 2, 0, 4, True, True, False, False), "greater than maximum"),
+    (("Trouser", 1.0, 2, -1, 4, True, True, False, False), r"First seed must be a whole number between 0 and 2\*\*63 - 1; got -1"),
+    (("Trouser", 9.0, 2, 0, 4, True, True, False, False), "'Guidance w' must be between 0 and 5; got 9.0"),
     (("Zebra", 1.0, 2, 0, 4, True, True, False, False), "not in the list of choices"),
 ])
 def test_cdrl_bad_input(client, args, message):

@@ -71,9 +71,9 @@ def test_generate_warns_beyond_trained_steps(client):
 
 @pytest.mark.parametrize("args, message", [
     (("ebm-single-fmnist", MULTI, 2, 0.02, 0, 1), "no coarse stages"),
-    (("cfebm-fmnist", "single-scale", 2, 0.02, -1, 1), "Seed must be an integer"),
-    (("cfebm-fmnist", "single-scale", 2, 0.02, 2**63 - 1, 2), "Seed must be an integer"),
-    (("cfebm-fmnist", "single-scale", 2, 0.02, 0, 65), "greater than maximum"),
+    (("cfebm-fmnist", "single-scale", 2, 0.02, -1, 1), r"First seed must be a whole number between 0 and 2\*\*63 - 1; got -1"),
+    (("cfebm-fmnist", "single-scale", 2, 0.02, 2**63 - 1, 2), "go past the largest seed 2"),
+    (("cfebm-fmnist", "single-scale", 2, 0.02, 0, 65), "'Samples' must be between 1 and 64; got 65"),
     (("nope", "single-scale", 2, 0.02, 0, 1), "not in the list of choices"),
 ])
 def test_generate_bad_input(client, args, message):
@@ -95,7 +95,7 @@ def test_denoise_example_and_rgba_upload(client, tmp_path):
 
 
 def test_denoise_bad_noise_level(client):
-    with pytest.raises(Exception, match="greater than maximum"):
+    with pytest.raises(Exception, match=r"'Noise std \(images in \[-1, 1\]\)' must be between 0 and 1; got 1.5"):
         client.predict("cfebm-fmnist", "fmnist-test-0002-trouser", None, 1.5, 0, api_name="/cfebm_denoise")
 
 

@@ -47,9 +47,9 @@ def test_coopflow_zero_steps_shows_the_flow_alone(client):
 
 
 @pytest.mark.parametrize("args, message", [
-    ((500, 0.04, 0, 4, 0.0), "greater than maximum"),
-    ((5, 0.04, -1, 4, 0.0), "Seed must be an integer"),
-    ((5, 0.2, 0, 4, 0.0), "greater than maximum"),
+    ((500, 0.04, 0, 4, 0.0), "'Langevin steps T' must be between 0 and 200; got 500"),
+    ((5, 0.04, -1, 4, 0.0), r"First seed must be a whole number between 0 and 2\*\*63 - 1; got -1"),
+    ((5, 0.2, 0, 4, 0.0), "'Step size delta' must be between 0.005 and 0.1; got 0.2"),
 ])
 def test_coopflow_bad_input(client, args, message):
     with pytest.raises(Exception, match=message):

@@ -56,7 +56,7 @@ def test_caps_hold_against_api_calls(client, tmp_path):
         (("Ring", 0.02, 0.2, 10, limits.MAX_CHAINS + 1, 0), "/playground"),
     ]
     for args, api in over:
-        with pytest.raises(Exception, match="greater than maximum|must be between"):
+        with pytest.raises(Exception, match="must be between"):
             client.predict(*args, api_name=api)
     # Upload bytes (Gradio refuses the upload itself) and decoded pixels (checked from the header).
     noise = (np.random.default_rng(0).random((400, 400, 3)) * 255).astype(np.uint8)  # ~480 kB as PNG

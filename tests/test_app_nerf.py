@@ -55,7 +55,8 @@ def test_sample_resample_and_render(client):
     assert not np.array_equal(before, _pixels(image3))
     depth, note4 = client.predict("nerf-lebm-shapes", 0, 40, "Depth", 32, api_name="/nerf_render")
     assert "elevation 40, 32 px" in note4 and Image.open(depth).size == (256, 256)
-    with pytest.raises(Exception, match="greater than maximum"):  # the slider itself refuses poses out of range
+    # The slider itself refuses poses out of range, naming the field and its range.
+    with pytest.raises(Exception, match=r"'Elevation \(degrees, training range 10..40\)' must be between 10 and 40; got 50"):
         client.predict("nerf-lebm-shapes", 0, 50, "Depth", 32, api_name="/nerf_render")
 
 

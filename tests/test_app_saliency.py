@@ -160,7 +160,7 @@ def test_uploads_and_bad_input_are_clear_errors(client, tmp_path):
     for args, message in [
         (("cfebm-emoji-t2g", "inpaint"), "supports translate, not 'inpaint'"),
         (("cfebm-fmnist", "translate"), "supports generate, inpaint, not 'translate'"),
-        (("cfebm-fmnist", "generate", 0, None, "centre square", -1), "Seed must be an integer"),
+        (("cfebm-fmnist", "generate", 0, None, "centre square", -1), r"Seed must be a whole number between 0 and 2\*\*63 - 1; got -1"),
         (("cfebm-fmnist", "inpaint", 10**7), "index must be 0 to|only the held-out"),
         (("cfebm-fmnist", "generate", 0, None, "centre square", 0, 1.5), "greater than maximum|between 0 and 1"),
         (("nope", "generate"), "not in the list of choices"),
@@ -214,7 +214,7 @@ def test_trajectory_translate_tasks_and_clamped_scrub(client):
     assert caption == "frame 1: step 1"
     # The slider ends at the last recorded frame (Gradio rejects API values past it with a clear message);
     # the handler clamps whatever reaches it.
-    with pytest.raises(Exception, match="greater than maximum value 4"):
+    with pytest.raises(Exception, match="'Frame' must be between 0 and 4; got 1000000"):
         client.predict(10**6, api_name="/trajectory_frame")
     trace, _ = tt.record("letit-emoji", "translate", 0)
     frames, labels, steps, _ = tt._frames(trace)

@@ -62,13 +62,19 @@ def _pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+def _strip_size(frames: int) -> tuple[int, int]:
+    """One row of up to STRIP_COLUMNS tiles, each captioned below (pad 4, caption 14 px)."""
+    cols, rows = min(frames, tt.STRIP_COLUMNS), -(-frames // tt.STRIP_COLUMNS)
+    return cols * (tt.STRIP_TILE + 4) + 4, rows * (tt.STRIP_TILE + 14 + 4) + 4
+
+
 def test_letit_held_out_example_both_directions(client):
     for direction, target in ((tt.T2G, "google"), (tt.G2T, "twitter")):
         x, recon, out, truth, strip, chart, shift_map, energy, note = client.predict(
             EXAMPLE, None, direction, tt.LETIT, 4, 0.05, 0.1, 3, api_name="/translate")
         assert all(Image.open(p).size == (128, 128) for p in (x, recon, out, truth, shift_map))
         # steps 0..4: five decoded frames of 64 px (2 px padding) under a 14 px label row
-        assert Image.open(strip).size == (5 * 66 + 2, 64 + 16)
+        assert Image.open(strip).size == _strip_size(5)
         assert f"PSNR to the true {target} drawing" in note and "seed 3" in note and "Latent shift" in note
         assert "Autoencoder reconstruction vs input" in note and "Warning" not in note
         assert chart is not None and energy is not None
@@ -103,7 +109,7 @@ def test_cfebm_pixel_baseline(client):
     x, recon, out, truth, strip, chart, shift_map, energy, note = client.predict(
         EXAMPLE, None, tt.T2G, tt.PIXEL, 5, 0.05, 0.0, 0, api_name="/translate")
     assert recon is None and Image.open(out).size == (128, 128) and truth is not None
-    assert Image.open(strip).size == (6 * 66 + 2, 64 + 16)  # every step recorded, steps 0..5 shown
+    assert Image.open(strip).size == _strip_size(6)  # every step recorded, steps 0..5 shown
     assert "Pixel shift" in note and "step size is fixed at its trained value 1" in note
     assert "Warning: 5 steps exceed the 3" in note
 
@@ -112,12 +118,12 @@ def test_cfebm_pixel_baseline(client):
     ((EXAMPLE, None, "sideways", tt.LETIT, 4, 0.05, 0.1, 0), "not in the list of choices"),
     ((EXAMPLE, None, tt.T2G, "CycleGAN", 4, 0.05, 0.1, 0), "not in the list of choices"),
     ((EXAMPLE, None, tt.G2T, tt.PIXEL, 4, 0.05, 0.1, 0), "trained for twitter->google only"),
-    ((EXAMPLE, None, tt.T2G, tt.LETIT, 0, 0.05, 0.1, 0), "less than minimum"),
-    ((EXAMPLE, None, tt.T2G, tt.LETIT, 201, 0.05, 0.1, 0), "greater than maximum"),
+    ((EXAMPLE, None, tt.T2G, tt.LETIT, 0, 0.05, 0.1, 0), "'Langevin steps' must be between 1 and 200; got 0"),
+    ((EXAMPLE, None, tt.T2G, tt.LETIT, 201, 0.05, 0.1, 0), "'Langevin steps' must be between 1 and 200; got 201"),
     ((EXAMPLE, None, tt.T2G, tt.LETIT, 2.5, 0.05, 0.1, 0), "whole number"),
     ((None, None, tt.T2G, tt.LETIT, 4, 0.05, 0.1, 0), "Pick a held-out example or upload an image"),
     (("emoji-test-999-nope", None, tt.T2G, tt.LETIT, 4, 0.05, 0.1, 0), "not in the list of choices"),
-    ((EXAMPLE, None, tt.T2G, tt.LETIT, 4, 0.05, 0.1, -1), "Seed must be an integer"),
+    ((EXAMPLE, None, tt.T2G, tt.LETIT, 4, 0.05, 0.1, -1), r"Seed must be a whole number between 0 and 2\*\*63 - 1; got -1"),
 ])
 def test_bad_input(client, args, message):
     with pytest.raises(Exception, match=message):

@@ -226,13 +226,25 @@ def test_energy_figure_marker_stands_at_the_scrubbed_step_clamped_to_the_chart(m
     assert line.x0 == line.x1 == x and line.type == "line"
 
 
-def test_energy_figure_marks_segment_starts_and_handles_an_empty_trace():
+def test_energy_figure_gives_each_segment_its_own_panel_and_scale_and_handles_an_empty_trace():
+    """CDRL's levels differ by orders of magnitude (level 0 near -1e6): one shared axis would flatten the others."""
     trace = _energy_trace(steps=6)
+    trace.energies = [e * (1e6 if t >= 3 else 1.0) - 5 for t, e in enumerate(trace.energies)]
     trace.segments = [("level 1", 0, 3), ("level 0", 3, 6)]
-    fig = energy_figure(trace, marker_step=4)
-    grey = [s for s in fig.layout.shapes if s.line.color == "grey"]
-    assert [s.x0 for s in grey] == [0, 3] and [a.text for a in fig.layout.annotations] == ["level 1", "level 0"]
-    assert [s.x0 for s in _black_lines(fig)] == [4]
+    fig = energy_figure(trace, "CDRL", marker_step=4)
+    assert "one panel per level, each on its own energy scale" in fig.layout.title.text
+    assert [a.text for a in fig.layout.annotations] == ["level 1", "level 0"]
+    means = [t for t in fig.data if t.name == "mean energy"]
+    assert [list(m.x) for m in means] == [[0, 1, 2], [3, 4, 5]] and means[0].yaxis != means[1].yaxis
+    e = trace.energy_matrix().numpy()
+    np.testing.assert_allclose(means[1].y, e[3:].mean(1), rtol=1e-6)
+    grads = [t for t in fig.data if t.name == "mean |grad E|"]
+    assert len(grads) == 2 and {g.yaxis for g in grads}.isdisjoint({m.yaxis for m in means})
+    (line,) = _black_lines(fig)  # the scrub marker, in level 0's column (x axis 2), through both rows
+    assert line.x0 == line.x1 == 4 and line.xref == "x2" and line.yref == "paper"
+    assert _black_lines(energy_figure(trace, marker_step=100))[0].x0 == 5
+    single = energy_figure(_energy_trace(), "one chain")
+    assert single.layout.title.text == "one chain" and len(single.data) == 3
     empty = energy_figure(Trace(), "nothing", marker_step=3)
     assert len(empty.data) == 0 and empty.layout.title.text == "nothing (no steps run)"
 

@@ -12,6 +12,16 @@ from .common import device_notice
 TABS = [("CDRL", cdrl_tab), ("Compose", compose_tab), ("CF-EBM", cfebm_tab), ("Inpaint", inpaint_tab), ("Trajectory", trajectory_tab),
         ("Saliency", saliency_tab), ("Translate", translate_tab), ("CoopFlow", coopflow_tab), ("EGC", egc_tab), ("3D (NeRF-LEBM)", nerf_tab), ("Langevin playground", playground), ("Models", models_tab)]
 
+# Page-wide style (Gradio 6 takes CSS at launch; build_app makes it the default of every launch):
+# small images are enlarged without blurring, a bar warning stands out from the notes around it, and the
+# CDRL request's bar shows its own elapsed time and ETA (studio.ui.progress) in place of Gradio's counter,
+# which restarts at every streamed preview.
+STYLE = """
+.pixelated img, img.pixelated { image-rendering: pixelated; }
+.bar-warning { border-left: 4px solid #d97706; padding: 2px 0 2px 10px; }
+#cdrl-grid .progress-text { display: none; }
+"""
+
 # Sampling is CPU-bound: a couple of concurrent jobs per event, a bounded queue (app.py sizes threads by it).
 QUEUE = {"default_concurrency_limit": 2, "max_size": 32}
 
@@ -27,9 +37,36 @@ def build_app() -> gr.Blocks:
                 with gr.Tab(title, id=title):
                     built[title] = module.build()
         _link_tabs(built, tabs)
+        _link_cards(demo, built.get("Models"), tabs)
     demo.queue(**QUEUE)
+    _style(demo)
     hardening.harden(demo)  # clear errors for malformed API values, upload caps, atomic output cache
     return demo
+
+
+def _style(demo: gr.Blocks) -> None:
+    launch = demo.launch
+
+    def launch_with_style(*args, **kwargs):
+        kwargs["css"] = STYLE + (kwargs.get("css") or "")
+        return launch(*args, **kwargs)
+
+    demo.launch = launch_with_style
+
+
+def _link_cards(demo: gr.Blocks, models: dict | None, tabs: gr.Tabs) -> None:
+    """Every "Model card: NAME" button next to a bar warning opens that card in the Models tab."""
+    from .bar_warnings import card_buttons, card_name
+
+    if not models:
+        return
+
+    def open_card(label):
+        name = card_name(label)
+        return gr.Tabs(selected="Models"), (gr.update(value=name) if name else gr.update())
+
+    for button in card_buttons(demo.blocks.values()):
+        button.click(open_card, button, [tabs, models["choice"]], api_visibility="private")
 
 
 def _link_tabs(built: dict, tabs: gr.Tabs) -> None:
@@ -39,5 +76,5 @@ def _link_tabs(built: dict, tabs: gr.Tabs) -> None:
                                              [*built["Trajectory"]["outputs"], tabs], api_visibility="private")
     if built.get("Inpaint") and built.get("Trajectory"):
         inpaint, trajectory = built["Inpaint"], built["Trajectory"]
-        inpaint["show_chain"].click(trajectory_tab.open_chain, inpaint["inputs"], [*trajectory["outputs"], tabs],
-                                    api_visibility="private")
+        inpaint["show_chain"].click(trajectory_tab.open_chain, inpaint["inputs"],
+                                    [*trajectory["outputs"], *trajectory["controls"], tabs], api_visibility="private")

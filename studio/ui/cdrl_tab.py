@@ -9,7 +9,10 @@ import gradio as gr
 from ..viz import energy_figure, image_grid, trajectory_gif
 from ..cdrl import FASHION_CLASSES, CDRLConfig
 from . import limits
+from .bar_warnings import bar_warning
+from ..langevin import step_listener
 from .common import cached_model, model_config, user_errors
+from .progress import RequestProgress, Stage
 
 CDRL_NAME, DRL_NAME = "cdrl-fmnist", "drl-fmnist"
 UNCONDITIONAL = "(unconditional)"
@@ -17,14 +20,14 @@ MAX_SAMPLES = limits.MAX_SAMPLES
 
 
 def _seeds(first_seed, n) -> str:
-    return limits.seed_range(first_seed, n, MAX_SAMPLES)[0]
+    return limits.seed_range(first_seed, n, MAX_SAMPLES, seed_name="First seed")[0]
 
 
 def _run(name: str, cls, seeds: str, w: float, k: int, noise: bool, tweedie: bool, init_only: bool, record_every: int):
     model = cached_model(name)
     start = time.perf_counter()
     x, trace = model.generate(cls, seeds=seeds, guidance=w, steps=k, noise=noise, tweedie=tweedie, init_only=init_only,
-                              record_every=record_every, progress=True)
+                              record_every=record_every)
     seconds = time.perf_counter() - start
     evals = model.network_evaluations(k, init_only=init_only, tweedie=tweedie, w=w if cls is not None else 0.0)
     return x, trace, seconds, evals
@@ -32,11 +35,12 @@ def _run(name: str, cls, seeds: str, w: float, k: int, noise: bool, tweedie: boo
 
 @user_errors
 def generate(class_name: str, guidance: float, steps: int, first_seed: float, n: int, noise: bool, tweedie: bool,
-             init_only: bool, compare_drl: bool, progress=gr.Progress(track_tqdm=True)):
+             init_only: bool, compare_drl: bool, progress=gr.Progress()):
     """CDRL samples (and DRL at the same seeds): grids, the CDRL trajectory GIF, energy chart and a summary.
 
     Streams: a preview grid after the top level's proposal (one network call in) and after every
-    level, then the full result; API callers get the last one from ``predict``."""
+    level, then the full result; API callers get the last one from ``predict``. One progress bar
+    covers the whole request (every level of CDRL, then DRL's), with the level and step in its text."""
     guidance = limits.number("Guidance w", guidance, 0, limits.MAX_GUIDANCE)
     steps = limits.integer("K", steps, 1, limits.MAX_CDRL_STEPS)
     noise, tweedie, init_only, compare_drl = (limits.flag(what, v) for what, v in (
@@ -45,11 +49,17 @@ def generate(class_name: str, guidance: float, steps: int, first_seed: float, n:
     cls = None if class_name in (None, UNCONDITIONAL) else class_name
     w, k = float(guidance), int(steps)
     model = cached_model(CDRL_NAME)
+    drl_k = cached_model(DRL_NAME).config.langevin_steps if compare_drl else 0
+    bar = RequestProgress(_stages(model.config.num_levels, 0 if init_only else k, drl_k), progress)
     start = time.perf_counter()
-    for update in model.generate_stream(cls, seeds=seeds, guidance=w, steps=k, noise=noise, tweedie=tweedie,
-                                        init_only=init_only, record_every=1, progress=True):
-        if not update.done:
-            yield image_grid(update.images, scale=3), None, None, None, f"Seeds used: {seeds}\nCDRL: {update.label} of {model.config.num_levels}..."
+    stream = model.generate_stream(cls, seeds=seeds, guidance=w, steps=k, noise=noise, tweedie=tweedie,
+                                   init_only=init_only, record_every=1)
+    while True:  # the stream always ends with a "done" update
+        with step_listener(bar.step):  # set around each step of the stream: Gradio may resume it in another thread
+            update = next(stream)
+        if update.done:
+            break
+        yield image_grid(update.images, scale=3), None, None, None, f"Seeds used: {seeds}\nCDRL: {update.label} of {model.config.num_levels}..."
     x, trace, secs = update.images, update.trace, time.perf_counter() - start
     evals = model.network_evaluations(k, init_only=init_only, tweedie=tweedie, w=w if cls is not None else 0.0)
     gif = trajectory_gif(trace, tempfile.NamedTemporaryFile(suffix=".gif", delete=False).name, scale=2)
@@ -59,11 +69,17 @@ def generate(class_name: str, guidance: float, steps: int, first_seed: float, n:
     if compare_drl:
         yield grid, None, gif, energy, "\n".join([*summary, "DRL: sampling..."])
         # DRL starts each level at x_{t+1}; it needs its own training K (30) to work at all.
-        xd, _, secs_d, evals_d = _run(DRL_NAME, cls, seeds, w, cached_model(DRL_NAME).config.langevin_steps,
-                                      noise, tweedie, False, record_every=0)
+        with step_listener(bar.step):
+            xd, _, secs_d, evals_d = _run(DRL_NAME, cls, seeds, w, drl_k, noise, tweedie, False, record_every=0)
         drl_img = image_grid(xd, scale=3)
         summary.append(f"DRL: {evals_d} network evaluations per sample, {secs_d:.1f} s")
     yield grid, drl_img, gif, energy, "\n".join(summary)
+
+
+def _stages(levels: int, k: int, drl_k: int) -> list[Stage]:
+    """The chains of one request in the order they run: CDRL's levels top -> 0, then DRL's (when compared)."""
+    cdrl = [Stage(f"CDRL level {t} ({levels - t} of {levels})", k) for t in range(levels - 1, -1, -1)]
+    return cdrl + [Stage(f"DRL level {t} ({levels - t} of {levels})", drl_k) for t in range(levels - 1, -1, -1)]
 
 
 def available() -> bool:
@@ -90,10 +106,11 @@ def build() -> None:
         with gr.Column(scale=1):
             cls = gr.Dropdown(names, value="Trouser", label="Class")
             w = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance w")
-            k = gr.Slider(1, 50, value=config.get("langevin_steps", CDRLConfig.langevin_steps), step=1, label="Langevin steps K per level")
+            k = gr.Slider(1, 50, value=config.get("langevin_steps", CDRLConfig.langevin_steps), step=1, label="Langevin steps K per level",
+                          elem_id="cdrl-k")
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, label="First seed")
-                n = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Samples")
+                n = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Samples", elem_id="cdrl-n")
             with gr.Row():
                 noise = gr.Checkbox(value=True, label="Langevin noise")
                 tweedie = gr.Checkbox(value=True, label="Final Tweedie denoise")
@@ -101,12 +118,15 @@ def build() -> None:
                 init_only = gr.Checkbox(value=False, label="Initializer only")
                 compare = gr.Checkbox(value=False, label="Compare with DRL", visible=_drl_available())
             go = gr.Button("Generate", variant="primary")
-            info = gr.Textbox(label="Run summary", lines=3, interactive=False)
+            bar_warning(CDRL_NAME, "generate")
+            info = gr.Textbox(label="Run summary", lines=3, interactive=False, elem_id="cdrl-summary")
         with gr.Column(scale=2):
             with gr.Row():
-                grid = gr.Image(label="CDRL samples", format="png", type="pil")
-                drl_grid = gr.Image(label="DRL at the same seeds", format="png", type="pil")
+                grid = gr.Image(label="CDRL samples", format="png", type="pil", elem_id="cdrl-grid")
+                drl_grid = gr.Image(label="DRL at the same seeds", format="png", type="pil", elem_id="cdrl-drl-grid")
             gif = gr.Image(label="Trajectory: each level's proposal and Langevin steps", format="gif", type="filepath")
             energy = gr.Plot(label="Energy per step")
+    # The request's one progress bar sits on the CDRL grid (the DRL panel has none: with DRL off it has nothing to
+    # wait for; with DRL on, the bar's text says when DRL runs).
     go.click(generate, [cls, w, k, seed, n, noise, tweedie, init_only, compare], [grid, drl_grid, gif, energy, info],
-             api_name="cdrl_generate")
+             api_name="cdrl_generate", show_progress_on=[grid])

@@ -13,17 +13,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .. import checks
 from ..errors import DataNotFoundError, SamplingError
 from ..langevin import Trace
 from ..metrics import auroc, psnr
 from ..viz import energy_figure, image_grid, to_uint8, trajectory_gif
 from . import inpaint_tab, limits
+from .bar_warnings import BarWarning, bar_warning
 from .common import cached_model, model_skeleton, user_errors
-from .masks import image_for_model
+from .masks import image_for_model, undo_enlargement
 
 CFEBM_NAME, SINGLE_NAME = "cfebm-fmnist", "ebm-single-fmnist"  # the model and its single-scale ablation
 SINGLE, MULTI = "single-scale", "multi-scale (coarse to fine)"
 MAX_SAMPLES, MAX_STEPS, MAX_SEED = limits.MAX_SAMPLES, limits.MAX_STEPS, limits.MAX_SEED
+GENERATE_BARS = ("generate", "multiscale")  # studio.bars uses shown next to Generate
 GIF_SAMPLES = 16  # the animation shows the first chains only; the grid shows them all
 FMNIST_EXAMPLES, MNIST, EMOJI, UNIFORM, CONSTANT, UPLOADED = (
     "Fashion-MNIST test examples", "MNIST digits", "Emoji", "Uniform noise", "Constant images", "Uploaded images")
@@ -55,30 +58,15 @@ def _model(name: str):
 
 
 def _seed(value) -> int:
-    try:
-        ok = not isinstance(value, bool) and float(value).is_integer() and 0 <= int(value) <= MAX_SEED
-    except (TypeError, ValueError, OverflowError):  # None, text, NaN, infinity
-        ok = False
-    if not ok:
-        raise SamplingError(f"Seed must be an integer between 0 and 2**63 - 1; got {value}.")
-    return int(value)
+    return limits.seed(value, error=SamplingError)
 
 
 def _in_range(what: str, value, lo: float, hi: float) -> float:
-    try:
-        ok = not isinstance(value, bool) and lo <= float(value) <= hi  # False for NaN
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise SamplingError(f"{what} must be between {lo:g} and {hi:g}; got {value}.")
-    return float(value)
+    return checks.number(what, value, lo, hi)
 
 
 def _seed_range(first, n, max_n: int) -> str:
-    count = limits.integer("Number of samples", n, 1, max_n)
-    first = _seed(first)
-    _seed(first + count - 1)
-    return f"{first}-{first + count - 1}"
+    return limits.seed_range(first, n, max_n, seed_name="First seed")[0]
 
 
 # -- generate --------------------------------------------------------------------------------------
@@ -159,6 +147,7 @@ def denoise(name: str, example: str | None, upload, noise_std: float, seed: floa
     noise = torch.from_numpy(np.random.default_rng(seed).standard_normal(tuple(clean.shape)).astype(np.float32))
     noisy = (clean + sigma * noise).clamp(-1, 1)
     out, trace = model.denoise(noisy, seeds=str(seed))
+    out = out.cpu()  # to the host once, for the PSNR and the pictures
     before, after = float(psnr(noisy[None], clean[None])[0]), float(psnr(out[:1], clean[None])[0])
     notes += [f"Input: {source}. Gaussian noise std {sigma:g} (seed {seed}), clipped to [-1, 1]; "
               f"{trace.num_steps} Langevin steps from the noisy image.",
@@ -180,7 +169,8 @@ def inpaint(name: str, editor_value, preset: str, n: float, steps: float, seed: 
     if painted.all():
         # With no known pixel there is nothing to complete: that is plain generation.
         raise SamplingError("The whole image is masked, so nothing is known to complete from: paint a smaller region, or use Generate.")
-    gallery, more = inpaint_tab.complete_with(name, editor_value["background"], painted, None, 0.0, n, steps, seed)
+    image = undo_enlargement(editor_value["background"], model.config.resolution)  # an example as shown on the canvas
+    gallery, more = inpaint_tab.complete_with(name, image, painted, None, 0.0, n, steps, seed)
     warning = steps_warning(model, SINGLE, steps)
     if warning:
         gr.Warning(warning)
@@ -371,6 +361,7 @@ def build() -> None:
                         seed = gr.Number(value=0, precision=0, label="First seed")
                         n = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Samples")
                     go_gen = gr.Button("Generate", variant="primary")
+                    gen_warning = bar_warning(names[0], GENERATE_BARS)
                     gen_note = gr.Markdown(elem_id="cfebm-generate-note")
                 with gr.Column(scale=2):
                     with gr.Row():
@@ -423,6 +414,7 @@ def build() -> None:
                     scored = gr.Gallery(label="Scored images", columns=8, height=260, format="png")
     # Layout-only events stay out of the API.
     name.change(user_errors(_model_changed), name, [mode, steps, i_steps], api_visibility="private")
+    name.change(lambda n: BarWarning.update(n, GENERATE_BARS), name, gen_warning.outputs, api_visibility="private")
     mode.change(user_errors(_mode_changed), [name, mode], steps, api_visibility="private")
     d_example.change(lambda _: None, d_example, d_upload, api_visibility="private")
     i_example.change(user_errors(inpaint_tab.load_example), i_example, editor, api_visibility="private")

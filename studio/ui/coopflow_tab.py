@@ -7,8 +7,8 @@ import gradio as gr
 
 from ..viz import energy_figure, image_grid
 from . import limits
+from .bar_warnings import bar_warning
 from .common import cached_model, model_skeleton, user_errors
-from .limits import LimitError
 
 COOPFLOW_NAME = "coopflow-fmnist"
 MAX_SAMPLES, MAX_STEPS = 64, 200
@@ -28,11 +28,7 @@ def sample(steps: float, step_size: float, first_seed: float, n: float, noise: f
     delta = limits.number("Step size delta", step_size, 0.005, 0.1)
     noise = limits.number("Langevin noise", noise, 0.0, 1.0)
     count = limits.integer("Number of samples", n, 1, MAX_SAMPLES)
-    try:
-        first = limits.seed(first_seed)
-    except LimitError:
-        raise LimitError(f"Seed must be an integer between 0 and 2**63 - 1; got {first_seed}.") from None
-    seeds, _, _ = limits.seed_range(first, count, MAX_SAMPLES)
+    seeds, _, _ = limits.seed_range(first_seed, count, MAX_SAMPLES, seed_name="First seed")
     start = time.perf_counter()
     out = model.sample(seeds, steps=steps, step_size=delta, noise=noise, progress=True)
     seconds = time.perf_counter() - start
@@ -66,6 +62,7 @@ def build() -> None:
                 n = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Samples", elem_id="coopflow-count")
             noise = gr.Slider(0.0, 1.0, value=c.noise, step=0.05, label="Langevin noise (fraction of delta; the paper uses 0)")
             go = gr.Button("Sample", variant="primary")
+            bar_warning(COOPFLOW_NAME, "generate")
             info = gr.Textbox(label="Run summary", lines=5, interactive=False, elem_id="coopflow-summary")
         with gr.Column(scale=2):
             with gr.Row():

@@ -16,6 +16,7 @@ from ..errors import SamplingError
 from ..paths import assets_dir
 from ..viz import energy_figure, image_grid
 from . import limits
+from .bar_warnings import bar_warning
 from .common import cached_model, model_skeleton, user_errors
 from .masks import image_for_model
 
@@ -161,6 +162,7 @@ def build() -> dict:
                 seed = gr.Number(value=0, precision=0, label="First seed")
                 n = gr.Slider(1, MAX_SAMPLES, value=8, step=1, label="Samples", elem_id="egc-n")
             go_gen = gr.Button("Generate", variant="primary", elem_id="egc-generate")
+            bar_warning(EGC_NAME, "generate")  # issue 26: the card's misses of its generation bars (studio.bars)
             gen_info = gr.Textbox(label="Run summary", lines=4, interactive=False, elem_id="egc-summary")
         with gr.Column(scale=2):
             grid = gr.Image(label="EGC samples", format="png", type="pil", elem_id="egc-grid")

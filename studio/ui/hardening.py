@@ -1,7 +1,8 @@
 """Hardening of the Gradio app against hostile or simply concurrent users (called once by ``build_app``).
 
 * Input components refuse malformed API values with a clear ``gr.Error`` (Gradio's own preprocessing
-  would fail with a generic "the upstream app raised an exception"), malformed file payloads (a bare
+  would fail with a generic "the upstream app raised an exception"; its slider range check does not name
+  the field), worded as every other check (``studio.checks.number_message``), malformed file payloads (a bare
   path string, a number) are named instead of failing Gradio's data-model check, and uploaded images
   are measured from their header before anything decodes them.
 * ``demo.launch`` defaults to ``max_file_size=limits.MAX_UPLOAD_BYTES``.
@@ -14,10 +15,12 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
 
+from .. import checks
 from . import limits
 from .limits import MAX_UPLOAD_PIXELS, LimitError, pixels
 
@@ -76,11 +79,15 @@ def _guarded(block, preprocess):
         if numeric and (payload is not None or isinstance(block, gr.Slider)):  # a Number may be left empty
             # Python ints are exact (JSON may carry 10**400, which math.isfinite cannot convert); range
             # checks below and in the handlers refuse the huge ones.
-            if isinstance(payload, bool) or not isinstance(payload, (int, float)) or \
-                    not (isinstance(payload, int) or math.isfinite(payload)):
-                lo, hi = getattr(block, "minimum", None), getattr(block, "maximum", None)
-                span = f" between {lo:g} and {hi:g}" if lo is not None and hi is not None else ""
-                raise gr.Error(f"'{name}' must be a number{span}; got {payload!r}.")
+            lo, hi = getattr(block, "minimum", None), getattr(block, "maximum", None)
+            bad = isinstance(payload, bool) or not isinstance(payload, (int, float)) or \
+                not (isinstance(payload, int) or math.isfinite(payload))
+            # Gradio's own range check says "Value 80 is greater than maximum value 40.0" without naming the
+            # field; the same check, worded as every other check (studio.checks.number_message).
+            if bad or (lo is not None and payload < lo) or (hi is not None and payload > hi):
+                if lo is None or hi is None:
+                    raise gr.Error(f"'{name}' must be a number; got {checks.given(payload)}.")
+                raise gr.Error(checks.number_message(f"'{name}'", lo, hi, payload))
         if checkbox and not isinstance(payload, bool):
             raise gr.Error(f"'{name}' must be true or false; got {payload!r}.")
         if images:
@@ -124,6 +131,8 @@ def _validated(preprocess_data):
     async def checked(block_fn, inputs, state, *args, **kwargs):
         try:
             return await preprocess_data(block_fn, inputs, state, *args, **kwargs)
+        except gr.Error as err:
+            raise _reworded(err, block_fn, inputs) from None
         except ValidationError as err:
             names = [_label(block) for block, value in zip(block_fn.inputs, inputs) if _invalid(block, value)]
             what = ", ".join(f"'{n}'" for n in names) or f"a file input ({err.title})"
@@ -131,6 +140,29 @@ def _validated(preprocess_data):
                            "{'path': ..., 'meta': {'_type': 'gradio.FileData'}} (gradio_client.handle_file does this).") from None
 
     return checked
+
+
+_GRADIO_RANGE = re.compile(r"^Value (\S+) is (greater than maximum|less than minimum) value ([^\s]+?)\.?$")
+
+
+def _reworded(err, block_fn, inputs):
+    """Gradio's own range message ("Value 80 is greater than maximum value 40.") for a slider whose range an
+    event updated (Gradio then checks a copy of the component, not the guarded one), worded as every other
+    check and naming the field; any other error as it is."""
+    import gradio as gr
+
+    m = _GRADIO_RANGE.match(str(getattr(err, "message", "")))
+    if not m:
+        return err
+    value, bound = float(m.group(1)), float(m.group(3))
+    for block, payload in zip(block_fn.inputs, inputs):
+        if isinstance(block, (gr.Slider, gr.Number)) and isinstance(payload, (int, float)) and not isinstance(payload, bool) \
+                and float(payload) == value:
+            lo, hi = (getattr(block, "minimum", None), bound) if m.group(2).startswith("greater") else \
+                (bound, getattr(block, "maximum", None))
+            if lo is not None and hi is not None:
+                return gr.Error(checks.number_message(f"'{_label(block)}'", lo, hi, payload))
+    return err
 
 
 def _invalid(block, value) -> bool:

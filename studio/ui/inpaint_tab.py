@@ -12,7 +12,7 @@ from ..paths import assets_dir
 from ..viz import to_uint8
 from . import limits
 from .common import cached_model, model_config, user_errors
-from .masks import image_for_model, mask_from_editor, mask_from_image, preset_mask
+from .masks import image_for_model, mask_from_editor, mask_from_image, preset_mask, undo_enlargement
 
 EXAMPLES_DIR = assets_dir() / "examples"
 # Models with an inpainting procedure, in order of preference.
@@ -73,7 +73,7 @@ def complete_with(name: str, image, painted: np.ndarray, class_name: str, guidan
     painted = np.asarray(painted)
     if painted.shape != (size, size) or painted.dtype != bool:
         raise SamplingError(f"Mask must be a {size}x{size} boolean array; got {painted.dtype} of shape {painted.shape}.")
-    seeds, seed, n = limits.seed_range(seed, n, limits.MAX_COMPLETIONS, what="Number of completions")
+    seeds, seed, n = limits.seed_range(seed, n, limits.MAX_COMPLETIONS, what="Number of completions", seed_name="First seed")
     cdrl = model.checkpoint.kind in ("cdrl", "drl")
     steps = limits.integer("Langevin steps", steps, 1, limits.MAX_CDRL_STEPS if cdrl else limits.MAX_STEPS)
     known = torch.from_numpy(~painted).float()
@@ -98,9 +98,13 @@ def complete_with(name: str, image, painted: np.ndarray, class_name: str, guidan
 def inpaint_editor(model_label, editor_value, preset, class_name, guidance, n, steps, seed, progress=gr.Progress(track_tqdm=True)):
     if not isinstance(editor_value, dict) or editor_value.get("background") is None:
         raise SamplingError("Pick an example or upload an image first.")
-    painted, notes = editor_mask(editor_value, preset, _model_size(model_label), seed)
+    size = _model_size(model_label)
+    painted, notes = editor_mask(editor_value, preset, size, seed)
     traces: dict = {}
-    gallery, more = complete(model_label, editor_value["background"], painted, class_name, guidance, n, steps, seed, traces)
+    # A held-out example sits on the canvas as an exact enlargement: use its original pixels (not resampled,
+    # and no "resized" note for an image that never was).
+    image = undo_enlargement(editor_value["background"], size)
+    gallery, more = complete(model_label, image, painted, class_name, guidance, n, steps, seed, traces)
     return gallery, "\n".join([*notes, more]), traces, None
 
 
@@ -109,7 +113,7 @@ def editor_mask(editor_value, preset: str, size: int, seed) -> tuple[np.ndarray,
     if preset == "paint":
         return mask_from_editor(editor_value, size)
     preset = limits.choice("mask preset", preset, PRESETS)
-    return preset_mask(preset, size, limits.seed(seed or 0)), [f"Preset mask: {preset}."]
+    return preset_mask(preset, size, limits.seed(seed or 0, "First seed")), [f"Preset mask: {preset}."]
 
 
 @user_errors
@@ -135,12 +139,12 @@ def build() -> dict:
                 "Known pixels are kept exactly; each seed gives a different completion.")
     with gr.Row():
         with gr.Column(scale=1):
-            model = gr.Dropdown(models, value=models[0], label="Model")
+            model = gr.Dropdown(models, value=models[0], label="Model", elem_id="inpaint-model")
             example = gr.Dropdown(examples, value=examples[0] if examples else None, label="Held-out example")
             editor = gr.ImageEditor(value=load_example(examples[0]) if examples else None, type="numpy", layers=False,
                                     brush=gr.Brush(colors=["#ff3030"], default_size=24), label="Paint the region to replace",
                                     height=320, canvas_size=(CANVAS, CANVAS))
-            preset = gr.Radio(PRESETS, value="paint", label="Mask")
+            preset = gr.Radio(PRESETS, value="paint", label="Mask", elem_id="inpaint-mask")
         with gr.Column(scale=1):
             names = next((model_config(m)["class_names"] for m in available_models().values()
                           if "class_names" in model_config(m)), [])  # config.json only: weights load on first use
@@ -150,7 +154,7 @@ def build() -> dict:
             steps = gr.Slider(1, 50, value=10, step=1, label="Langevin steps")
             seed = gr.Number(value=0, precision=0, label="First seed")
             run = gr.Button("Inpaint", variant="primary")
-            notes = gr.Textbox(label="Notes", lines=3, interactive=False)
+            notes = gr.Textbox(label="Notes", lines=3, interactive=False, elem_id="inpaint-notes")
     gallery = gr.Gallery(label="Masked input and completions (select one, then show its chain)", columns=9, height=260, format="png")
     show_chain = gr.Button("Show the chain of the selected completion in Trajectory")
     traces, selected = gr.State(), gr.State()

@@ -227,15 +227,17 @@ def model_input(config: dict, index, upload, source: str | None = None) -> tuple
     size = int(config.get("image_size") or config.get("resolution"))
     channels = int(config.get("channels", 1))
     if upload is not None:
+        # The index is not even checked: an upload wins, whatever the index field holds.
+        ignored = ["The held-out example index is not used while an image is uploaded (clear the upload to use it)."]
         if not _source(config, source):
             x, notes = image_for_model(upload, size, channels)
-            return x, "your upload", notes
+            return x, "your upload", ignored + notes
         arr = to_array(upload)
         transparent = arr.shape[2] in (2, 4) and bool((arr[..., -1] < 255).any())
         x, notes = image_for_model(on_white(arr), size, channels)
         # image_for_model only sees the decoded first frame here, so the animation note comes from the upload itself.
         first = animated_note(upload)
         white = ["Transparent pixels were composited on white (as the emoji training data are)."] if transparent else []
-        return x, "your upload", first + white + notes
+        return x, "your upload", ignored + first + white + notes
     x, label = held_out(config, index, source)
     return x, label, []

@@ -1,5 +1,9 @@
 """What one request may ask of the server, in one place, and the checks that enforce it.
 
+Every refusal is worded one way (``studio.checks.number_message`` / ``integer_message``): the field as the
+user sees it, its valid range, and what was given ("nothing" for an empty or unreadable number box).
+Tabs check through these functions instead of writing their own messages.
+
 The app is public, so every value from the browser or the API is untrusted: sliders can be bypassed
 through the API, numbers arrive as NaN, infinity, None or text, and uploads can be decompression
 bombs. The caps below bound the work of any single request (samples x steps x resolution), so no
@@ -46,12 +50,9 @@ def integer(what: str, value: Any, lo: int, hi: int) -> int:
     return checks.integer(what, value, lo, hi, error=LimitError)
 
 
-def seed(value: Any, what: str = "Seed") -> int:
-    """A torch generator seed: an integer in [0, 2**63 - 1]."""
-    try:
-        return integer(what, value, 0, MAX_SEED)
-    except LimitError:
-        raise LimitError(f"{what} must be a non-negative integer below 2**63; got {value!r}.") from None
+def seed(value: Any, what: str = "Seed", error: type[StudioError] = LimitError) -> int:
+    """A torch generator seed: a whole number in [0, 2**63 - 1]; every tab words a bad seed this way."""
+    return checks.integer(what, value, 0, MAX_SEED, error=error)
 
 
 def seed_range(first: Any, count: Any, max_count: int, what: str = "Number of samples",
@@ -60,7 +61,8 @@ def seed_range(first: Any, count: Any, max_count: int, what: str = "Number of sa
     n = integer(what, count, 1, max_count)
     a = seed(first, seed_name)
     if a + n - 1 > MAX_SEED:
-        raise LimitError(f"Seeds {a}..{a + n - 1} go past the largest seed 2**63 - 1; choose a smaller first seed.")
+        raise LimitError(f"Seeds {a}..{a + n - 1} go past the largest seed 2**63 - 1; choose a {seed_name.lower()} "
+                         f"of at most {MAX_SEED - n + 1}.")
     return f"{a}-{a + n - 1}", a, n
 
 

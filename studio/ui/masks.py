@@ -143,6 +143,19 @@ def image_for_model(image: Any, size: int, channels: int) -> tuple[torch.Tensor,
     return (x[None] if channels == 1 else x.permute(2, 0, 1)), notes
 
 
+def undo_enlargement(image: Any, size: int) -> Any:
+    """The ``size`` x ``size`` original of an exact nearest-neighbour enlargement (how the Inpaint tab shows a
+    held-out example on its canvas), so it is neither resampled nor reported as resized; anything else as is."""
+    if not isinstance(image, np.ndarray) or image.ndim < 2 or size < 1:
+        return image
+    h, w = image.shape[:2]
+    if h != w or h % size or h == size:
+        return image
+    k = h // size
+    small = image[::k, ::k]
+    return small if np.array_equal(np.repeat(np.repeat(small, k, axis=0), k, axis=1), image) else image
+
+
 def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """Nearest-neighbour resize after a centre crop, so no anti-aliasing leaks half-painted pixels."""
     pil, _ = _centre_square(Image.fromarray(mask.astype(np.uint8) * 255))

@@ -17,6 +17,8 @@ from ..errors import SamplingError
 from ..nerf_lebm import ELEVATION_RANGE, NeRFError
 from ..render import orbit_angles
 from ..viz import image_grid
+from . import limits
+from .bar_warnings import BarWarning, bar_warning
 from .common import cached_model, user_errors
 from .masks import MaskError, frame_count, to_array
 
@@ -60,13 +62,7 @@ def _prior(model, prior: str) -> str:
 
 
 def _seed(value) -> int:
-    try:
-        ok = not isinstance(value, bool) and float(value).is_integer() and 0 <= int(value) <= MAX_SEED
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise SamplingError(f"Seed must be an integer between 0 and {MAX_SEED}; got {value}.")
-    return int(value)
+    return limits.seed(value, error=SamplingError)
 
 
 def _number(what: str, value, lo: float, hi: float) -> float:
@@ -152,9 +148,45 @@ def render_view(name: str, state: dict, azimuth: float, elevation: float, view: 
 @user_errors
 def preview_view(name: str, state: dict, azimuth: float, elevation: float, view: str) -> Image.Image:
     """A fast 32 px render while a slider moves (the full render follows on release)."""
-    if not state or "z_s" not in state:
-        return None
+    if not _has_object(state):
+        return gr.update()
     return _render(name, state, azimuth, elevation, view, PREVIEW_RES)[0]
+
+
+def _has_object(state) -> bool:
+    return isinstance(state, dict) and "z_s" in state
+
+
+@user_errors
+def follow_view(name: str, state: dict, azimuth: float, elevation: float, view: str, resolution) -> tuple:
+    """Re-render after a passive change (camera released, view or resolution picked): before the first
+    object there is nothing to re-render, so nothing happens, quietly. Explicit actions still say
+    "No object yet"."""
+    if not _has_object(state):
+        return gr.update(), gr.update()
+    return render_view(name, state, azimuth, elevation, view, resolution)
+
+
+@user_errors
+def prior_changed(name: str, prior: str, state: dict, azimuth, elevation, view, resolution) -> tuple:
+    """The prior radio and the object must agree: a sampled object is drawn again from the chosen prior with
+    the same shape and appearance seeds (an inferred one does not come from a prior and stays)."""
+    return _redraw(name, prior, state, azimuth, elevation, view, resolution)
+
+
+def _redraw(name: str, prior: str, state: dict, azimuth, elevation, view, resolution) -> tuple:
+    if not _has_object(state) or state.get("source") != "sampled":
+        return gr.update(), gr.update(), gr.update()
+    model = _model(name)
+    p = _prior(model, prior)
+    if p == state.get("prior") and state.get("model") == name:
+        return gr.update(), gr.update(), gr.update()
+    shape_seed, app_seed = _seed(state["shape_seed"]), _seed(state["appearance_seed"])
+    z_s, z_a = model.sample_shape([shape_seed], p), model.sample_appearance([app_seed], p)
+    new = _state(name, z_s, z_a, shape_seed, app_seed, p, "sampled")
+    image, note = _render(name, new, azimuth, elevation, view, _resolution(resolution))
+    where = f"{name}'s {p} prior" if state.get("model") != name else f"the {p} prior"
+    return new, image, " ".join(filter(None, [f"Drawn again from {where} (same seeds).", _describe(new), note]))
 
 
 def _state(model_name: str, z_s, z_a, shape_seed, appearance_seed, prior: str, source: str) -> dict:
@@ -324,6 +356,15 @@ def infer_object(name: str, example: str, upload, pose_azimuth, pose_elevation, 
     return state, _to_pil(x[0]), image, " ".join(filter(None, [f"Inferred from {source} ({how}).", *notes, pose_note, note]))
 
 
+@user_errors
+def model_changed(name: str, state: dict, azimuth, elevation, view, resolution) -> tuple:
+    """Another model: the prior radio shows its prior, and a sampled object is drawn again by it (same seeds)."""
+    prior = EBM if _model(name).config.prior == "ebm" else GAUSSIAN
+    if not _has_object(state) or state.get("source") != "sampled" or state.get("model") == name:
+        return gr.update(value=prior), gr.update(), gr.update(), gr.update()
+    return (gr.update(value=prior), *_redraw(name, prior, state, azimuth, elevation, view, resolution))
+
+
 def build() -> dict:
     names = model_names()
     model = cached_model(names[0])
@@ -338,16 +379,19 @@ def build() -> dict:
     with gr.Row():
         with gr.Column(scale=1):
             name = gr.Dropdown(names, value=names[0], label="Model")
-            prior = gr.Radio([EBM, GAUSSIAN], value=EBM if model.config.prior == "ebm" else GAUSSIAN, label="Prior")
+            prior = gr.Radio([EBM, GAUSSIAN], value=EBM if model.config.prior == "ebm" else GAUSSIAN, label="Prior",
+                             elem_id="nerf-prior")
             seed = gr.Number(value=0, precision=0, label="Seed")
             sample_btn = gr.Button("Sample object", variant="primary")
+            warning = bar_warning(names[0], "generate")
             with gr.Row():
                 shape_btn = gr.Button("Resample shape")
                 app_btn = gr.Button("Resample appearance")
-            azimuth = gr.Slider(-180, 180, value=30, step=1, label="Azimuth (degrees)")
-            elevation = gr.Slider(lo, hi, value=20, step=1, label=f"Elevation (degrees, training range {lo:g}..{hi:g})")
-            view = gr.Radio(VIEWS, value=RGB, label="Show")
-            resolution = gr.Radio(RESOLUTIONS, value=64, label="Resolution (px)")
+            azimuth = gr.Slider(-180, 180, value=30, step=1, label="Azimuth (degrees)", elem_id="nerf-azimuth")
+            elevation = gr.Slider(lo, hi, value=20, step=1, label=f"Elevation (degrees, training range {lo:g}..{hi:g})",
+                                  elem_id="nerf-elevation")
+            view = gr.Radio(VIEWS, value=RGB, label="Show", elem_id="nerf-show")
+            resolution = gr.Radio(RESOLUTIONS, value=64, label="Resolution (px)", elem_id="nerf-resolution")
         with gr.Column(scale=1):
             image = gr.Image(label="View", format="png", type="pil", elem_id="nerf-view", height=DISPLAY + 40)
             note = gr.Textbox(label="Note", interactive=False, elem_id="nerf-note")
@@ -364,14 +408,14 @@ def build() -> dict:
     with gr.Accordion("Infer from image", open=False):
         with gr.Row():
             with gr.Column():
-                example = gr.Dropdown(examples, value=None, label="Held-out example (pose filled in)")
+                example = gr.Dropdown(examples, value=None, label="Held-out example (pose filled in)", elem_id="nerf-example")
                 upload = gr.Image(type="filepath", image_mode=None, label="Or upload a view (any size; resized to 64x64)")
             with gr.Column():
                 pose_az = gr.Number(value=0, label="Pose azimuth of the view")
                 pose_el = gr.Number(value=20, label="Pose elevation of the view")
                 refine = gr.Slider(0, MAX_REFINE, value=model.config.refine_steps, step=1, label="Refinement steps (0 = encoder only)")
                 infer_btn = gr.Button("Infer from image", variant="primary")
-            shown = gr.Image(label="Input view", format="png", type="pil")
+            shown = gr.Image(label="Input view", format="png", type="pil", elem_id="nerf-input-view")
     render_in = [name, state, azimuth, elevation, view, resolution]
     sample_btn.click(sample_object, [name, prior, seed, azimuth, elevation, view, resolution], [state, image, note],
                      api_name="nerf_sample")
@@ -382,16 +426,21 @@ def build() -> dict:
     for slider in (azimuth, elevation):
         slider.input(preview_view, [name, state, azimuth, elevation, view], image, trigger_mode="always_last",
                      show_progress="hidden", api_visibility="private")
-        slider.release(render_view, render_in, [image, note], trigger_mode="always_last", api_name=False if slider is elevation else "nerf_render")
+        slider.release(follow_view, render_in, [image, note], trigger_mode="always_last", api_visibility="private")
     for control in (view, resolution):
-        control.input(render_view, render_in, [image, note], api_visibility="private")
+        control.input(follow_view, render_in, [image, note], api_visibility="private")
+    # The explicit render (API): with no object yet it says so.
+    gr.Button(visible=False).click(render_view, render_in, [image, note], api_name="nerf_render")
+    prior.input(prior_changed, [name, prior, state, azimuth, elevation, view, resolution], [state, image, note],
+                api_visibility="private")
     orbit_btn.click(orbit, [name, state, elevation, frames, view, resolution], [gif, note], api_name="nerf_orbit")
     grid_btn.click(swap_grid, [name, prior, seed, grid_n, azimuth, elevation], [grid, grid_note], api_name="nerf_grid")
     example.change(pick_example, example, [shown, pose_az, pose_el], api_visibility="private")
     upload.change(lambda _: None, upload, example, api_visibility="private")
     infer_btn.click(infer_object, [name, example, upload, pose_az, pose_el, refine, azimuth, elevation, view, resolution],
                     [state, shown, image, note], api_name="nerf_infer")
-    name.change(lambda n: gr.update(value=EBM if cached_model(n).config.prior == "ebm" else GAUSSIAN), name, prior,
+    name.change(model_changed, [name, state, azimuth, elevation, view, resolution], [prior, state, image, note],
                 api_visibility="private")
+    name.change(lambda n: BarWarning.update(n, "generate"), name, warning.outputs, api_visibility="private")
     return {"state": state}
 

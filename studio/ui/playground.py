@@ -18,7 +18,7 @@ def run_playground(energy: str, step_size: float, noise_std: float, steps: int, 
     step_size = limits.number("step_size", step_size, *LIMITS["step_size"])
     noise_std = limits.number("noise_std", noise_std, *LIMITS["noise_std"])
     steps = limits.integer("steps", steps, *LIMITS["steps"])
-    seeds, seed, chains = limits.seed_range(seed, chains, LIMITS["chains"][1], what="chains", seed_name="seed")
+    seeds, seed, chains = limits.seed_range(seed, chains, LIMITS["chains"][1], what="Chains", seed_name="First seed")
     model = cached_model(TOYS[energy])
     x, trace = model.sample(seeds=seeds, steps=steps, step_size=step_size, noise_std=noise_std, record_every=max(1, steps // 200), progress=True)
     chains_fig = chains_figure(model.density_grid(), trace, x, title=f"{energy}: {chains} chains, {steps} steps")

@@ -29,6 +29,7 @@ from torch import Tensor
 from .. import checks
 from ..errors import SamplingError
 from ..viz import energy_figure, latent_shift_figure, pixel_map, saliency_overlay, to_uint8
+from . import limits
 from .common import cached_model, user_errors
 from .inputs import (LETIT_TASKS, chain_tasks, checkpoint_config, is_translation, local_kinds, model_input, task_choices,
                      translation_domains)
@@ -247,11 +248,7 @@ def available() -> bool:
 
 
 def _seed(value) -> int:
-    # checks.integer refuses booleans (True is not seed 1), 2.5 and 10**400; the tab keeps its own wording.
-    try:
-        return checks.integer("Seed", value, 0, MAX_SEED)
-    except SamplingError:
-        raise SamplingError(f"Seed must be an integer between 0 and 2**63 - 1; got {value}.") from None
+    return limits.seed(value, error=SamplingError)
 
 
 def _opacity(value) -> float:
@@ -388,16 +385,16 @@ def build() -> dict:
                 uses = TASKS[kind][tasks[0]].inputs
                 with gr.Row():
                     with gr.Column(scale=1):
-                        model = gr.Dropdown(names, value=names[0], label="Model")
+                        model = gr.Dropdown(names, value=names[0], label="Model", elem_id="saliency-model")
                         # Tasks differ per model; the API must accept every model's tasks, so the list is not a
                         # closed set of choices (a Radio would check API calls against its first model's list):
                         # compute() says which tasks a model supports.
                         task = gr.Dropdown(task_choices(kind, config, tasks), value=tasks[0], label="Task",
-                                           allow_custom_value=True)
+                                           allow_custom_value=True, elem_id="saliency-task")
                         index = gr.Number(value=0, precision=0, minimum=0, label="Held-out example (test-split index)",
-                                          visible="image" in uses)
-                        upload = gr.Image(type="filepath", image_mode=None, label="Or upload an image",
-                                          visible="image" in uses)
+                                          visible="image" in uses, elem_id="saliency-index")
+                        upload = gr.Image(type="filepath", image_mode=None, label="Or upload an image (used instead of the index)",
+                                          visible="image" in uses, elem_id="saliency-upload")
                         mask = gr.Radio(MASKS, value=MASKS[0], label="Region to inpaint", visible="mask" in uses)
                         seed = gr.Number(value=0, precision=0, label="Seed")
                         go_run = gr.Button("Run and show saliency", variant="primary")
@@ -416,7 +413,6 @@ def build() -> dict:
                         chart = gr.Plot(label="Energy per step")
                 model.change(user_errors(_task_controls), model, [task, index, upload, mask], api_visibility="private")
                 task.change(user_errors(_task_controls), [model, task], [task, index, upload, mask], api_visibility="private")
-                index.change(lambda _: None, index, upload, api_visibility="private")  # the index replaces an upload
                 go_run.click(saliency, [model, task, index, upload, mask, seed, opacity],
                              [state, shown_in, shown_out, shown_ref, over_in, over_out, chart, note], api_name="saliency")
                 opacity.release(rerender, [state, opacity], [over_in, over_out], api_name="saliency_opacity")
@@ -438,7 +434,6 @@ def build() -> dict:
                             d_image = gr.Image(label="Image (as the model sees it)", format="png", type="pil")
                             d_over = gr.Image(label="|grad E(x)| over the image", format="png", type="pil",
                                               elem_id="disagreement-overlay")
-                d_index.change(lambda _: None, d_index, d_upload, api_visibility="private")
                 go_dis.click(disagreement, [d_model, d_index, d_upload, d_opacity], [d_state, d_image, d_over, d_note],
                              api_name="disagreement")
                 d_opacity.release(rerender_disagreement, [d_state, d_opacity], d_over, api_name="disagreement_opacity")

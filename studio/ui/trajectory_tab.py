@@ -16,6 +16,7 @@ from ..langevin import Trace
 from ..nerf_lebm import TRAJECTORY_FRAMES, TRAJECTORY_POSE, TRAJECTORY_RES
 from ..paths import assets_dir
 from ..viz import energy_figure, to_uint8, trajectory_gif
+from . import limits
 from .common import cached_model, user_errors
 from .inputs import LETIT_TASKS, chain_tasks, checkpoint_config, held_out, local_kinds, task_choices, translation_domains
 from .masks import preset_mask
@@ -106,14 +107,8 @@ def record(name: str, task: str, seed: int) -> tuple[Trace, str]:
     tasks = chain_tasks(kind, config)
     if task not in tasks:
         raise SamplingError(f"{name} supports {', '.join(tasks)}, not '{task}'.")
-    try:
-        ok = float(seed).is_integer() and 0 <= int(seed) < 2**63
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise SamplingError(f"Seed must be a non-negative integer below 2**63; got {seed}.")
+    seeds = str(limits.seed(seed, error=SamplingError))
     model = cached_model(name)
-    seeds = str(int(seed))
     if task.startswith("translate"):
         return _translate(name, kind, config, model, task, seeds)
     if task == "generate":
@@ -141,15 +136,30 @@ def run(name: str, task: str, seed: float, progress=gr.Progress(track_tqdm=True)
 
 @user_errors
 def open_chain(traces: dict | None, selected: int | None):
-    """The Inpaint tab's "show the chain": the recorded Trace of the selected completion (no re-run)."""
+    """The Inpaint tab's "show the chain": the recorded Trace of the selected completion (no re-run).
+
+    The tab's controls are set to what was shown (model, task "inpaint", the completion's seed), so they
+    never describe another chain; "Record chain" then re-runs that model and seed on the tab's own input."""
     if not traces:
         raise SamplingError("Run an inpainting first.")
     index = 0 if selected is None else int(selected)
     if not 0 <= index < traces["count"]:
         raise SamplingError("Select one of the completions (not the masked input) first.")
     trace = traces["trace"].select(index)
-    return (*present(trace, f"{traces['name']}: inpainting chain of completion {index + 1} (seed {traces['seeds'][index]})."),
-            gr.Tabs(selected="Trajectory"))
+    name, seed = traces["name"], int(traces["seeds"][index])
+    note = (f"{name}: inpainting chain of completion {index + 1} (seed {seed}), recorded by the Inpaint tab on your "
+            "image and mask. 'Record chain' re-runs this model and seed on the held-out trouser with a centre-square mask.")
+    return (*present(trace, note), *_controls_for(name, "inpaint", seed), gr.Tabs(selected="Trajectory"))
+
+
+def _controls_for(name: str, task: str, seed: int) -> tuple:
+    """Updates that set the model, task and seed controls to a chain shown from elsewhere."""
+    if name not in trajectory_models():
+        return gr.update(), gr.update(), gr.update()
+    kind, config = checkpoint_config(name)
+    tasks = chain_tasks(kind, config)
+    return (gr.update(value=name), gr.update(choices=task_choices(kind, config, tasks), value=task if task in tasks else tasks[0]),
+            gr.update(value=seed))
 
 
 def present(trace: Trace, note: str) -> tuple:
@@ -198,12 +208,13 @@ def build() -> dict:
     tasks = chain_tasks(kind, config)
     with gr.Row():
         with gr.Column(scale=1):
-            model = gr.Dropdown(names, value=names[0], label="Model")
+            model = gr.Dropdown(names, value=names[0], label="Model", elem_id="trajectory-model")
             # Not a closed choice list: API calls may ask for any model's task; record() checks it.
-            task = gr.Dropdown(task_choices(kind, config, tasks), value=tasks[0], label="Task", allow_custom_value=True)
-            seed = gr.Number(value=0, precision=0, label="Seed")
+            task = gr.Dropdown(task_choices(kind, config, tasks), value=tasks[0], label="Task", allow_custom_value=True,
+                               elem_id="trajectory-task")
+            seed = gr.Number(value=0, precision=0, label="Seed", elem_id="trajectory-seed")
             go = gr.Button("Record chain", variant="primary")
-            note = gr.Textbox(label="Notes", interactive=False)
+            note = gr.Textbox(label="Notes", interactive=False, elem_id="trajectory-notes")
             zipped = gr.File(label="Download frames (PNG zip)")
         with gr.Column(scale=2):
             with gr.Row():
@@ -212,8 +223,9 @@ def build() -> dict:
             scrub = gr.Slider(0, 1, value=0, step=1, label="Frame")
             caption = gr.Textbox(label="Frame", interactive=False)
             chart = gr.Plot(label="Energy per step")
-    model.change(user_errors(_tasks), [model, task], task, api_visibility="private")
+    # The user's pick of a model (``input``): a model set from another tab (open_chain) comes with its task.
+    model.input(user_errors(_tasks), [model, task], task, api_visibility="private")
     go.click(run, [model, task, seed], [state, gif, scrub, frame, chart, caption, zipped, note], api_name="trajectory")
     scrub.release(show_frame, [state, scrub], [frame, chart, caption], api_name="trajectory_frame")
     # Other tabs send a recorded chain here (see studio.ui.build_app).
-    return {"outputs": [state, gif, scrub, frame, chart, caption, zipped, note]}
+    return {"outputs": [state, gif, scrub, frame, chart, caption, zipped, note], "controls": [model, task, seed]}

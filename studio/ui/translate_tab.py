@@ -16,10 +16,13 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image, ImageDraw
 
+from .. import checks
 from ..errors import SamplingError, StudioError
 from ..metrics import psnr
 from ..paths import assets_dir
 from ..viz import energy_figure, to_uint8
+from .bar_warnings import BarWarning, bar_warning
+from . import limits
 from .common import cached_model, user_errors
 from .masks import animated_note, image_for_model, to_array
 
@@ -29,7 +32,8 @@ T2G, G2T = "twitter->google", "google->twitter"
 CODES = {T2G: "t2g", G2T: "g2t"}
 STYLES = {"t2g": ("twitter", "google"), "g2t": ("google", "twitter")}  # (source, target)
 MAX_STEPS, MAX_STEP_SIZE, MAX_NOISE, MAX_SEED = 200, 2.0, 1.0, 2**63 - 1
-STRIP_FRAMES, SHOW = 11, 128  # frames in the trajectory strip (incl. both ends); displayed image size
+STRIP_FRAMES, SHOW = 11, 128  # frames in the trajectory strip (incl. both ends); displayed image size (2x of 64 px)
+STRIP_COLUMNS, STRIP_TILE = 6, 96  # the strip wraps into rows so each frame stays at least 1.5x
 EMOJI_DIR = assets_dir() / "examples" / "emoji"
 
 
@@ -169,30 +173,15 @@ def inputs(example, upload, code: str, size: int) -> tuple[torch.Tensor, torch.T
 
 
 def _in_range(what: str, value, lo: float, hi: float) -> float:
-    try:
-        ok = not isinstance(value, bool) and lo <= float(value) <= hi  # False for NaN
-    except (TypeError, ValueError, OverflowError):  # OverflowError: ints beyond float range
-        ok = False
-    if not ok:
-        raise SamplingError(f"{what} must be between {lo:g} and {hi:g}; got {value}.")
-    return float(value)
+    return checks.number(what, value, lo, hi)
 
 
 def _steps(value) -> int:
-    v = _in_range("Steps", value, 1, MAX_STEPS)
-    if not v.is_integer():
-        raise SamplingError(f"Steps must be a whole number between 1 and {MAX_STEPS}; got {value}.")
-    return int(v)
+    return checks.integer("Steps", value, 1, MAX_STEPS)
 
 
 def _seed(value) -> int:
-    try:
-        ok = not isinstance(value, bool) and float(value).is_integer() and 0 <= int(value) <= MAX_SEED
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise SamplingError(f"Seed must be an integer between 0 and 2**63 - 1; got {value}.")
-    return int(value)
+    return limits.seed(value, error=SamplingError)
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -214,23 +203,28 @@ def shift_image(shift_map: torch.Tensor) -> Image.Image:
     return Image.fromarray(rgb).resize((SHOW, SHOW), Image.NEAREST)
 
 
-def strip(frames: list[torch.Tensor], steps: list[int], size: int = 64) -> Image.Image:
-    """One row of frames [3, S, S] (enlarged to ``size``), each labelled with its step."""
-    pad, top = 2, 14
-    canvas = Image.new("RGB", (len(frames) * (size + pad) + pad, size + top + pad), (255, 255, 255))
+def strip(frames: list[torch.Tensor], steps: list[int], size: int = STRIP_TILE, columns: int = STRIP_COLUMNS) -> Image.Image:
+    """Frames [3, S, S] (enlarged to ``size``) in rows of ``columns``, each captioned with its step *below*
+    the tile (a caption on top would sit under the panel's own label)."""
+    pad, caption = 4, 14
+    cols = max(1, min(columns, len(frames)))
+    rows = -(-len(frames) // cols)
+    canvas = Image.new("RGB", (cols * (size + pad) + pad, rows * (size + caption + pad) + pad), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     for i, (f, s) in enumerate(zip(frames, steps)):
         tile = Image.fromarray(to_uint8(f[None])[0]).resize((size, size), Image.NEAREST)
-        x = pad + i * (size + pad)
-        canvas.paste(tile, (x, top))
-        draw.text((x + 2, 1), f"step {s}", fill=(0, 0, 0))
+        r, c = divmod(i, cols)
+        x, y = pad + c * (size + pad), pad + r * (size + caption + pad)
+        canvas.paste(tile, (x, y))
+        draw.text((x + 2, y + size + 1), f"step {s}", fill=(0, 0, 0))
     return canvas
 
 
 def shift_figure(per_channel: torch.Tensor, labels: list[str], title: str, yaxis: str) -> go.Figure:
     fig = go.Figure(go.Bar(x=labels, y=per_channel.tolist(), marker_color="rgb(31,119,180)",
                            hovertemplate="%{x}: %{y:.4g}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="channel", yaxis_title=yaxis, height=300, margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), xaxis_title="channel", yaxis_title=yaxis, height=320,
+                      margin=dict(l=10, r=10, t=70, b=10))
     return fig
 
 
@@ -265,7 +259,7 @@ def translate(example, upload, direction, method, steps, step_size, noise, seed,
         frames, frame_steps = r.frames, r.frame_steps
         per_channel, where = r.shift_per_channel()[0], r.shift_map()[0]
         channels = [f"z{c}" for c in range(len(per_channel))]
-        chart = shift_figure(per_channel, channels, "LETIT latent shift per channel: sum over steps of |z(t+1) - z(t)|",
+        chart = shift_figure(per_channel, channels, "LETIT latent shift per channel:<br>sum over steps of |z(t+1) - z(t)|",
                              "shift (normalised latent units)")
         lat = r.latent_shift
         shift_note = (f"Latent shift: {float(lat.sum()):.3g} in total over {lat[0].numel()} latent numbers; the map is its "
@@ -285,7 +279,7 @@ def translate(example, upload, direction, method, steps, step_size, noise, seed,
         shown = _strip_indices(frame_steps, every)
         frames = [f[0] for f in trace.frames]
         per_channel, where = moved.sum((1, 2)), moved.sum(0)
-        chart = shift_figure(per_channel, ["R", "G", "B"], "CF-EBM pixel shift per colour channel: sum over steps of "
+        chart = shift_figure(per_channel, ["R", "G", "B"], "CF-EBM pixel shift per colour channel:<br>sum over steps of "
                              "|x(t+1) - x(t)| (no latent: it works on pixels)", "shift (pixel units, images in [-1, 1])")
         shift_note = (f"Pixel shift: {float(moved.sum()):.3g} in total over {moved.numel()} pixel values; the map is its "
                       f"sum over colour channels at each of the {size}x{size} pixels.")
@@ -306,7 +300,8 @@ def translate(example, upload, direction, method, steps, step_size, noise, seed,
     lines.append(shift_note)
     lines.append(f"The strip shows {len(frames)} frames of the same run (" + ("every step)." if every == 1 else
                  f"every {every} steps and the last)."))
-    title = f"{method} {direction}: energy of the {tgt_style} style per step (lower = more {tgt_style}-like)"
+    title = f"{method} {direction}: energy of the {tgt_style} style per step<br>(lower = more {tgt_style}-like)"
+    # The reconstruction panel's visibility follows the method radio (``_controls``); the API gets None for CF-EBM.
     return (_show(x), None if recon is None else _show(recon), _show(out), None if truth is None else _show(truth),
             strip(frames, [frame_steps[i] for i in shown]), chart, shift_image(where), energy_figure(trace, title),
             "\n\n".join(notes + lines))
@@ -314,16 +309,63 @@ def translate(example, upload, direction, method, steps, step_size, noise, seed,
 
 # -- layout ----------------------------------------------------------------------------------------
 
+PARAMS = {"steps": "Steps", "step_size": "Step size", "noise": "Noise"}
+RANGES = {"steps": (1, MAX_STEPS), "step_size": (0.0, MAX_STEP_SIZE), "noise": (0.0, MAX_NOISE)}
 
-def _slider_updates(method: str, direction: str):
-    d = sampler_defaults(method, direction)
+
+def settings_for(method: str, direction: str, current: dict, touched: dict) -> tuple[dict, list[str]]:
+    """The sampler settings after a change of method or direction, and a note for every value that changed.
+
+    A value the user set (``touched``) is kept while the new method accepts it; CF-EBM's step size is fixed
+    at its trained value. A value the user never set follows the new model's trained default. A value the
+    user set that had to give way comes back when the method accepts it again (it stays in ``touched``)."""
+    trained = sampler_defaults(method, direction)
+    values, notes = {}, []
+    for key, label in PARAMS.items():
+        lo, hi = RANGES[key]
+        mine = touched.get(key)
+        fixed = method == PIXEL and key == "step_size"
+        if mine is not None and not fixed and lo <= mine <= hi:
+            value, why = mine, "your value"
+        else:
+            value = min(trained[key], hi)
+            why = (f"{method} uses its trained value; yours ({_fmt(mine)}) is kept for when it applies again" if fixed and mine is not None
+                   else f"the default of {method} {direction}" + (", fixed" if fixed else ""))
+        values[key] = int(value) if key == "steps" else float(value)
+        old = current.get(key)
+        if old is not None and not _same(old, values[key]):
+            notes.append(f"{label}: {_fmt(old)} -> {_fmt(values[key])} ({why}).")
+    return values, notes
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{float(v):g}"
+
+
+def _same(a, b) -> bool:
+    try:
+        return abs(float(a) - float(b)) < 1e-9
+    except (TypeError, ValueError):
+        return False
+
+
+def _controls(method: str, direction: str, current: dict, touched: dict, extra: list[str]) -> tuple:
+    """Updates of steps, step size, noise, the settings note, the reconstruction panel and the bar warning."""
+    values, notes = settings_for(method, direction, current, touched)
     if method == LETIT:
-        size = gr.update(value=d["step_size"], interactive=True, info="Latent step size (the EBM was trained with this value).")
-        noise = gr.update(value=d["noise"], info="Noise std added per latent step.")
+        size = gr.update(value=values["step_size"], interactive=True, info="Latent step size (the EBM was trained with this value).")
+        noise = gr.update(value=values["noise"], info="Noise std added per latent step.")
     else:
-        size = gr.update(value=d["step_size"], interactive=False, info="Fixed for CF-EBM (its trained grad_step).")
-        noise = gr.update(value=d["noise"], info="CF-EBM eta0: initial noise variance, decaying to 0 at the last step.")
-    return gr.update(value=min(d["steps"], MAX_STEPS)), size, noise
+        size = gr.update(value=values["step_size"], interactive=False, info="Fixed for CF-EBM (its trained grad_step).")
+        noise = gr.update(value=values["noise"], info="CF-EBM eta0: initial noise variance, decaying to 0 at the last step.")
+    note = " ".join(extra + notes)
+    return (gr.update(value=values["steps"]), size, noise, gr.update(value=note, visible=bool(note)),
+            gr.update(visible=method == LETIT), *BarWarning.update(*_bar_subject(method, direction)))
+
+
+def _bar_subject(method: str, direction: str) -> tuple[str, str]:
+    """(checkpoint, studio.bars use) of a method and direction, for the bar warning."""
+    return (LETIT_NAME if method == LETIT else CFEBM_NAME), CODES.get(direction, "t2g")
 
 
 def _gallery(direction: str) -> list[tuple[str, str]]:
@@ -331,26 +373,52 @@ def _gallery(direction: str) -> list[tuple[str, str]]:
     return [(str(example_path(n, style)), "#" + n.split("-")[2]) for n in example_names()]
 
 
-def _direction_changed(direction: str, method: str):
-    """Keep the method if it translates this direction, else switch to one that does; show the source-style examples."""
+def _direction_changed(direction: str, method: str, touched: dict | None, steps, step_size, noise):
+    """Keep the method if it translates this direction, else switch to one that does (and say so)."""
+    _direction(direction)
     methods = methods_for(direction)
     keep = method if method in methods else methods[0]
-    return (gr.update() if keep == method else gr.update(value=keep), *_slider_updates(keep, direction),
-            gr.update(value=_gallery(direction)))
+    extra = [] if keep == method else [f"{method} does not translate {direction}, so the method is now {keep}."]
+    current = {"steps": steps, "step_size": step_size, "noise": noise}
+    return (gr.update() if keep == method else gr.update(value=keep),
+            *_controls(keep, direction, current, touched or {}, extra), gr.update(value=_gallery(direction)))
 
 
-def _method_changed(direction: str, method: str):
-    """Keep the direction if this method translates it, else switch to the method's first trained direction."""
+def _method_changed(direction: str, method: str, touched: dict | None, steps, step_size, noise):
+    """Keep the direction if this method translates it, else switch to the method's first trained direction (and say so)."""
     dirs = offered().get(method, [])
     if not dirs:
         raise SamplingError(f"Unknown method {method!r}.")
     keep = direction if direction in dirs else dirs[0]
-    return (gr.update() if keep == direction else gr.update(value=keep), *_slider_updates(method, keep))
+    extra = [] if keep == direction else [f"{method} translates {', '.join(dirs)} only, so the direction is now {keep}."]
+    current = {"steps": steps, "step_size": step_size, "noise": noise}
+    return (gr.update() if keep == direction else gr.update(value=keep), *_controls(method, keep, current, touched or {}, extra),
+            gr.update() if keep == direction else gr.update(value=_gallery(keep)))
+
+
+def _touch(key: str):
+    """Remember a value the user set by hand (slider input events only: programmatic updates do not count)."""
+    def remember(touched: dict | None, value):
+        return {**(touched or {}), key: value}
+    return remember
 
 
 def _pick(evt: gr.SelectData):
     names = example_names()
     return names[evt.index] if 0 <= evt.index < len(names) else gr.update()
+
+
+def _image_panel(caption: str) -> gr.Image:
+    image = gr.Image(label=caption, show_label=False, buttons=[], format="png", type="pil", height=SHOW + 8,
+                     elem_classes=["pixelated"])
+    gr.Markdown(f"<center>{caption}</center>", elem_classes=["panel-caption"])
+    return image
+
+
+def _panel(caption: str, elem_id: str) -> gr.Image:
+    """An image panel with its caption below it (a column with ``elem_id``); returns the image."""
+    with gr.Column(min_width=SHOW + 16, elem_id=elem_id):
+        return _image_panel(caption)
 
 
 def build() -> None:
@@ -366,38 +434,51 @@ def build() -> None:
         "**CF-EBM pixel** runs Langevin on the pixels under a target-style EBM. Held-out examples come with the "
         "other style's drawing of the same emoji, so the output can be compared with ground truth. Only trained "
         "methods and directions are offered.")
+    touched = gr.State({})
     with gr.Row():
         with gr.Column(scale=1):
             example = gr.Dropdown(examples, value=examples[0] if examples else None, label="Held-out example (emoji test split)")
             gallery = gr.Gallery(_gallery(direction0), columns=5, height=200,
                                  allow_preview=False, label="Click to pick an example", format="png")
             upload = gr.Image(type="filepath", image_mode=None, label="Or upload an image (any size; converted to 64x64 RGB)", height=180)
-            direction = gr.Radio(dirs, value=direction0, label="Direction")
-            method = gr.Radio(list(methods), value=method0, label="Method",
+            direction = gr.Radio(dirs, value=direction0, label="Direction", elem_id="translate-direction")
+            method = gr.Radio(list(methods), value=method0, label="Method", elem_id="translate-method",
                               info="; ".join(f"{m}: {', '.join(ds)}" for m, ds in methods.items()))
-            steps = gr.Slider(1, MAX_STEPS, value=min(d["steps"], MAX_STEPS), step=1, label="Langevin steps")
+            steps = gr.Slider(1, MAX_STEPS, value=min(d["steps"], MAX_STEPS), step=1, label="Langevin steps", elem_id="translate-steps")
             step_size = gr.Slider(0, MAX_STEP_SIZE, value=d["step_size"], step=0.001, label="Step size",
                                   interactive=method0 == LETIT)
             noise = gr.Slider(0, MAX_NOISE, value=d["noise"], step=0.001, label="Noise")
+            settings_note = gr.Markdown(visible=False, elem_id="translate-settings-note")
             seed = gr.Number(value=0, precision=0, label="Seed")
             go_btn = gr.Button("Translate", variant="primary")
+            warning = bar_warning(*_bar_subject(method0, direction0))
             note = gr.Markdown(elem_id="translate-note")
         with gr.Column(scale=2):
+            # Each 64x64 image is sent at 2x (SHOW px) and drawn pixelated, captioned below: Gradio's own label and
+            # toolbar would sit on top of the emoji.
             with gr.Row():
-                shown_in = gr.Image(label="Input", format="png", type="pil", elem_id="translate-input")
-                recon = gr.Image(label="Reconstruction (LETIT autoencoder)", format="png", type="pil")
-                out = gr.Image(label="Output", format="png", type="pil", elem_id="translate-output")
-                truth = gr.Image(label="Ground truth (held-out pair)", format="png", type="pil")
-            strip_img = gr.Image(label="Trajectory (decoded frames of the same run)", format="png", type="pil")
+                shown_in = _panel("Input", "translate-input")
+                with gr.Column(min_width=SHOW + 16, visible=method0 == LETIT, elem_id="translate-recon") as recon_panel:
+                    recon = _image_panel("Reconstruction (LETIT autoencoder)")
+                out = _panel("Output", "translate-output")
+                truth = _panel("Ground truth (held-out pair)", "translate-truth")
+            strip_img = gr.Image(label="Trajectory (frames of the same run; LETIT's decoded from the latent chain)",
+                                 format="png", type="pil", elem_classes=["pixelated"], elem_id="translate-strip")
             with gr.Row():
                 chart = gr.Plot(label="Shift per channel", elem_id="translate-shift")
-                shift_map = gr.Image(label="Shift per location (bright = moved more)", format="png", type="pil")
+                shift_map = gr.Image(label="Shift per location (bright = moved more)", format="png", type="pil",
+                                     height=SHOW + 130, elem_classes=["pixelated"])
             energy = gr.Plot(label="Energy per step", elem_id="translate-energy")
-    # Layout-only events stay out of the API.
+    # Layout-only events stay out of the API. Direction and method react to the user's clicks (``input``):
+    # each handler sets every control that depends on it, so neither re-triggers the other.
     example.change(lambda _: None, example, upload, api_visibility="private")
     gallery.select(_pick, None, example, api_visibility="private")
-    direction.change(user_errors(_direction_changed), [direction, method], [method, steps, step_size, noise, gallery],
-                     api_visibility="private")
-    method.change(user_errors(_method_changed), [direction, method], [direction, steps, step_size, noise], api_visibility="private")
+    for key, slider in (("steps", steps), ("step_size", step_size), ("noise", noise)):
+        slider.input(_touch(key), [touched, slider], touched, api_visibility="private", show_progress="hidden")
+    controls = [steps, step_size, noise, settings_note, recon_panel, *warning.outputs]
+    direction.input(user_errors(_direction_changed), [direction, method, touched, steps, step_size, noise],
+                    [method, *controls, gallery], api_visibility="private")
+    method.input(user_errors(_method_changed), [direction, method, touched, steps, step_size, noise],
+                 [direction, *controls, gallery], api_visibility="private")
     go_btn.click(translate, [example, upload, direction, method, steps, step_size, noise, seed],
                  [shown_in, recon, out, truth, strip_img, chart, shift_map, energy, note], api_name="translate")
