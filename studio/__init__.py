@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .errors import CheckpointError, DataNotFoundError, SamplingError, StudioError
 from .hub import load, save_checkpoint
+from .hmc import HMCTrace, hmc
 from .langevin import Trace, langevin, make_generators, parse_seeds
 
 __version__ = "0.1.0"
@@ -27,7 +28,9 @@ __all__ = [
     "list_models",
     "save_checkpoint",
     "langevin",
+    "hmc",
     "Trace",
+    "HMCTrace",
     "make_generators",
     "parse_seeds",
     "StudioError",
