@@ -215,7 +215,7 @@ def build() -> dict:
                                  height=420, format="png", elem_id="compose-gallery")
             show_chain = gr.Button("Record chain: open the selected sample's chain in Trajectory", elem_id="compose-chain")
             summary = gr.Textbox(label="Run summary", lines=5, interactive=False, elem_id="compose-summary")
-            energy = gr.Plot(label="Energy per step")
+            energy = gr.Plot(label="Energy per step", elem_id="compose-energy")
     traces, selected = gr.State(), gr.State()
     for button, fn, inputs, api in outputs_inputs:
         button.click(fn, inputs, [gallery, energy, summary, traces, selected], api_name=api)
