@@ -49,6 +49,14 @@ class CFEBMConfig:
     grad_step: float = 1.0
     eta0: float = 0.02
     scale_steps: int = 15
+    # Clean ending (chosen by train/cfebm_choose_sampler.py on validation FD; see its docstring): the trained
+    # schedule still injects noise of std sqrt(eta0 / 2) = 0.1 at its last step, which is the speckle on
+    # every sample. ``final_steps`` noise-free steps of the same dynamics follow the trained chain.
+    final_steps: int = 12
+    # Multi-scale: the upsampled coarse sample is blended with fresh U(-1, 1) noise as in training's explicit
+    # smooth sampling, x0 = sqrt(1 - b^2) up(x) + b noise; b = 0 is plain upsampling (appendix A.8).
+    multiscale_blend: float = 0.0
+    multiscale_steps: list[int] = field(default_factory=list)  # steps per scale, coarse to fine; [] = scale_steps each
     # Denoising runs a short stretch of the learned dynamics without injected noise: on Fashion-MNIST
     # validation images (noise std 0.3) PSNR peaks at 2-3 steps and falls below the input's by T = 30.
     denoise_steps: int = 3
@@ -225,24 +233,57 @@ class CFEBM(nn.Module):
         return (torch.stack([torch.rand(shape[1:], generator=g) for g in gens]) * 2 - 1).to(next(self.parameters()).device)
 
     def generate(self, seeds="0-15", steps: int | None = None, eta0: float | None = None, multiscale: bool = False,
-                 record_every: int = 0, progress: bool = False) -> tuple[Tensor, Trace]:
-        """Algorithm 2 (single scale, T trained steps from U(-1,1)) or the coarse-to-fine chain."""
+                 final_steps: int | None = None, blend: float | None = None, record_every: int = 0,
+                 progress: bool = False) -> tuple[Tensor, Trace]:
+        """Algorithm 2 (single scale, T trained steps from U(-1,1)) or the coarse-to-fine chain, then
+        ``final_steps`` noise-free steps (default ``config.final_steps``; 0 ends where the trained chain ends,
+        with its last injected noise). ``blend`` (multi-scale only; default ``config.multiscale_blend``) is the
+        share of fresh noise mixed into each upsampled coarse sample. The Trace has one segment per scale
+        (multi-scale) and a "clean" segment for the final steps."""
         gens = make_generators(parse_seeds(seeds, max_count=1024))
         eta0 = None if eta0 is None else checks.number("eta0", eta0, 0, MAX_ETA0)
+        final = self.config.final_steps if final_steps is None else checks.integer("final_steps", final_steps, 0, MAX_STEPS)
         if not multiscale:
             k = self.trained_steps() if steps is None else checks.integer("steps", steps, 1, MAX_STEPS)
-            return self._chain(self.energy, self._uniform(gens, self.config.resolution), k, gens, eta0, record_every, progress=progress)
+            x, trace = self._chain(self.energy, self._uniform(gens, self.config.resolution), k, gens, eta0, record_every,
+                                   progress=progress)
+            if final:
+                trace = Trace().extend(trace, f"{self.config.resolution}px")
+        else:
+            x, trace = self._multiscale(gens, steps, eta0, blend, record_every, progress)
+        if final:
+            # eta0 = 0 makes the schedule zero at every step: plain gradient descent on E from the chain's end.
+            x, clean = self._chain(self.energy, x, final, gens, 0.0, record_every, progress=progress, desc="CF-EBM clean")
+            trace.extend(clean, "clean")
+        return x, trace
+
+    def scales(self) -> list[int]:
+        """The multi-scale chain's resolutions, coarse to fine."""
+        return [*sorted(map(int, self.coarse)), self.config.resolution]
+
+    def _multiscale(self, gens, steps, eta0, blend, record_every, progress) -> tuple[Tensor, Trace]:
         if not self.coarse:
             raise SamplingError("This model has no coarse stages (it was trained at a single scale): use multiscale=False.")
-        k = self.config.scale_steps if steps is None else checks.integer("steps", steps, 1, MAX_STEPS)
-        scales = [*sorted(self.coarse, key=int), str(self.config.resolution)]
+        scales = [str(r) for r in self.scales()]
+        if isinstance(steps, (list, tuple)):
+            if len(steps) != len(scales):
+                raise SamplingError(f"Give one step count per scale ({', '.join(scales)} px) or one for all; got {len(steps)}.")
+            per_scale = [checks.integer("steps", k, 0 if i else 1, MAX_STEPS) for i, k in enumerate(steps)]
+        else:
+            default = self.config.multiscale_steps or [self.config.scale_steps] * len(scales)
+            per_scale = list(default) if steps is None else [checks.integer("steps", steps, 1, MAX_STEPS)] * len(scales)
+        b = self.config.multiscale_blend if blend is None else checks.number("blend", blend, 0, 1)
         trace = Trace()
         x = self._uniform(gens, int(scales[0]))
         for i, r in enumerate(scales):
             if i > 0:
                 x = F.interpolate(x, scale_factor=2, mode="nearest")
+                if b > 0:
+                    x = (math.sqrt(1 - b**2) * x + b * self._uniform(gens, int(r))).clamp(-1, 1)
+            if not per_scale[i]:
+                continue  # an upsampling-only scale
             fn = self.energy if r == str(self.config.resolution) else self.coarse[r]
-            x, chain = self._chain(fn, x, k, gens, eta0, record_every, progress=progress, desc=f"CF-EBM {r}px")
+            x, chain = self._chain(fn, x, per_scale[i], gens, eta0, record_every, progress=progress, desc=f"CF-EBM {r}px")
             trace.extend(chain, f"{r}px")
         return x, trace
 

@@ -66,7 +66,15 @@ class EGCConfig:
     num_timesteps: int = 1000  # DDPM T, linear betas
     beta_start: float = 1e-4
     beta_end: float = 0.02
-    base_quadratic: bool = True
+    base_quadratic: bool = True  # the first design's fixed N(0, I) base (eps units); ignored when density_units
+    # The fix of the first checkpoint's unlearned score (see "Why the first design failed" above):
+    density_units: bool = False  # logits are log p(x_t, y) (+ const): eps_hat = -sqrt(1 - abar_t) grad logsumexp f
+    # "none", "single" (one Gaussian fitted to all the data) or "classes" (a mixture of one Gaussian per
+    # class); each diffused analytically to every t and added to every logit (class-independent).
+    gaussian_base: str = "none"
+    base_rank: int = 128  # principal directions kept per Gaussian; the rest share one variance (PPCA)
+    residual: str = "none"  # "none" or "sum": a class-independent, unbounded learned log-density term
+    base_min_var: float = 1e-3  # variance floor of the fitted Gaussians (constant background pixels)
     sample_steps: int = 50  # default DDIM steps
     guidance: float = 1.0  # default classifier-guidance scale s
 
@@ -110,8 +118,19 @@ class EGCNet(nn.Module):
         self.out_norm = nn.GroupNorm(math.gcd(8, cin), cin)
         self.out = nn.Conv2d(cin, c.feat_dim, 3, padding=1)
         self.pool = AttentionPool(c.feat_dim, c.image_size, c.num_classes)
+        if c.residual not in ("none", "sum"):
+            raise StudioError(f"EGC residual must be 'none' or 'sum'; got {c.residual!r}.")
+        self.residual = None
+        if c.residual == "sum":
+            # A per-pixel potential summed over the image: unbounded (it grows with the image, not through a
+            # softmax-bounded pooling), so the class-independent log-density can change by hundreds of nats
+            # across a noise ball. Zero-initialised: training starts from the analytic base exactly.
+            self.residual = nn.Conv2d(c.feat_dim, c.channels, 1)
+            nn.init.zeros_(self.residual.weight)
+            nn.init.zeros_(self.residual.bias)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(class logits [B, C] from attention pooling, summed residual potential [B] or None)."""
         emb = self.temb(sinusoidal_embedding(t.float(), self.emb_dim).to(x.dtype))
         h = self.inp(x)
         skips = []
@@ -126,7 +145,9 @@ class EGCNet(nn.Module):
             if h.shape[-1] != skip.shape[-1]:
                 h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
             h = block(torch.cat([h, skip], 1), emb)
-        return self.pool(self.out(F.silu(self.out_norm(h))))
+        feat = self.out(F.silu(self.out_norm(h)))
+        res = None if self.residual is None else self.residual(F.silu(feat)).flatten(1).sum(1)
+        return self.pool(feat), res
 
 
 def fgsm(logits_fn: Callable[[Tensor], Tensor], images: Tensor, labels: Tensor, eps: float) -> Tensor:
@@ -172,6 +193,19 @@ class EGC(nn.Module):
         betas = torch.linspace(config.beta_start, config.beta_end, config.num_timesteps, dtype=torch.float64)
         abar = torch.cumprod(1 - betas, 0)
         self.register_buffer("abar", abar.float(), persistent=False)
+        if config.gaussian_base not in ("none", "single", "classes"):
+            raise StudioError(f"EGC gaussian_base must be 'none', 'single' or 'classes'; got {config.gaussian_base!r}.")
+        if config.gaussian_base != "none":
+            # Per component: mean, top principal directions and their variances, the shared variance of the
+            # remaining directions, and the log mixing weight (fit_gaussian_base); saved with the weights.
+            d = config.channels * config.image_size**2
+            k = min(config.base_rank, d)
+            n = config.num_classes if config.gaussian_base == "classes" else 1
+            self.register_buffer("base_mean", torch.zeros(n, d))
+            self.register_buffer("base_eigvecs", torch.eye(d, k).repeat(n, 1, 1))
+            self.register_buffer("base_eigvals", torch.ones(n, k))
+            self.register_buffer("base_rest_var", torch.ones(n))
+            self.register_buffer("base_log_weight", torch.full((n,), -math.log(n)))
 
     @property
     def device(self) -> torch.device:
@@ -187,26 +221,127 @@ class EGC(nn.Module):
 
     # -- the one network ----------------------------------------------------------------------
 
+    @torch.no_grad()
+    def fit_gaussian_base(self, images: Tensor, labels: Tensor | None = None, batch_size: int = 2000) -> None:
+        """Fit the analytic base to training images in [-1, 1] (and their labels, for ``"classes"``): per
+        component the mean, the top ``base_rank`` eigenvectors of the covariance with their eigenvalues, the
+        mean of the remaining eigenvalues, and the log share of the images.
+
+        Variances are floored at ``base_min_var``: Fashion-MNIST's border pixels are a constant -1, and a
+        zero-variance direction would make the base score infinite at t -> 0.
+        """
+        c = self.config
+        if c.gaussian_base == "none":
+            raise StudioError("This EGC has no Gaussian base (config gaussian_base is 'none').")
+        flat = checks.finite("Images", self._check_images(images)).flatten(1).double()
+        if c.gaussian_base == "classes":
+            if labels is None or len(labels) != len(flat):
+                raise StudioError("A per-class Gaussian base needs one label per image.")
+            groups = [flat[labels.cpu() == y] for y in range(c.num_classes)]
+        else:
+            groups = [flat]
+        if any(len(g) < 2 for g in groups):
+            raise StudioError("Every Gaussian of the base needs at least two images.")
+        k, dev = self.base_eigvecs.shape[-1], self.base_mean.device
+        for i, g in enumerate(groups):
+            mean = g.mean(0)
+            cov = torch.zeros(g.shape[1], g.shape[1], dtype=torch.float64)
+            for j in range(0, len(g), batch_size):
+                centred = g[j : j + batch_size] - mean
+                cov += centred.T @ centred
+            vals, vecs = torch.linalg.eigh(cov / (len(g) - 1))  # ascending
+            vals, vecs = vals.flip(0).clamp_min(c.base_min_var), vecs.flip(1)
+            self.base_mean[i] = mean.float().to(dev)
+            self.base_eigvecs[i] = vecs[:, :k].float().to(dev)
+            self.base_eigvals[i] = vals[:k].float().to(dev)
+            self.base_rest_var[i] = float(vals[k:].mean()) if k < len(vals) else c.base_min_var
+            self.base_log_weight[i] = math.log(len(g) / len(flat))
+
+    def _sigma(self, t: Tensor) -> Tensor:
+        return (1 - self.abar[t]).sqrt()
+
+    def base_log_density(self, x: Tensor, t: Tensor) -> Tensor:
+        """log sum_c w_c N(x_t; sqrt(abar_t) m_c, abar_t S_c + (1 - abar_t) I): the exact diffused marginal if
+        the data were this mixture of the fitted Gaussians (S_c = U diag(l) U^T + r (I - U U^T)). [B]"""
+        ab = self.abar[t][:, None, None]  # [B, 1, 1]
+        d = x[0].numel()
+        z = x.flatten(1)[:, None, :] - ab.sqrt() * self.base_mean[None]  # [B, n, D]
+        proj = torch.einsum("bnd,ndk->bnk", z, self.base_eigvecs)
+        var_k = ab * self.base_eigvals[None] + (1 - ab)  # [B, n, k]
+        var_r = ab[..., 0] * self.base_rest_var[None] + (1 - ab[..., 0])  # [B, n]
+        proj_sq = proj.pow(2)
+        quad = (proj_sq / var_k).sum(-1) + (z.pow(2).sum(-1) - proj_sq.sum(-1)).clamp_min(0) / var_r
+        logdet = var_k.log().sum(-1) + (d - proj.shape[-1]) * var_r.log()
+        return torch.logsumexp(self.base_log_weight[None] - 0.5 * (quad + logdet), dim=1)
+
+    def _parts(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(class logits h [B, C], class-independent term u [B]); f = h + u[:, None]."""
+        c = self.config
+        h, res = self.net(x, t)
+        u = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        if c.density_units:
+            if c.gaussian_base != "none":
+                u = u + self.base_log_density(x, t)
+            if res is not None:
+                # In eps units (like the paper's network gradient), so its scale is O(1) at every t.
+                u = u + res / self._sigma(t)
+        else:
+            if res is not None:
+                u = u + res
+            if c.base_quadratic:
+                u = u - 0.5 * self._sigma(t) * x.pow(2).flatten(1).sum(1)
+        return h, u
+
     def logits(self, x: Tensor, t: Tensor | int = 0) -> Tensor:
-        """f(x_t, t): [B, C]. The class-independent base term (see module doc) is included."""
+        """f(x_t, t): [B, C]. The class-independent terms (see module doc) are included; they cancel in softmax."""
         x = self._check_images(x)  # shape and dtype only (no sync): this runs at every DDIM and training step
-        t = self._t(x, t)
-        out = self.net(x, t)
-        if self.config.base_quadratic:
-            out = out - (0.5 * (1 - self.abar[t]).sqrt() * x.pow(2).flatten(1).sum(1))[:, None]
-        return out
+        h, u = self._parts(x, self._t(x, t))
+        return h + u[:, None]
 
     def energy(self, x: Tensor, t: Tensor | int = 0) -> Tensor:
         """Free energy E(x_t, t) = -logsumexp_y f(x_t, t)[y] (lower = more probable)."""
         return -torch.logsumexp(self.logits(x, t), dim=1)
 
+    def eps_scale(self, t: Tensor) -> Tensor:
+        """The factor between grad logsumexp f and -eps_hat: sqrt(1 - abar_t) in density units, 1 as in the paper."""
+        return self._sigma(t) if self.config.density_units else torch.ones_like(self.abar[t])
+
     def score(self, x: Tensor, t: Tensor | int = 0, create_graph: bool = False) -> Tensor:
-        """grad_x logsumexp f(x_t, t) (= -eps_hat; the true score times sqrt(1 - abar_t))."""
+        """-eps_hat: the network's denoising direction, eps_scale(t) * grad_x logsumexp f(x_t, t)
+        (the true score times sqrt(1 - abar_t))."""
         with torch.inference_mode(False), torch.enable_grad():
             xr = x if (create_graph and x.requires_grad) else x.detach().clone().requires_grad_(True)
-            lse = torch.logsumexp(self.logits(xr, t), dim=1)
+            tt = self._t(xr, t)
+            lse = torch.logsumexp(self.logits(xr, tt), dim=1)
             (grad,) = torch.autograd.grad(lse.sum(), xr, create_graph=create_graph)
-        return grad
+        return grad * self.eps_scale(tt).view(-1, 1, 1, 1)
+
+    def denoising_loss(self, x0: Tensor, t: int, *, seed: int = 0, base_only: bool = False, batch_size: int = 250) -> float:
+        """Mean || -eps_hat(x_t) + eps ||^2 per pixel at one t over images x0 (seeded noise); with ``base_only``
+        the class head and the residual are left out (what the analytic base alone achieves)."""
+        g = torch.Generator().manual_seed(seed)
+        total, n = 0.0, 0
+        for i in range(0, len(x0), batch_size):
+            xb = x0[i : i + batch_size].to(self.device)
+            eps = torch.randn(xb.shape, generator=g).to(self.device)
+            tt = self._t(xb, t)
+            ab = self.abar[tt].view(-1, 1, 1, 1)
+            xt = (ab.sqrt() * xb + (1 - ab).sqrt() * eps).detach().requires_grad_(True)
+            with torch.inference_mode(False), torch.enable_grad(), frozen(self):
+                if base_only:
+                    c = self.config
+                    if c.density_units:
+                        u = self.base_log_density(xt, tt) if c.gaussian_base != "none" else xt.sum((1, 2, 3)) * 0
+                    else:
+                        u = -0.5 * self._sigma(tt) * xt.pow(2).flatten(1).sum(1) if c.base_quadratic else xt.sum((1, 2, 3)) * 0
+                    obj = u
+                else:
+                    obj = torch.logsumexp(self.logits(xt, tt), 1)
+                (grad,) = torch.autograd.grad(obj.sum(), xt)
+            neg_eps = grad * self.eps_scale(tt).view(-1, 1, 1, 1)
+            total += float((neg_eps + eps).pow(2).flatten(1).mean(1).sum())
+            n += len(xb)
+        return total / max(1, n)
 
     def classify(self, images: Tensor) -> Tensor:
         """p(y | x) at t = 0 for images in [-1, 1] ([B, C, H, W]); returns probabilities [B, classes]."""
@@ -235,9 +370,15 @@ class EGC(nn.Module):
 
     def training_losses(self, x0: Tensor, labels: Tensor, *, gamma: float = 1.0, label_smoothing: float = 0.0,
                         low_t_fraction: float = 0.25, low_t_max: int = 100, low_t_ce: float = 0.0,
+                        focus_fraction: float = 0.0, focus_max: int = 400, ce_weight: str = "sqrt_abar",
                         generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Algorithm 1 on a batch x0 in [-1, 1]: Fisher/denoising term + weighted CE (double backprop).
 
+        t is uniform on 0..T-1 except for two shares of the batch: ``low_t_fraction`` from t < ``low_t_max``
+        (where classification is judged) and ``focus_fraction`` from t < ``focus_max`` (where the analytic
+        base is furthest from the data's score, so the network has the most to learn).
+        ``ce_weight`` is the CE weight per sample: ``"sqrt_abar"`` (the authors' code) or ``"uniform"``, which
+        keeps the classifier learning at high noise, where classifier guidance must choose the class.
         ``low_t_ce`` > 0 adds a CE term (that weight) on a second, low-noise view of the same batch
         (t < ``low_t_max``, fresh noise). It needs no double backprop (about a third of a step's cost)
         and feeds the classifier where it is judged.
@@ -245,17 +386,22 @@ class EGC(nn.Module):
         b, dev, T = x0.shape[0], x0.device, self.config.num_timesteps
         t = torch.randint(0, T, (b,), device=dev, generator=generator)
         n_low = int(round(low_t_fraction * b))
+        n_focus = min(b - n_low, int(round(focus_fraction * b)))
         if n_low:
             t[:n_low] = torch.randint(0, min(low_t_max, T), (n_low,), device=dev, generator=generator)
+        if n_focus:
+            t[n_low : n_low + n_focus] = torch.randint(0, min(focus_max, T), (n_focus,), device=dev, generator=generator)
         eps = torch.randn(x0.shape, device=dev, generator=generator)
         ab = self.abar[t].view(-1, 1, 1, 1)
         x_t = (ab.sqrt() * x0 + (1 - ab).sqrt() * eps).requires_grad_(True)
         logits = self.logits(x_t, t)
         lse = torch.logsumexp(logits, dim=1)
         (grad,) = torch.autograd.grad(lse.sum(), x_t, create_graph=True)
-        fisher = (grad + eps).pow(2).flatten(1).mean(1)
+        fisher = (grad * self.eps_scale(t).view(-1, 1, 1, 1) + eps).pow(2).flatten(1).mean(1)
         ce = F.cross_entropy(logits, labels, reduction="none", label_smoothing=label_smoothing)
-        w = self.abar[t].sqrt()
+        if ce_weight not in ("sqrt_abar", "uniform"):
+            raise StudioError(f"ce_weight must be 'sqrt_abar' or 'uniform'; got {ce_weight!r}.")
+        w = self.abar[t].sqrt() if ce_weight == "sqrt_abar" else torch.ones_like(ce)
         loss = fisher.mean() + gamma * (w * ce).mean()
         low, low_logits, low_labels = t < low_t_max, logits, labels
         out_extra = {}
@@ -297,7 +443,8 @@ class EGC(nn.Module):
         return torch.tensor(out, dtype=torch.long, device=self.device)
 
     def guided_eps(self, x: Tensor, t: int, labels: Tensor | None, guidance: float) -> tuple[Tensor, Tensor, Tensor]:
-        """eps' = grad_x E_s(x) with E_s = -(logsumexp f + s sqrt(1-abar_t) log p(y|x)); one backward pass.
+        """eps' = grad_x E_s(x) with E_s = -(k_t logsumexp f + s sqrt(1-abar_t) log p(y|x)), k_t = eps_scale(t);
+        one backward pass.
 
         Returns (eps', free energy -logsumexp f [B], log p(y|x) or zeros [B]).
         """
@@ -306,11 +453,11 @@ class EGC(nn.Module):
             xr = x.detach().clone().requires_grad_(True)
             logits = self.logits(xr, tt)
             lse = torch.logsumexp(logits, dim=1)
-            obj = lse
+            obj = lse * self.eps_scale(tt)
             logp = torch.zeros_like(lse)
             if labels is not None and guidance:
                 logp = logits.gather(1, labels[:, None])[:, 0] - lse
-                obj = obj + guidance * (1 - self.abar[t]).sqrt() * logp
+                obj = obj + guidance * self._sigma(tt) * logp
             (grad,) = torch.autograd.grad(obj.sum(), xr)
         return -grad, (-lse).detach(), logp.detach()
 

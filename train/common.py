@@ -133,13 +133,19 @@ def base_parser(description: str, default_config: str) -> argparse.ArgumentParse
     return parser
 
 
-def init_from_checkpoint(model: nn.Module, ref: str) -> None:
-    """Copy weights from an exported checkpoint (strictly: the architecture must match)."""
+def init_from_checkpoint(model: nn.Module, ref: str, new_parts: tuple[str, ...] = ()) -> list[str]:
+    """Copy weights from an exported checkpoint. Strict: the architecture must match, except that keys
+    starting with one of ``new_parts`` may be absent from the checkpoint (parts the continued model adds,
+    which keep their fresh initialisation). Returns the keys that started fresh."""
     from studio.hub import load_strict, read_config, read_weights, resolve
 
     path = resolve(ref).path
     tensors, _ = read_weights(path, read_config(path).get("weights_sha256"))
+    fresh = [k for k in model.state_dict() if k not in tensors and k.startswith(new_parts)] if new_parts else []
+    if fresh:
+        tensors = {**tensors, **{k: v for k, v in model.state_dict().items() if k in fresh}}
     load_strict(model, tensors, f"--init-from {ref}")
+    return fresh
 
 
 def earlier_training(init_from: str | None) -> list[dict]:
@@ -398,8 +404,21 @@ def export(name: str, model: nn.Module, card: ModelCard, *, wall_seconds: float,
     training = {"command": command_line(), "wall_time_minutes": round(wall_seconds / 60, 1), "steps": steps, "hardware": hardware()}
     card.body = (card.body.rstrip() + "\n\n## Training\n"
                  f"- Command: `{training['command']}`\n- Steps: {steps}\n"
-                 f"- Wall time: {training['wall_time_minutes']} min\n- Hardware: {training['hardware']}\n")
+                 f"- Wall time: {training['wall_time_minutes']} min\n- Hardware: {training['hardware']}\n"
+                 + history_markdown((extra or {}).get("earlier_training", []), training))
     return save_checkpoint(out, model.kind, model.config, model.state_dict(), card, extra={"training": training, **(extra or {})})
+
+
+def history_markdown(earlier: list[dict], last: dict) -> str:
+    """The card's list of every run a continued checkpoint came from, oldest first, with the summed cost."""
+    if not earlier:
+        return ""
+    runs = [*earlier, last]
+    lines = [f"{i}. `{r.get('command', '?')}`: {r.get('steps', '?')} steps, {r.get('wall_time_minutes', '?')} min, "
+             f"{r.get('hardware', '?')}" for i, r in enumerate(runs, 1)]
+    total = sum(r.get("wall_time_minutes") or 0 for r in runs)
+    return ("\n## Training history\nThis checkpoint continues earlier runs (`--init-from`); all of them, oldest first:\n\n"
+            + "\n".join(lines) + f"\n\nIn all: {round(total, 1)} min ({round(total / 60, 2)} h) in {len(runs)} runs.\n")
 
 
 def configure_threads(accelerator, requested: int = 0) -> int:

@@ -2,14 +2,18 @@
 
 * ``egc_test_accuracy``: argmax of the logits at t = 0 on the whole Fashion-MNIST test split (10,000).
 * ``egc_fd`` and ``egc_class_accuracy_guided``: ``samples`` (2,000) class-guided DDIM samples, class i % 10 for
-  seed i (200 per class), at the checkpoint's default guidance scale and ``DDIM_STEPS`` steps. The FD is in
+  seed i (200 per class), at the checkpoint's default guidance scale and default DDIM steps (``sample_steps``: what the tab uses). The FD is in
   evaluator-fmnist's feature space against the first ``samples`` of a fixed permutation of the test split
   (``fd_floor`` beside it: real train vs real test at the same count); the class accuracy is evaluator-fmnist's
   accuracy on the same samples. One set of samples serves both numbers (sampling is the expensive part).
 * ``fgsm_accuracy_egc`` and ``fgsm_accuracy_evaluator``: FGSM at eps = 0.1 (in [-1, 1] units) on the same
   ``FGSM_IMAGES`` (1,000) test images, each model attacked white-box through its own gradient; the clean
   accuracies on those images are given beside them.
-* ``egc_train_hours``: the training wall time recorded in the checkpoint.
+* ``egc_denoise_gain_t100``: the denoising loss (mean squared eps error per pixel) of the analytic base term
+  alone minus the full model's, at t = 100 on ``DENOISE_IMAGES`` (1,000) test images with seeded noise: what
+  the learned network adds to the score. ``egc_denoise_base_t{t}`` / ``egc_denoise_full_t{t}`` at t = 10, 100,
+  250 beside it.
+* ``egc_train_hours``: the training wall time summed over every run the checkpoint came from.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from studio.metrics import batched_features, class_accuracy, fd_floor, frechet_d
 
 FGSM_EPS = 0.1
 FGSM_IMAGES = 1000
-DDIM_STEPS = 10  # CPU budget of the evaluation (the UI defaults to the checkpoint's sample_steps)
+DENOISE_IMAGES = 1000
 
 
 def guided_samples(model, seeds: list[int], classes: list[int], guidance: float, steps: int, batch: int = 100) -> torch.Tensor:
@@ -59,12 +63,17 @@ def evaluate_egc(model, samples: int, seed: int) -> dict:
                      "egc_test_images": len(test_split.labels), "egc_parameters": model.num_parameters()}
     seeds = list(range(seed * 100000, seed * 100000 + samples))
     classes = [i % model.config.num_classes for i in range(samples)]
-    guidance = float(model.config.guidance)
-    x = guided_samples(model, seeds, classes, guidance, DDIM_STEPS)
+    guidance, steps = float(model.config.guidance), int(model.config.sample_steps)  # the tab's defaults
+    x = guided_samples(model, seeds, classes, guidance, steps)
     metrics["egc_fd"] = round(frechet_distance(batched_features(judge.features, x), real_feats), 3)
     metrics["egc_class_accuracy_guided"] = round(class_accuracy(judge.predict(x), torch.tensor(classes)), 4)
-    metrics.update({"egc_samples": samples, "egc_ddim_steps": DDIM_STEPS, "egc_guidance": guidance})
+    metrics.update({"egc_samples": samples, "egc_ddim_steps": steps, "egc_guidance": guidance})
     metrics["fd_floor"] = round(fd_floor(judge.features, labelled_split("fashion-mnist", "train").images, test, samples, seed), 3)
+    clean = test_split.images[perm[:DENOISE_IMAGES]]
+    for t in (10, 100, 250):
+        base, full = model.denoising_loss(clean, t, seed=seed, base_only=True), model.denoising_loss(clean, t, seed=seed)
+        metrics[f"egc_denoise_base_t{t}"], metrics[f"egc_denoise_full_t{t}"] = round(base, 4), round(full, 4)
+    metrics["egc_denoise_gain_t100"] = round(metrics["egc_denoise_base_t100"] - metrics["egc_denoise_full_t100"], 4)
     idx = perm[:FGSM_IMAGES]
     metrics.update(fgsm_metrics(model, judge, test_split.images[idx], test_split.labels[idx]))
     runs = [*model.checkpoint.extra.get("earlier_training", []), model.checkpoint.extra.get("training", {})]

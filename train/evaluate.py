@@ -78,6 +78,7 @@ def evaluate_cdrl(model, samples: int, seed: int) -> dict:
         metrics[f"class_accuracy_{tag}"] = round(class_accuracy(judge.predict(x[:n_acc]), torch.tensor(classes[:n_acc])), 4)
         metrics[f"fd_{tag}"] = round(frechet_distance(batched_features(judge.features, x), real_feats), 3)
     metrics["cdrl_evals" if model.checkpoint.kind == "cdrl" else "drl_evals"] = model.network_evaluations()
+    metrics.update(training_cost(model))
     if model.checkpoint.kind == "cdrl":
         metrics.update(_drl_baseline(run, real_feats, judge, samples))
         metrics.update(evaluate_inpainting(model, samples, seed))
@@ -233,9 +234,7 @@ def evaluate_cfebm_translation(model, samples: int, seed: int) -> dict:
     direction = {"twitter": "t2g", "google": "g2t"}[model.config.source_domain]
     metrics = translation_metrics(lambda x, s: model.translate(x, seeds=s)[0], f"cfebm_{direction}", direction)
     metrics.update(saliency_agreement(model))
-    wall = model.checkpoint.extra.get("training", {}).get("wall_time_minutes")
-    if wall is not None:
-        metrics["train_hours"] = round(wall / 60, 2)
+    metrics.update(training_cost(model))
     from studio.bench import timed
 
     metrics["seconds_per_translation"] = round(timed(lambda: model.translate(torch.zeros(3, 64, 64), seeds="0"), 3), 3)
@@ -258,14 +257,20 @@ def evaluate_cfebm(model, samples: int, seed: int) -> dict:
     metrics.update(restoration_metrics(model, held_out, train_images.mean(0), seed))
     metrics.update(ood_metrics(model, test[perm[:samples]], seed))
     metrics.update(evaluate_inpainting(model, samples, seed))
-    wall = model.checkpoint.extra.get("training", {}).get("wall_time_minutes")
-    if wall is not None:
-        metrics["train_hours"] = round(wall / 60, 2)
+    metrics.update(training_cost(model))
     start = time.perf_counter()
     model.generate(seeds="0-15")
     metrics["seconds_per_16_samples"] = round(time.perf_counter() - start, 2)
     metrics["samples"] = samples
     return metrics
+
+
+def training_cost(model) -> dict:
+    """``train_hours`` summed over every run the checkpoint came from (--init-from keeps the earlier ones)."""
+    extra = model.checkpoint.extra
+    runs = [*extra.get("earlier_training", []), extra.get("training", {})]
+    walls = [r["wall_time_minutes"] for r in runs if r.get("wall_time_minutes") is not None]
+    return {"train_hours": round(sum(walls) / 60, 2), "train_runs": len(walls)} if walls else {}
 
 
 def _fmnist_reference(samples: int, seed: int):

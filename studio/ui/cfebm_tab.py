@@ -94,8 +94,10 @@ def _gif(trace: Trace, resolution: int) -> str:
 
 
 @user_errors
-def generate(name: str, mode: str, steps: float, eta0: float, first_seed: float, n: float, progress=gr.Progress(track_tqdm=True)):
-    """Samples from U(-1, 1) noise: grid, chain animation, energy per step and a note."""
+def generate(name: str, mode: str, steps: float, eta0: float, first_seed: float, n: float, clean: bool = True,
+             progress=gr.Progress(track_tqdm=True)):
+    """Samples from U(-1, 1) noise: grid, chain animation, energy per step and a note. ``clean`` ends with the
+    model's noise-free final steps (``config.final_steps``); off, the chain ends on its last injected noise."""
     model = _model(name)
     if mode not in (SINGLE, MULTI):
         raise SamplingError(f"Mode must be '{SINGLE}' or '{MULTI}'; got {mode!r}.")
@@ -105,10 +107,15 @@ def generate(name: str, mode: str, steps: float, eta0: float, first_seed: float,
     eta0 = _in_range("eta0", eta0, 0.0, 1.0)
     seeds = _seed_range(first_seed, n, MAX_SAMPLES)
     start = time.perf_counter()
-    x, trace = model.generate(seeds=seeds, steps=steps, eta0=eta0, multiscale=mode == MULTI, record_every=1, progress=True)
+    if not isinstance(clean, bool):
+        raise SamplingError(f"Clean ending must be true or false; got {clean!r}.")
+    final = model.config.final_steps if clean else 0
+    x, trace = model.generate(seeds=seeds, steps=steps, eta0=eta0, multiscale=mode == MULTI, final_steps=final,
+                              record_every=1, progress=True)
     scales = [*sorted(model.coarse, key=int), str(model.config.resolution)] if mode == MULTI else [str(model.config.resolution)]
-    note = [f"Seeds used: {seeds}. {mode}: {steps} steps at {' -> '.join(s + 'px' for s in scales)}, eta0 = {eta0:g}, "
-            f"{time.perf_counter() - start:.1f} s. The animation shows the first {min(GIF_SAMPLES, len(x))} chains."]
+    ending = f", then {final} noise-free steps (clean ending)" if final else ", ending on the chain's last injected noise"
+    note = [f"Seeds used: {seeds}. {mode}: {steps} steps at {' -> '.join(s + 'px' for s in scales)}, eta0 = {eta0:g}"
+            f"{ending}, {time.perf_counter() - start:.1f} s. The animation shows the first {min(GIF_SAMPLES, len(x))} chains."]
     warning = steps_warning(model, mode, steps)
     if warning:
         gr.Warning(warning)
@@ -357,6 +364,8 @@ def build() -> None:
                     mode = gr.Radio(value=SINGLE, label="Sampling", **_mode_options(names[0], model))
                     steps = gr.Slider(1, MAX_STEPS, value=model.trained_steps(), step=1, label="Langevin steps (per scale in multi-scale)")
                     eta0 = gr.Slider(0, 0.1, value=model.config.eta0, step=0.001, label="eta0 (initial noise variance)")
+                    clean = gr.Checkbox(value=True, label=f"Clean ending ({model.config.final_steps} noise-free steps after the "
+                                        "chain; off: end on the last injected noise, as trained)")
                     with gr.Row():
                         seed = gr.Number(value=0, precision=0, label="First seed")
                         n = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="Samples")
@@ -418,7 +427,7 @@ def build() -> None:
     mode.change(user_errors(_mode_changed), [name, mode], steps, api_visibility="private")
     d_example.change(lambda _: None, d_example, d_upload, api_visibility="private")
     i_example.change(user_errors(inpaint_tab.load_example), i_example, editor, api_visibility="private")
-    go_gen.click(generate, [name, mode, steps, eta0, seed, n], [grid, gif, energy, gen_note], api_name="cfebm_generate")
+    go_gen.click(generate, [name, mode, steps, eta0, seed, n, clean], [grid, gif, energy, gen_note], api_name="cfebm_generate")
     go_den.click(denoise, [name, d_example, d_upload, sigma, d_seed], [clean, noisy, restored, den_note], api_name="cfebm_denoise")
     go_inp.click(inpaint, [name, editor, preset, i_n, i_steps, i_seed], [completions, inp_note], api_name="cfebm_inpaint")
     go_ood.click(ood, [name, set_name, files, o_n, o_seed], [histogram, scored, ood_note], api_name="cfebm_ood")

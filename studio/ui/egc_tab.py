@@ -102,8 +102,12 @@ def generate(class_name: str, guidance: float, steps: float, first_seed: float, 
     secs = time.perf_counter() - start
     summary = [f"Seeds used: {seeds}", f"{len(trace.energies)} DDIM steps, one forward + one backward pass each, {secs:.1f} s",
                f"The same network ({model.num_parameters():,} parameters) classifies above and generated these."]
-    if cls is not None:
-        summary.append("EGC's own guess for each sample: " + ", ".join(n for n, _ in (r[0] for r in model.topk(x, 1))))
+    if cls is not None and _evaluator_available():
+        # An independent judge (not EGC's own head, which guidance pushed towards the class by construction).
+        judge = cached_model(EVALUATOR_NAME)
+        read = [model.config.class_names[i] for i in judge.predict(x.to(next(judge.parameters()).device)).tolist()]
+        hits = sum(r == cls for r in read)
+        summary.append(f"evaluator-fmnist reads {hits} of {len(read)} as {cls}: " + ", ".join(read))
     fig = energy_figure(trace, "Free energy -logsumexp f(x_t, t) per DDIM step")
     return image_grid(x, scale=3), fig, "\n".join(summary)
 
