@@ -290,10 +290,10 @@ class CoopFlow(nn.Module):
     # -- EBM ---------------------------------------------------------------------------------
 
     def _images(self, x, finite: bool = False) -> Tensor:
-        """A real tensor [B, C, S, S] of this model's image shape; ``finite`` also checks the values (a sync,
+        """A real tensor [B, C, S, S] of this model's image shape, on its device; ``finite`` also checks the values (a sync,
         so not inside the Langevin loop, which checks its own states)."""
         c = self.config
-        x = checks.images("Images", x, (c.channels, c.image_size, c.image_size))
+        x = checks.images("Images", x, (c.channels, c.image_size, c.image_size)).to(self.device)
         return checks.finite("Images", x) if finite else x
 
     def energy(self, x: Tensor) -> Tensor:

@@ -86,7 +86,7 @@ def get_rays(c2w: Tensor, size: int, focal: float) -> tuple[Tensor, Tensor]:
     """Ray origins and unit directions [H, W, 3] (or [..., H, W, 3] for a batch of c2w)."""
     if size <= 0:
         raise StudioError(f"size must be positive; got {size}.")
-    idx = torch.arange(size, dtype=torch.float32) + 0.5 - size / 2
+    idx = torch.arange(size, dtype=torch.float32, device=c2w.device) + 0.5 - size / 2
     i, j = torch.meshgrid(idx, idx, indexing="ij")
     dirs_cam = torch.stack([j / focal, -i / focal, -torch.ones_like(i)], -1)  # [H, W, 3]
     rot = c2w[..., :3, :3]

@@ -111,7 +111,7 @@ def _latents(state) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _to_pil(img: torch.Tensor, size: int = DISPLAY) -> Image.Image:
     """[3, H, W] in [0, 1] -> an enlarged PNG-ready image (nearest, so pixels stay honest)."""
-    arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    arr = (img.detach().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
     return Image.fromarray(arr).resize((size, size), Image.NEAREST)
 
 
@@ -248,10 +248,8 @@ def orbit(name: str, state: dict, elevation, frames, view, resolution) -> tuple:
     n = _integer("Frames", frames, 4, MAX_FRAMES)
     el, note = _elevation(elevation)
     res = min(_resolution(resolution), 64)  # orbits render many frames: 64 px at most keeps them quick
-    images = []
-    for az in orbit_angles(n):
-        out = model.render(z_s, z_a, az, el, resolution=res)
-        images.append(_to_pil(view_image(out, view)))
+    views = [view_image(model.render(z_s, z_a, az, el, resolution=res), view) for az in orbit_angles(n)]
+    images = [_to_pil(v) for v in torch.stack(views).cpu()]  # one copy to the host for the whole orbit
     path = tempfile.NamedTemporaryFile(suffix=".gif", delete=False).name
     images[0].save(path, save_all=True, append_images=images[1:], duration=80, loop=0)
     return path, " ".join(filter(None, [f"{n} frames at elevation {el:g}, {res} px.", note]))

@@ -27,6 +27,7 @@ from PIL import Image
 from torch import Tensor
 
 from .. import checks
+from ..device import module_device
 from ..errors import SamplingError
 from ..viz import energy_figure, latent_shift_figure, pixel_map, saliency_overlay, to_uint8
 from . import limits
@@ -311,12 +312,12 @@ def energy_gradient(model, kind: str, config: dict, image: Tensor) -> tuple[floa
         raise SamplingError(f"Models of kind '{kind}' have no disagreement map.")
     # Gradients with respect to the image only; the parameters stay as they are (and get no .grad).
     with torch.inference_mode(False), torch.enable_grad():
-        x = image[None].detach().clone().float().requires_grad_(True)
+        x = image[None].detach().float().to(module_device(model)).clone().requires_grad_(True)
         energy = ENERGIES[kind].fn(model, config, x)
         (grad,) = torch.autograd.grad(energy.sum(), x)
     if not (torch.isfinite(energy).all() and torch.isfinite(grad).all()):
         raise SamplingError("The energy or its gradient is not finite for this image.")
-    return float(energy.detach()[0]), grad[0].detach()
+    return float(energy.detach()[0]), grad[0].detach().cpu()
 
 
 def disagreement_map(model, kind: str, config: dict, image: Tensor) -> tuple[Tensor, Tensor, float]:
