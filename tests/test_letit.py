@@ -290,26 +290,31 @@ def test_chosen_translate_steps_become_the_default_and_the_rule_keeps_content():
 @pytest.mark.slow
 @pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / "checkpoints" / "letit-emoji" / "model.safetensors").is_file(),
                     reason="letit-emoji is not shipped here")
-def test_shipped_letit_translates_the_held_out_examples_towards_the_true_drawing():
-    """Issue 6's bars at a small count (the 20 held-out pairs of assets/examples, seeds 0-19), with the default
-    sampler: in both directions the output is closer to the true drawing than the untranslated input, and the
-    evaluator's probability of the target style reaches 0.8. Measured: t2g +0.23 dB, style 0.875 (input 0.10);
-    g2t +0.56 dB, style 0.862 (input 0.02). On all 512 test pairs (train.evaluate): t2g +0.098 dB, 0.844;
+def test_shipped_letit_translates_128_test_pairs_towards_the_true_drawing():
+    """Issue 6's bars at a larger count than the default run's check (test_shipped_models: the 20 shipped pairs):
+    the first 128 pairs of the emoji test split (needs the data: bash train/get_data.sh), default sampler. In both
+    directions the output is closer to the true drawing than the untranslated input and the evaluator's
+    probability of the target style reaches 0.8. On all 512 test pairs (train.evaluate): t2g +0.098 dB, 0.844;
     g2t +0.071 dB, 0.878."""
+    from studio.data.emoji import load_emoji_pairs
+    from studio.errors import DataNotFoundError
     from studio.metrics import psnr
-    from test_shipped_models import _emoji_examples
 
+    try:
+        pairs = load_emoji_pairs("test", size=64)
+    except DataNotFoundError:
+        pytest.skip("the emoji data are not installed")
     model, judge = studio.load("letit-emoji"), studio.load("evaluator-emoji")
-    twitter, google = _emoji_examples("twitter"), _emoji_examples("google")
+    twitter, google = pairs.style("twitter")[:128], pairs.style("google")[:128]
     for direction, source, target, style in (("t2g", twitter, google, "google"), ("g2t", google, twitter, "twitter")):
-        out = model.translate(source, direction, seeds="0-19").outputs
+        out = model.translate(source, direction, seeds="0-127").outputs
         k = judge.config.class_names.index(style)
         with torch.no_grad():
-            score, score_in = judge(out).softmax(-1)[:, k].mean(), judge(source).softmax(-1)[:, k].mean()
+            score = judge(out).softmax(-1)[:, k].mean()
         gain = float(psnr(out, target).mean() - psnr(source, target).mean())
-        print(f"letit-emoji {direction}: PSNR gain {gain:.3f} dB, target style {float(score):.3f} (input {float(score_in):.3f})")
+        print(f"letit-emoji {direction} on 128 test pairs: PSNR gain {gain:.3f} dB, target style {float(score):.3f}")
         assert gain > 0
-        assert score >= 0.8 and score > score_in + 0.4
+        assert score >= 0.8
 
 
 def test_an_ebm_export_keeps_the_other_direction_exported_since_the_run_started(tmp_path):
