@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from . import cdrl, cfebm, coopflow, egc, evaluator, letit, nerf_lebm, toy  # noqa: F401  (register model kinds)
+from . import cdrl, cfebm, coopflow, egc, evaluator, lab, letit, nerf_lebm, toy  # noqa: F401  (register model kinds)
 from .hub import checkpoints_dir, read_card
 
 HUB_ORG = os.environ.get("STUDIO_HUB_ORG", "ebm-studio")
