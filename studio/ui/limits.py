@@ -56,12 +56,12 @@ def seed(value: Any, what: str = "Seed", error: type[StudioError] = LimitError) 
 
 
 def seed_range(first: Any, count: Any, max_count: int, what: str = "Number of samples",
-               seed_name: str = "Seed") -> tuple[str, int, int]:
+               seed_name: str = "Seed", error: type[StudioError] = LimitError) -> tuple[str, int, int]:
     """(``"a-b"`` seed spec, first seed, count) for ``count`` consecutive seeds from ``first``."""
-    n = integer(what, count, 1, max_count)
-    a = seed(first, seed_name)
+    n = checks.integer(what, count, 1, max_count, error=error)
+    a = seed(first, seed_name, error=error)
     if a + n - 1 > MAX_SEED:
-        raise LimitError(f"Seeds {a}..{a + n - 1} go past the largest seed 2**63 - 1; choose a {seed_name.lower()} "
+        raise error(f"Seeds {a}..{a + n - 1} go past the largest seed 2**63 - 1; choose a {seed_name.lower()} "
                          f"of at most {MAX_SEED - n + 1}.")
     return f"{a}-{a + n - 1}", a, n
 

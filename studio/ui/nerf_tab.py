@@ -28,7 +28,8 @@ RGB, DEPTH, OPACITY = "RGB", "Depth", "Opacity"
 VIEWS = [RGB, DEPTH, OPACITY]
 RESOLUTIONS = [32, 64, 128]
 PREVIEW_RES, DISPLAY = 32, 256  # drags render at 32 px; everything is shown enlarged to 256 px
-MAX_SEED, MAX_FRAMES, MAX_GRID, MAX_REFINE = 2**63 - 2, 48, 4, 100
+MAX_FRAMES, MAX_GRID, MAX_REFINE = 48, 4, 100
+MAX_SEED = limits.MAX_SEED
 N_EXAMPLES = 12
 _TEST_FIRST = 10_000_000  # shapes3d test object ids (never seen in training)
 
@@ -261,8 +262,7 @@ def swap_grid(name: str, prior: str, seed, count, azimuth, elevation) -> tuple:
     model = _model(name)
     p = _prior(model, prior)
     s, n = _seed(seed), _integer("Grid size", count, 2, MAX_GRID)
-    if s + n - 1 > MAX_SEED:
-        raise SamplingError(f"Grid seeds {s}..{s + n - 1} go past the largest seed {MAX_SEED}; choose a smaller seed.")
+    limits.seed_range(s, n, MAX_GRID, what="Grid size", error=SamplingError)  # the last row's seed, worded as everywhere
     seeds = list(range(s, s + n))
     shapes, apps = model.sample_shape(seeds, p), model.sample_appearance(seeds, p)
     el, note = _elevation(elevation)
