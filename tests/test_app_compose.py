@@ -17,15 +17,19 @@ OFF = ["off"] * 10
 ONES = [1.0] * 10
 
 
+def save_tiny_attribute_model(root: Path) -> None:
+    torch.manual_seed(0)
+    model = CDRL(CDRLConfig(**SMALL, num_classes=6, class_names=fa.class_names(ATTRS), attributes=ATTRS,
+                            conditional_initializer=False, attribute_thresholds={"bright": 0.65, "high-contrast": 0.18}))
+    save_checkpoint(root / "cdrl-fmnist-attributes", model.kind, model.config, model.state_dict(), ModelCard(summary="tiny attributes"))
+
+
 def save_tiny_compose_models(root: Path, attributes: bool = True) -> None:
     torch.manual_seed(0)
-    models = {"cdrl-fmnist": CDRL(CDRLConfig(**SMALL))}
+    model = CDRL(CDRLConfig(**SMALL))
+    save_checkpoint(root / "cdrl-fmnist", model.kind, model.config, model.state_dict(), ModelCard(summary="tiny cdrl-fmnist"))
     if attributes:
-        models["cdrl-fmnist-attributes"] = CDRL(CDRLConfig(
-            **SMALL, num_classes=6, class_names=fa.class_names(ATTRS), attributes=ATTRS, conditional_initializer=False,
-            attribute_thresholds={"bright": 0.65, "high-contrast": 0.18}))
-    for name, model in models.items():
-        save_checkpoint(root / name, model.kind, model.config, model.state_dict(), ModelCard(summary=f"tiny {name}"))
+        save_tiny_attribute_model(root)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Hostile inputs: every public app endpoint through gradio_client (CDRL, CF-EBM, Inpaint, Trajectory,
+"""Hostile inputs: every public app endpoint through gradio_client (CDRL, Compose, CF-EBM, Inpaint, Trajectory,
 Saliency, Translate, CoopFlow, EGC, 3D NeRF-LEBM, playground, Models; ``test_every_endpoint_is_covered``
 checks the list against ``Client.view_api()``), and the public studio functions called directly (the
 samplers and tab handlers, LETIT, EGC, CoopFlow, NeRF-LEBM and the renderer).
@@ -49,6 +49,7 @@ from studio.ui.inputs import model_input
 from conftest import serve_app_client
 from test_app_cfebm import save_tiny_cfebms
 from test_app_coopflow import save_tiny_coopflow
+from test_app_compose import save_tiny_attribute_model
 from test_app_egc import save_tiny_egc
 from test_app_nerf import save_tiny_nerfs
 from test_app_saliency import tiny_letit
@@ -110,6 +111,7 @@ def client(tmp_path_factory):
     save_tiny_egc(root)
     save_tiny_coopflow(root)
     save_tiny_nerfs(root)
+    save_tiny_attribute_model(root)
     untrained = tiny_letit(directions=())
     save_checkpoint(root / "letit-untrained", "letit", untrained.config, untrained.state_dict(), ModelCard(summary="untrained"))
     yield from serve_app_client(root, cleanups=[cfebm_tab.reference_energies.cache_clear])
@@ -231,6 +233,17 @@ CDRL_BAD = [
     ("n 0", 4, 0), ("n 65", 4, 65), ("n 10**9", 4, 10**9), ("n None", 4, None),
     ("noise 'yes'", 5, "yes"), ("tweedie None", 6, None), ("init_only 1", 7, 1), ("compare list", 8, [True]),
 ]
+# /compose_classes: a role per class (10), a weight per class (10), guidance, first seed, count
+COMPOSE_OK = ("AND", *["off"] * 9, *[1.0] * 10, 1.0, 0, 1)
+COMPOSE_BAD = [
+    ("role unknown", 0, "MAYBE"), ("role None", 1, None), ("role list", 2, ["AND"]), ("weight 0", 10, 0.0),
+    ("weight 99", 10, 99.0), ("weight text", 10, "heavy"), ("weight None", 10, None), ("guidance -1", 20, -1.0),
+    ("guidance 1e9", 20, 1e9), ("first seed -1", 21, -1), ("count 0", 22, 0), ("count 33", 22, 33),
+]
+# /compose_attributes: a value per attribute (3), guidance, first seed, count
+COMPOSE_ATTR_OK = ("True", "No control", "False", 3.0, 0, 1)
+COMPOSE_ATTR_BAD = [("value unknown", 0, "Yes"), ("value bool", 1, True), ("value None", 2, None), ("guidance text", 3, "w"),
+                    ("count 10**6", 5, 10**6), ("first seed 2**64", 4, 2**64)]
 CFEBM_OK = ("cfebm-fmnist", "single-scale", 2, 0.02, 0, 2)
 CFEBM_BAD = [
     ("model unknown", 0, "cdrl-fmnist"), ("model None", 0, None), ("mode unknown", 1, "sideways"),
@@ -244,6 +257,23 @@ def test_playground_endpoint(client):
     for label, args in PLAYGROUND:
         remote_refused(client, label, *args, api="/playground")
     _healthy(client)
+
+
+def test_compose_endpoints(client):
+    for label, index, value in COMPOSE_BAD:
+        args = list(COMPOSE_OK)
+        args[index] = value
+        remote_refused(client, label, *args, api="/compose_classes")
+    remote_refused(client, "NOT of every class", *["NOT"] * 10, *[1.0] * 10, 1.0, 0, 1, api="/compose_classes",
+                   match="NOT of every class leaves nothing to sample")
+    remote_corrected(client, "no class chosen", *["off"] * 10, *[1.0] * 10, 1.0, 0, 1, api="/compose_classes",
+                     note="plain unconditional sampling")
+    for label, index, value in COMPOSE_ATTR_BAD:
+        args = list(COMPOSE_ATTR_OK)
+        args[index] = value
+        remote_refused(client, label, *args, api="/compose_attributes")
+    remote_corrected(client, "every attribute on No control", "No control", "No control", "No control", 3.0, 0, 1,
+                     api="/compose_attributes", note="plain unconditional sampling")
 
 
 def test_cdrl_endpoint(client):

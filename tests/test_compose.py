@@ -183,8 +183,8 @@ def test_attribute_judging_and_training_labels():
     names = list(fa.DEFAULT_ATTRIBUTES)
     img = torch.full((3, 1, 8, 8), -1.0)
     img[0, :, 2:6, 2:6] = 1.0  # bright, flat
-    img[1, :, 2:6, 2:6] = -0.5  # dim, flat
-    img[2, :, 2:6, 2:4], img[2, :, 2:6, 4:6] = 1.0, -0.6  # medium brightness, high contrast
+    img[1, :, 2:6, 2:6] = -0.4  # dim, flat
+    img[2, :, 2:6, 2:4], img[2, :, 2:6, 4:6] = 1.0, -0.2  # half white, half grey: bright (0.7) and high contrast (0.3)
     table = fa.judge(names, img, torch.tensor([0, 5, 2]), {"bright": 0.5, "high-contrast": 0.2})
     assert table.tolist() == [[True, True, False], [False, False, False], [True, True, True]]
     assert torch.equal(fa.judge(names, img.flip(-1), torch.tensor([0, 5, 2]), {"bright": 0.5, "high-contrast": 0.2}), table)

@@ -19,10 +19,10 @@ def _data(n: int = 200):
     """Images whose attributes vary: a bright or dim square, flat or striped; labels cycle through the classes."""
     g = torch.Generator().manual_seed(0)
     x = torch.full((n, 1, 32, 32), -1.0)
-    level = torch.rand(n, generator=g) * 1.6 - 0.6
+    level = torch.rand(n, generator=g) * 1.2 - 0.2
     x[:, :, 8:24, 8:24] = level.view(-1, 1, 1, 1)
     striped = torch.rand(n, generator=g) < 0.5
-    x[striped, :, 8:24:2, 8:24] = -0.7
+    x[striped, :, 8:24:2, 8:24] = -0.4
     return x, torch.arange(n) % 10
 
 
