@@ -202,8 +202,8 @@ def test_a_cdrl_request_has_one_progress_bar_with_level_and_step(page):
     the request (Gradio's own counter restarted at every level), the ETA never goes up; DRL's panel has no bar
     when DRL is off."""
     _tab(page, "CDRL")
-    _number(page, "cdrl-k", "20")
-    _number(page, "cdrl-n", "4")
+    _number(page, "cdrl-k", "40")  # long enough to see the bar move through several levels (reports: every 0.1 s)
+    _number(page, "cdrl-n", "8")
     page.evaluate("""() => {
         window.__progress = []; window.__drlBar = false;
         const grid = document.querySelector('#cdrl-grid'), drl = document.querySelector('#cdrl-drl-grid');
@@ -223,7 +223,7 @@ def test_a_cdrl_request_has_one_progress_bar_with_level_and_step(page):
     assert not drl_bar, "the DRL panel showed a progress bar while DRL was off"
     texts = [t for t in dict.fromkeys(seen) if "CDRL level" in t]
     assert texts, seen[:20]
-    parsed = [re.search(r"CDRL level (\d) \((\d) of 6\), step (\d+)/20 · ([\d.]+) s(?:, about (\d+) s left)?", t) for t in texts]
+    parsed = [re.search(r"CDRL level (\d) \((\d) of 6\), step (\d+)/40 · ([\d.]+) s(?:, about (\d+) s left)?", t) for t in texts]
     assert all(parsed), texts[:10]
     order = [(int(m.group(2)), int(m.group(3))) for m in parsed]
     assert order == sorted(order), "the bar went back"
