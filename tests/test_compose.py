@@ -83,6 +83,16 @@ def test_composition_is_per_sample_and_streams():
     assert labels == ["level 5 proposal", "level 5", "level 4", "level 3", "level 2", "level 1", "done"]
 
 
+def test_composition_inpaints_keeping_known_pixels():
+    m = tiny()
+    image = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    known = torch.ones(8, 8)
+    known[2:6, 2:6] = 0
+    x, _ = m.compose([("a", 1.0), ("b", -1.0)], guidance=1.0, seeds="0-1", steps=1, image=image, mask=known)
+    keep = known.bool().expand(2, 1, 8, 8)
+    assert torch.equal(x[keep], image.expand(2, 1, 8, 8)[keep]) and not torch.equal(x[0], x[1])
+
+
 def test_network_evaluations_are_counted_on_the_networks():
     m = tiny()
     rows = {"ebm": 0, "init": 0}
