@@ -13,8 +13,9 @@ from .langevin import Trace
 
 
 def chains_figure(density: tuple[Tensor, Tensor, Tensor], trace: Trace, final: Tensor, max_paths: int = 32, title: str = "") -> go.Figure:
-    """2-D chains drawn over a density heatmap: each path faint, end points bold."""
-    xs, ys, dens = density
+    """2-D chains drawn over a density heatmap: each path faint, end points bold (tensors on any device)."""
+    xs, ys, dens = (t.detach().cpu() for t in density)
+    final = final.detach().cpu()
     fig = go.Figure()
     fig.add_trace(go.Heatmap(x=xs.numpy(), y=ys.numpy(), z=dens.numpy(), colorscale="Blues", showscale=False, hoverinfo="skip"))
     if trace.frames:

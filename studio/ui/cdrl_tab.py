@@ -8,7 +8,7 @@ import gradio as gr
 
 from ..viz import energy_figure, image_grid, trajectory_gif
 from ..cdrl import FASHION_CLASSES, CDRLConfig
-from . import limits
+from . import gpu, limits
 from .bar_warnings import bar_warning
 from ..langevin import step_listener
 from .common import cached_model, model_config, user_errors
@@ -33,6 +33,8 @@ def _run(name: str, cls, seeds: str, w: float, k: int, noise: bool, tweedie: boo
     return x, trace, seconds, evals
 
 
+# 64 samples at K = 50 with guidance, then DRL at its K for comparison, and the trajectory GIF
+@gpu.on_gpu(limits.MAX_SAMPLES * (limits.MAX_CDRL_STEPS + gpu.DRL_STEPS / 2) * gpu.CDRL_SAMPLE_STEP + gpu.DRAW_GIF)
 @user_errors
 def generate(class_name: str, guidance: float, steps: int, first_seed: float, n: int, noise: bool, tweedie: bool,
              init_only: bool, compare_drl: bool, progress=gr.Progress()):

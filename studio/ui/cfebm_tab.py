@@ -18,7 +18,7 @@ from ..errors import DataNotFoundError, SamplingError
 from ..langevin import Trace
 from ..metrics import auroc, psnr
 from ..viz import energy_figure, image_grid, to_uint8, trajectory_gif
-from . import inpaint_tab, limits
+from . import gpu, inpaint_tab, limits
 from .bar_warnings import BarWarning, bar_warning
 from .common import cached_model, model_skeleton, user_errors
 from .masks import image_for_model, undo_enlargement
@@ -93,6 +93,7 @@ def _gif(trace: Trace, resolution: int) -> str:
     return trajectory_gif(shown, tempfile.NamedTemporaryFile(suffix=".gif", delete=False).name, scale=2)
 
 
+@gpu.on_gpu(MAX_SAMPLES * MAX_STEPS * gpu.CFEBM_SAMPLE_STEP * gpu.MULTISCALE + gpu.DRAW_GIF)
 @user_errors
 def generate(name: str, mode: str, steps: float, eta0: float, first_seed: float, n: float, clean: bool = True,
              progress=gr.Progress(track_tqdm=True)):
@@ -143,6 +144,7 @@ def _show(x: torch.Tensor, size: int = 128) -> Image.Image:
     return Image.fromarray(to_uint8(x.reshape(1, *x.shape[-3:]))[0]).resize((size, size), Image.NEAREST)
 
 
+@gpu.on_gpu(MAX_STEPS * gpu.CFEBM_SAMPLE_STEP)
 @user_errors
 def denoise(name: str, example: str | None, upload, noise_std: float, seed: float, progress=gr.Progress(track_tqdm=True)):
     """Add seeded Gaussian noise to a clean image, run the learned dynamics from it, report PSNRs."""
@@ -165,6 +167,7 @@ def denoise(name: str, example: str | None, upload, noise_std: float, seed: floa
 # -- inpaint ---------------------------------------------------------------------------------------
 
 
+@gpu.on_gpu(limits.MAX_COMPLETIONS * MAX_STEPS * gpu.CFEBM_SAMPLE_STEP)
 @user_errors
 def inpaint(name: str, editor_value, preset: str, n: float, steps: float, seed: float, progress=gr.Progress(track_tqdm=True)):
     """Completions of the painted (or preset) region; known pixels are kept exactly."""
@@ -306,6 +309,7 @@ def ood_figure(reference: torch.Tensor, energies: torch.Tensor, labels: list[str
     return fig
 
 
+@gpu.on_gpu((MAX_OOD + REFERENCE_SIZE) * gpu.CFEBM_SAMPLE_STEP)  # one energy per image
 @user_errors
 def ood(name: str, set_name: str, uploads, n: float, seed: float, progress=gr.Progress(track_tqdm=True)):
     """Energies of a set of images against the Fashion-MNIST test energies."""

@@ -17,7 +17,7 @@ from ..compose import MAX_WEIGHT, composition
 from ..data import fmnist_attributes as fa
 from ..errors import SamplingError
 from ..viz import energy_figure, to_uint8
-from . import limits
+from . import gpu, limits
 from .common import cached_model, model_config, user_errors
 
 CLASS_MODEL, ATTRIBUTE_MODEL, JUDGE = "cdrl-fmnist", "cdrl-fmnist-attributes", "evaluator-fmnist"
@@ -26,6 +26,9 @@ ROLES = ["off", "AND", "NOT"]
 MAX_SAMPLES = 32  # every step of every chain is recorded for "record chain"
 DEFAULT_GUIDANCE = {ATTRIBUTE_MODEL: 3.0, CLASS_MODEL: 1.0}  # the thesis composes attributes at w = 3
 SHOWN = 96  # pixels per sample in the gallery
+# ZeroGPU duration: 32 samples, each evaluation through at most 10 concepts plus the unconditional term
+# (CDRL_SAMPLE_STEP is a guided step: 2 evaluations), at the composed model's own K (10 for cdrl-fmnist; 15 allowed)
+GPU_COST = MAX_SAMPLES * 15 * gpu.CDRL_SAMPLE_STEP * (10 + 1) / 2
 
 
 def _local() -> set[str]:
@@ -108,6 +111,7 @@ def _run(name: str, concepts, guidance: float, first_seed, n, caption, lead: lis
     yield _gallery(x, captions), figure, "\n".join(summary), traces, None
 
 
+@gpu.on_gpu(GPU_COST)
 @user_errors
 def compose_attributes(*args, progress=gr.Progress(track_tqdm=True)):
     """Attribute model: one value per attribute (True / False / No control), then guidance, first seed, count."""
@@ -126,6 +130,7 @@ def compose_attributes(*args, progress=gr.Progress(track_tqdm=True)):
     yield from _run(ATTRIBUTE_MODEL, asked, guidance, first_seed, n, lambda x, _c: _attribute_captions(model, x, asked), lead)
 
 
+@gpu.on_gpu(GPU_COST)
 @user_errors
 def compose_classes(*args, progress=gr.Progress(track_tqdm=True)):
     """Class model: a role per class (off / AND / NOT), a weight per class, then guidance, first seed, count."""

@@ -6,7 +6,7 @@ import time
 import gradio as gr
 
 from ..viz import energy_figure, image_grid
-from . import limits
+from . import gpu, limits
 from .bar_warnings import bar_warning
 from .common import cached_model, model_skeleton, user_errors
 
@@ -20,6 +20,7 @@ def available() -> bool:
     return COOPFLOW_NAME in local_names()
 
 
+@gpu.on_gpu(MAX_SAMPLES * MAX_STEPS * gpu.COOPFLOW_SAMPLE_STEP)
 @user_errors
 def sample(steps: float, step_size: float, first_seed: float, n: float, noise: float, progress=gr.Progress(track_tqdm=True)):
     """Flow proposals and their Langevin refinement at the same seeds, the energy per step and a summary."""

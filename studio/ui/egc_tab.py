@@ -15,7 +15,7 @@ from ..egc import fgsm
 from ..errors import SamplingError
 from ..paths import assets_dir
 from ..viz import energy_figure, image_grid
-from . import limits
+from . import gpu, limits
 from .bar_warnings import bar_warning
 from .common import cached_model, model_skeleton, user_errors
 from .masks import image_for_model
@@ -76,6 +76,7 @@ def _top5(probs: torch.Tensor, names: list[str]) -> dict[str, float]:
     return {names[i]: round(float(v), 4) for v, i in zip(vals.tolist(), idx.tolist())}
 
 
+@gpu.on_gpu(0)  # one forward pass
 @user_errors
 def classify(upload, example: str):
     """Top-5 classes with probabilities (EGC's forward pass at t = 0) and the input as the model sees it."""
@@ -86,6 +87,7 @@ def classify(upload, example: str):
     return _top5(probs, model.config.class_names), image_grid(x, scale=6), note + truth
 
 
+@gpu.on_gpu(MAX_SAMPLES * 200 * gpu.EGC_SAMPLE_STEP)  # up to 200 DDIM steps
 @user_errors
 def generate(class_name: str, guidance: float, steps: float, first_seed: float, n: float, progress=gr.Progress(track_tqdm=True)):
     """DDIM samples whose epsilon is minus the input gradient of logsumexp (same network), guided by log p(y|x_t)."""
@@ -112,6 +114,7 @@ def generate(class_name: str, guidance: float, steps: float, first_seed: float, 
     return image_grid(x, scale=3), fig, "\n".join(summary)
 
 
+@gpu.on_gpu(0)  # one gradient and two classifications
 @user_errors
 def attack(upload, example: str, eps: float):
     """FGSM on the same image against each classifier (white-box, its own gradient): perturbed images and top-5s."""
@@ -126,7 +129,7 @@ def attack(upload, example: str, eps: float):
         # No ground truth for an upload: attack the class EGC predicts on the clean image.
         label = int(model.classify(x)[0].argmax())
         note += f" No true class is known, so both attacks push away from EGC's clean prediction ({names[label]})."
-    y = torch.tensor([label])
+    x, y = x.to(model.device), torch.tensor([label], device=model.device)  # both classifiers run on the models' device
     adv_egc = fgsm(lambda z: model.logits(z, 0), x, y, float(eps))
     adv_judge = fgsm(judge, x, y, float(eps))
     p_egc = model.classify(adv_egc)[0]

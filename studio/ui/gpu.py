@@ -19,9 +19,9 @@ package's documentation):
 Durations: ZeroGPU stops a call when its duration runs out, and a shorter duration costs the
 visitor less quota, so each handler asks for an upper bound of its heaviest request. The bound is
 the request's cost at the caps on the reference machine of the README's Performance table (a
-2-core x86 CPU, no GPU), from the per-unit costs measured there (below), plus ``ATTACH_SECONDS``
-for attaching the GPU and drawing the result: any GPU slice runs these batched convolutions
-faster than that CPU.
+2-core x86 CPU, no GPU), from the per-unit costs measured there (below) and the drawing of the
+result (which runs inside the GPU call too), plus ``ATTACH_SECONDS``: any GPU slice runs these
+batched convolutions faster than that CPU, so the bound holds there.
 """
 from __future__ import annotations
 
@@ -31,15 +31,24 @@ from typing import Callable
 
 from . import limits
 
-# Reference-CPU seconds per unit of work (README "Performance", `python -m studio.bench`, 2 threads).
-CDRL_SAMPLE_STEP = 1.85 / (16 * 15)  # one CDRL sample, one Langevin step K at each of its 6 levels, guided
+# Reference-CPU seconds per unit of work. From the README's Performance table (`python -m studio.bench`,
+# wall time, 2 threads), or, where marked "CPU time", measured here with one thread (time.process_time;
+# the EGC, CoopFlow and pixel-translation rows are timed against CDRL's on the same loaded machine and
+# scaled to the table's CDRL number).
+CDRL_SAMPLE_STEP = 1.85 / (16 * 15)  # one CDRL sample, one Langevin step K at each of its 6 levels, guided (2 evaluations)
+DRL_STEPS = 30  # drl-fmnist's trained K: the CDRL tab's comparison runs DRL at it (unguided: half a guided step)
 CFEBM_SAMPLE_STEP = 0.20 / (16 * 30)  # one 32 px CF-EBM sample, one Langevin step
+MULTISCALE = 1 + 1 / 4 + 1 / 16  # CF-EBM's coarse-to-fine chain: 8, 16 and 32 px, the same steps at each
 PIXEL_STEP_64 = 0.053 / 30  # one 64 px CF-EBM translation chain, one step (cfebm-emoji-t2g)
 LETIT_STEP = 0.044 / 24  # one LETIT translation, one latent step (with encoding and decoding)
 EGC_SAMPLE_STEP = 0.49 / (16 * 20)  # one EGC sample, one DDIM step (one input-gradient pass)
 COOPFLOW_SAMPLE_STEP = 0.08 / (16 * 15)  # one CoopFlow sample, one Langevin step
-NERF_VIEW_64 = 0.027  # one 64x64 NeRF-LEBM view of one object
-ATTACH_SECONDS = 10  # attaching the GPU, the first move of weights in a worker, and drawing the result
+NERF_VIEW_64, NERF_VIEW_128 = 0.027, 0.21  # one NeRF-LEBM view of one object (the 128 px one: CPU time)
+NERF_REFINE_STEP = 0.073  # one step of NeRF-LEBM's gradient refinement in "Infer from image" (CPU time)
+TOY_STEP_512 = 0.0045  # one playground step of 512 2-D chains, with the plot (CPU time)
+DRAW_GIF = 4.9  # a trajectory GIF of 64 samples x 307 frames, as the CDRL and CF-EBM tabs draw (CPU time)
+DRAW_TRAJECTORY = 8.4  # the Trajectory tab's GIF, frames and zip of 240 frames at 64x64 RGB (CPU time)
+ATTACH_SECONDS = 10  # attaching the GPU and the first move of the weights in a worker
 MIN_SECONDS = 15
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from ..errors import SamplingError
 from ..paths import assets_dir
 from ..viz import to_uint8
-from . import limits
+from . import gpu, limits
 from .common import cached_model, model_config, user_errors
 from .masks import image_for_model, mask_from_editor, mask_from_image, preset_mask, undo_enlargement
 
@@ -20,6 +20,8 @@ INPAINTERS = {"CDRL (cdrl-fmnist)": "cdrl-fmnist", "CF-EBM (cfebm-fmnist)": "cfe
 PRESETS = ["paint", "centre square", "left half", "random strokes"]
 CANVAS = 256  # examples are shown enlarged so small images are easy to paint
 UNCONDITIONAL = "(unconditional)"
+# ZeroGPU duration: up to 8 completions with CDRL (K <= 50) or CF-EBM (up to 200 steps), whichever costs more
+GPU_COST = limits.MAX_COMPLETIONS * max(limits.MAX_CDRL_STEPS * gpu.CDRL_SAMPLE_STEP, limits.MAX_STEPS * gpu.CFEBM_SAMPLE_STEP)
 
 
 def available_models() -> dict[str, str]:
@@ -94,6 +96,7 @@ def complete_with(name: str, image, painted: np.ndarray, class_name: str, guidan
     return list(zip(shown, captions)), "\n".join(notes)
 
 
+@gpu.on_gpu(GPU_COST)
 @user_errors
 def inpaint_editor(model_label, editor_value, preset, class_name, guidance, n, steps, seed, progress=gr.Progress(track_tqdm=True)):
     if not isinstance(editor_value, dict) or editor_value.get("background") is None:
@@ -116,6 +119,7 @@ def editor_mask(editor_value, preset: str, size: int, seed) -> tuple[np.ndarray,
     return preset_mask(preset, size, limits.seed(seed or 0, "First seed")), [f"Preset mask: {preset}."]
 
 
+@gpu.on_gpu(GPU_COST)
 @user_errors
 def inpaint_image(model_label, image, mask_image, class_name, guidance, n, steps, seed):
     """Script API: a plain image plus a mask image (white = replace)."""

@@ -17,7 +17,7 @@ from ..errors import SamplingError
 from ..nerf_lebm import ELEVATION_RANGE, NeRFError
 from ..render import orbit_angles
 from ..viz import image_grid
-from . import limits
+from . import gpu, limits
 from .bar_warnings import BarWarning, bar_warning
 from .common import cached_model, user_errors
 from .masks import MaskError, frame_count, to_array
@@ -139,6 +139,7 @@ def _render(name, state, azimuth, elevation, view, resolution) -> tuple[Image.Im
     return _to_pil(view_image(out, view)), note
 
 
+@gpu.on_gpu(gpu.NERF_VIEW_128)
 @user_errors
 def render_view(name: str, state: dict, azimuth: float, elevation: float, view: str, resolution) -> tuple:
     """Render the current object from the sliders' camera."""
@@ -146,6 +147,7 @@ def render_view(name: str, state: dict, azimuth: float, elevation: float, view: 
     return image, note or f"Azimuth {float(azimuth):g}, elevation {float(elevation):g}, {int(resolution)} px."
 
 
+@gpu.on_gpu(0)  # one low-resolution view
 @user_errors
 def preview_view(name: str, state: dict, azimuth: float, elevation: float, view: str) -> Image.Image:
     """A fast 32 px render while a slider moves (the full render follows on release)."""
@@ -158,6 +160,7 @@ def _has_object(state) -> bool:
     return isinstance(state, dict) and "z_s" in state
 
 
+@gpu.on_gpu(gpu.NERF_VIEW_128)
 @user_errors
 def follow_view(name: str, state: dict, azimuth: float, elevation: float, view: str, resolution) -> tuple:
     """Re-render after a passive change (camera released, view or resolution picked): before the first
@@ -168,6 +171,7 @@ def follow_view(name: str, state: dict, azimuth: float, elevation: float, view: 
     return render_view(name, state, azimuth, elevation, view, resolution)
 
 
+@gpu.on_gpu(gpu.NERF_VIEW_128)  # two short prior chains and a view
 @user_errors
 def prior_changed(name: str, prior: str, state: dict, azimuth, elevation, view, resolution) -> tuple:
     """The prior radio and the object must agree: a sampled object is drawn again from the chosen prior with
@@ -202,6 +206,7 @@ def _describe(state: dict) -> str:
     return f"Shape seed {state['shape_seed']}, appearance seed {state['appearance_seed']} ({state['prior']} prior)."
 
 
+@gpu.on_gpu(gpu.NERF_VIEW_128)  # two short prior chains and a view
 @user_errors
 def sample_object(name: str, prior: str, seed, azimuth, elevation, view, resolution) -> tuple:
     """A new object: shape and appearance latents from the chosen prior, seeded by ``seed``."""
@@ -214,6 +219,7 @@ def sample_object(name: str, prior: str, seed, azimuth, elevation, view, resolut
     return state, image, " ".join(filter(None, [_describe(state), note]))
 
 
+@gpu.on_gpu(gpu.NERF_VIEW_128)
 @user_errors
 def resample(name: str, prior: str, state: dict, part: str, azimuth, elevation, view, resolution) -> tuple:
     """Replace only the shape or only the appearance latent (the next seed of that part); the other stays."""
@@ -241,6 +247,7 @@ def resample_appearance(name, prior, state, azimuth, elevation, view, resolution
     return resample(name, prior, state, "appearance", azimuth, elevation, view, resolution)
 
 
+@gpu.on_gpu(MAX_FRAMES * gpu.NERF_VIEW_64)  # orbits render at 64 px at most
 @user_errors
 def orbit(name: str, state: dict, elevation, frames, view, resolution) -> tuple:
     """A turntable GIF of the current object (``frames`` azimuths over 360 degrees)."""
@@ -256,6 +263,7 @@ def orbit(name: str, state: dict, elevation, frames, view, resolution) -> tuple:
     return path, " ".join(filter(None, [f"{n} frames at elevation {el:g}, {res} px.", note]))
 
 
+@gpu.on_gpu(MAX_GRID**2 * gpu.NERF_VIEW_64)
 @user_errors
 def swap_grid(name: str, prior: str, seed, count, azimuth, elevation) -> tuple:
     """Shape x appearance grid: row i uses shape seed seed+i, column j appearance seed seed+j."""
@@ -331,6 +339,7 @@ def load_upload(path) -> tuple[torch.Tensor, list[str]]:
     return F.interpolate(x, size=(64, 64), mode="area" if side > 64 else "bilinear", align_corners=None if side > 64 else False).clamp(0, 1), notes
 
 
+@gpu.on_gpu(MAX_REFINE * gpu.NERF_REFINE_STEP + gpu.NERF_VIEW_128)
 @user_errors
 def infer_object(name: str, example: str, upload, pose_azimuth, pose_elevation, refine_steps, azimuth, elevation,
                  view, resolution) -> tuple:
@@ -354,6 +363,7 @@ def infer_object(name: str, example: str, upload, pose_azimuth, pose_elevation, 
     return state, _to_pil(x[0]), image, " ".join(filter(None, [f"Inferred from {source} ({how}).", *notes, pose_note, note]))
 
 
+@gpu.on_gpu(gpu.NERF_VIEW_128)
 @user_errors
 def model_changed(name: str, state: dict, azimuth, elevation, view, resolution) -> tuple:
     """Another model: the prior radio shows its prior, and a sampled object is drawn again by it (same seeds)."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 import gradio as gr
 
 from ..viz import chains_figure, energy_figure
-from . import limits
+from . import gpu, limits
 from .common import cached_model, user_errors
 
 TOYS = {"Mixture of 8 Gaussians": "toy-gaussian-mixture", "Ring": "toy-ring"}
 LIMITS = {"steps": (1, limits.MAX_PLAYGROUND_STEPS), "chains": (1, limits.MAX_CHAINS), "step_size": (1e-5, 1.0), "noise_std": (0.0, 3.0)}
 
 
+@gpu.on_gpu(limits.MAX_PLAYGROUND_STEPS * gpu.TOY_STEP_512)
 @user_errors
 def run_playground(energy: str, step_size: float, noise_std: float, steps: int, chains: int, seed: int, progress=gr.Progress(track_tqdm=True)):
     """Sample ``chains`` chains (seeds seed..seed+chains-1); return the chain plot, the energy curve and the seeds."""

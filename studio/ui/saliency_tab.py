@@ -30,7 +30,7 @@ from .. import checks
 from ..device import module_device
 from ..errors import SamplingError
 from ..viz import energy_figure, latent_shift_figure, pixel_map, saliency_overlay, to_uint8
-from . import limits
+from . import gpu, limits
 from .common import cached_model, user_errors
 from .inputs import (LETIT_TASKS, chain_tasks, checkpoint_config, is_translation, local_kinds, model_input, task_choices,
                      translation_domains)
@@ -282,6 +282,8 @@ def compute(name: str, task: str, index=0, upload=None, mask: str = MASKS[0], se
     return TASKS[kind][task].run(req)
 
 
+# One chain of up to 200 steps (LETIT, CF-EBM or CDRL, whichever costs most per step)
+@gpu.on_gpu(limits.MAX_STEPS * max(gpu.LETIT_STEP, gpu.PIXEL_STEP_64, gpu.CDRL_SAMPLE_STEP))
 @user_errors
 def saliency(name: str, task: str, index, upload, mask: str, seed, opacity, progress=gr.Progress(track_tqdm=True)):
     """State, input, output, reference, saliency over the input and over the output, chart and notes."""
@@ -326,6 +328,7 @@ def disagreement_map(model, kind: str, config: dict, image: Tensor) -> tuple[Ten
     return grad.pow(2).sum(0).sqrt(), pixel_map(grad), energy
 
 
+@gpu.on_gpu(0)  # one energy gradient
 @user_errors
 def disagreement(name: str, index, upload, opacity):
     """State, the image and |grad E(x)| over it, and notes."""

@@ -16,7 +16,7 @@ from ..langevin import Trace
 from ..nerf_lebm import TRAJECTORY_FRAMES, TRAJECTORY_POSE, TRAJECTORY_RES
 from ..paths import assets_dir
 from ..viz import energy_figure, to_uint8, trajectory_gif
-from . import limits
+from . import gpu, limits
 from .common import cached_model, user_errors
 from .inputs import LETIT_TASKS, chain_tasks, checkpoint_config, held_out, local_kinds, task_choices, translation_domains
 from .masks import preset_mask
@@ -129,6 +129,8 @@ def _frames(trace: Trace) -> tuple[list[np.ndarray], list[str], list[int], str]:
     return frames, [trace.frame_labels[i] for i in idx], [trace.frame_steps[i] for i in idx], note
 
 
+# One chain of at most MAX_FRAMES recorded steps (bounded by CDRL's, the costliest step), then its frames drawn
+@gpu.on_gpu(MAX_FRAMES * gpu.CDRL_SAMPLE_STEP + gpu.DRAW_TRAJECTORY)
 @user_errors
 def run(name: str, task: str, seed: float, progress=gr.Progress(track_tqdm=True)):
     return present(*record(name, task, seed))

@@ -22,7 +22,7 @@ from ..metrics import psnr
 from ..paths import assets_dir
 from ..viz import energy_figure, to_uint8
 from .bar_warnings import BarWarning, bar_warning
-from . import limits
+from . import gpu, limits
 from .common import cached_model, user_errors
 from .masks import animated_note, image_for_model, to_array
 
@@ -237,6 +237,7 @@ def _strip_indices(frame_steps: list[int], every: int) -> list[int]:
 # -- translate -------------------------------------------------------------------------------------
 
 
+@gpu.on_gpu(MAX_STEPS * max(gpu.LETIT_STEP, gpu.PIXEL_STEP_64))
 @user_errors
 def translate(example, upload, direction, method, steps, step_size, noise, seed, progress=gr.Progress(track_tqdm=True)):
     """Translate one emoji: images, trajectory strip, shift chart and map, energy plot and a note."""
