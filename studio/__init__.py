@@ -11,6 +11,7 @@ from .errors import CheckpointError, DataNotFoundError, SamplingError, StudioErr
 from .hub import load, save_checkpoint
 from .hmc import HMCTrace, hmc
 from .langevin import Trace, langevin, make_generators, parse_seeds
+from .publish import push_to_hub
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "load",
     "list_models",
     "save_checkpoint",
+    "push_to_hub",
     "langevin",
     "hmc",
     "Trace",

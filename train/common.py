@@ -130,6 +130,9 @@ def base_parser(description: str, default_config: str) -> argparse.ArgumentParse
     parser.add_argument("--cpu", action="store_true",
                         help="train on the CPU even when a GPU is present; with `accelerate launch --multi_gpu "
                              "--num_processes N` this runs N gloo processes on the CPU")
+    parser.add_argument("--push-to-hub", default=None, metavar="REPO",
+                        help="publish the exported checkpoint to this Hub repo (owner/name) with studio.push_to_hub; "
+                             "the id and a token (hf auth login or HF_TOKEN) are checked before training starts")
     return parser
 
 
@@ -397,6 +400,9 @@ def command_line() -> str:
     return launcher + " ".join(shlex.quote(a) for a in [script, *sys.argv[1:]])
 
 
+PUSH_TO_HUB: dict[str, str | None] = {"repo": None}  # --push-to-hub of this process's run: export() publishes there
+
+
 def export(name: str, model: nn.Module, card: ModelCard, *, wall_seconds: float, steps: int, export_dir: str | None = None,
            extra: dict | None = None) -> Path:
     """Write a checkpoint with the training facts (command, wall time, hardware) in config and card."""
@@ -406,7 +412,12 @@ def export(name: str, model: nn.Module, card: ModelCard, *, wall_seconds: float,
                  f"- Command: `{training['command']}`\n- Steps: {steps}\n"
                  f"- Wall time: {training['wall_time_minutes']} min\n- Hardware: {training['hardware']}\n"
                  + history_markdown((extra or {}).get("earlier_training", []), training))
-    return save_checkpoint(out, model.kind, model.config, model.state_dict(), card, extra={"training": training, **(extra or {})})
+    path = save_checkpoint(out, model.kind, model.config, model.state_dict(), card, extra={"training": training, **(extra or {})})
+    if PUSH_TO_HUB["repo"]:  # --push-to-hub (checked in start())
+        from studio.publish import push_to_hub
+
+        print(f"Published {path} to {push_to_hub(path, PUSH_TO_HUB['repo']).commit_url}")
+    return path
 
 
 def history_markdown(earlier: list[dict], last: dict) -> str:
@@ -448,6 +459,15 @@ def start(doc: str, default_config: str, config_cls: type[T], argv: list[str] | 
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.push_to_hub:  # a malformed repo id or a missing token fails now, not after training
+        from studio.errors import StudioError
+        from studio.publish import check_push_target
+
+        try:
+            check_push_target(args.push_to_hub)
+        except StudioError as err:
+            parser.error(f"--push-to-hub: {err}")
+    PUSH_TO_HUB["repo"] = args.push_to_hub
     # DDP's note about grad strides (some convolutions return channels-last grads on CPU) is about
     # speed, not correctness; it would fill every multi-process log.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
