@@ -54,18 +54,22 @@ def _png(tmp_path, arr, name):
 
 
 def test_generate_single_and_multiscale(client):
-    grid, gif, energy, note = client.predict("cfebm-fmnist", "single-scale", 3, 0.02, 5, 4, api_name="/cfebm_generate")
+    grid, gif, energy, note = client.predict("cfebm-fmnist", "single-scale", 3, 0.02, 5, 4, False, api_name="/cfebm_generate")
     assert Image.open(grid).size == (3 * (2 * 32 + 3 * 2),) * 2  # 2x2 grid of 32 px, 2 px padding, x3
     assert Path(gif).suffix == ".gif" and Image.open(gif).n_frames == 3 + 1
     assert "Seeds used: 5-8" in note and "Warning" not in note and energy is not None
-    grid, gif, _, note = client.predict("cfebm-fmnist", MULTI, 2, 0.02, 0, 1, api_name="/cfebm_generate")
+    assert "ending on the chain's last injected noise" in note
+    # The clean ending (on by default): the config's 12 noise-free steps follow, with their own frames.
+    _, gif, _, note = client.predict("cfebm-fmnist", "single-scale", 3, 0.02, 5, 4, True, api_name="/cfebm_generate")
+    assert Image.open(gif).n_frames == (3 + 1) + (12 + 1) and "then 12 noise-free steps (clean ending)" in note
+    grid, gif, _, note = client.predict("cfebm-fmnist", MULTI, 2, 0.02, 0, 1, True, api_name="/cfebm_generate")
     assert "8px -> 16px -> 32px" in note and Image.open(gif).size[0] == 2 * (32 + 4)  # coarse frames upsampled
 
 
 def test_generate_warns_beyond_trained_steps(client):
-    _, _, _, note = client.predict("cfebm-fmnist", "single-scale", 4, 0.02, 0, 1, api_name="/cfebm_generate")
+    _, _, _, note = client.predict("cfebm-fmnist", "single-scale", 4, 0.02, 0, 1, True, api_name="/cfebm_generate")
     assert "Warning: 4 steps at 32px exceed the 3 the model was trained with" in note and "oversaturate" in note
-    _, _, _, note = client.predict("cfebm-fmnist", MULTI, 3, 0.02, 0, 1, api_name="/cfebm_generate")
+    _, _, _, note = client.predict("cfebm-fmnist", MULTI, 3, 0.02, 0, 1, True, api_name="/cfebm_generate")
     assert "Warning: 3 steps per scale exceed the 2" in note
 
 
@@ -78,7 +82,7 @@ def test_generate_warns_beyond_trained_steps(client):
 ])
 def test_generate_bad_input(client, args, message):
     with pytest.raises(Exception, match=message):
-        client.predict(*args, api_name="/cfebm_generate")
+        client.predict(*args, True, api_name="/cfebm_generate")  # True: the clean ending
 
 
 def test_denoise_example_and_rgba_upload(client, tmp_path):

@@ -71,7 +71,7 @@ def test_saliency_and_trajectory_charts_split_levels_too(client):
 
 @pytest.mark.parametrize("api, args, seed_at, field", [
     ("/cdrl_generate", ("Trouser", 1.0, 2, 0, 2, True, True, False, False), 3, "First seed"),
-    ("/cfebm_generate", ("cfebm-fmnist", "single-scale", 2, 0.02, 0, 1), 4, "First seed"),
+    ("/cfebm_generate", ("cfebm-fmnist", "single-scale", 2, 0.02, 0, 1, True), 4, "First seed"),
     ("/coopflow_sample", (2, 0.04, 0, 2, 0.0), 2, "First seed"),
     ("/playground", ("Ring", 0.02, 0.2, 10, 4, 0), 5, "First seed"),
     ("/translate", ("emoji-test-000-0023-fe0f-20e3", None, "twitter->google", "LETIT", 2, 0.05, 0.0, 0), 7, "Seed"),

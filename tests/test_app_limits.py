@@ -49,8 +49,8 @@ def test_caps_hold_against_api_calls(client, tmp_path):
     over = [
         (("Trouser", 1.0, 2, 0, limits.MAX_SAMPLES + 1, True, True, False, False), "/cdrl_generate"),
         (("Trouser", 1.0, limits.MAX_CDRL_STEPS + 1, 0, 1, True, True, False, False), "/cdrl_generate"),
-        (("cfebm-fmnist", "single-scale", limits.MAX_STEPS + 1, 0.02, 0, 1), "/cfebm_generate"),
-        (("cfebm-fmnist", "single-scale", 2, 0.02, 0, limits.MAX_SAMPLES + 1), "/cfebm_generate"),
+        (("cfebm-fmnist", "single-scale", limits.MAX_STEPS + 1, 0.02, 0, 1, True), "/cfebm_generate"),
+        (("cfebm-fmnist", "single-scale", 2, 0.02, 0, limits.MAX_SAMPLES + 1, True), "/cfebm_generate"),
         (("cfebm-fmnist", "Uniform noise", None, limits.MAX_OOD_IMAGES + 1, 0), "/cfebm_ood"),
         (("Ring", 0.02, 0.2, limits.MAX_PLAYGROUND_STEPS + 1, 4, 0), "/playground"),
         (("Ring", 0.02, 0.2, 10, limits.MAX_CHAINS + 1, 0), "/playground"),
@@ -112,7 +112,7 @@ def test_concurrent_users_all_served(client):
     requests = [
         (("Ring", 0.02, 0.2, 20, 16, 0), "/playground"),
         (("toy-ring",), "/model_card"),
-        (("cfebm-fmnist", "single-scale", 2, 0.02, 0, 2), "/cfebm_generate"),
+        (("cfebm-fmnist", "single-scale", 2, 0.02, 0, 2, True), "/cfebm_generate"),
         (("Trouser", 1.0, 2, 0, 2, True, True, False, False), "/cdrl_generate"),
         (("cfebm-fmnist", "generate", 0), "/trajectory"),
     ]
@@ -148,7 +148,7 @@ def test_request_time_limit_stops_long_requests_with_a_message(client, monkeypat
     monkeypatch.setattr(limits, "REQUEST_TIMEOUT_SECONDS", 1e-4)
     for args, api in ((("Trouser", 1.0, 8, 0, 4, True, True, False, False), "/cdrl_generate"),  # a streaming handler
                       (("Ring", 0.02, 0.2, 1000, 16, 0), "/playground"),  # a plain one
-                      (("cfebm-fmnist", "single-scale", 50, 0.02, 0, 4), "/cfebm_generate")):
+                      (("cfebm-fmnist", "single-scale", 50, 0.02, 0, 4, True), "/cfebm_generate")):
         with pytest.raises(Exception, match="time limit of 0.0001 s"):
             client.predict(*args, api_name=api)
     monkeypatch.setattr(limits, "REQUEST_TIMEOUT_SECONDS", 120.0)

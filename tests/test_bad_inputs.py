@@ -244,7 +244,7 @@ COMPOSE_BAD = [
 COMPOSE_ATTR_OK = ("True", "No control", "False", 3.0, 0, 1)
 COMPOSE_ATTR_BAD = [("value unknown", 0, "Yes"), ("value bool", 1, True), ("value None", 2, None), ("guidance text", 3, "w"),
                     ("count 10**6", 5, 10**6), ("first seed 2**64", 4, 2**64)]
-CFEBM_OK = ("cfebm-fmnist", "single-scale", 2, 0.02, 0, 2)
+CFEBM_OK = ("cfebm-fmnist", "single-scale", 2, 0.02, 0, 2, True)
 CFEBM_BAD = [
     ("model unknown", 0, "cdrl-fmnist"), ("model None", 0, None), ("mode unknown", 1, "sideways"),
     ("steps 0", 2, 0), ("steps 201", 2, 201), ("steps None", 2, None), ("steps text", 2, "ten"),
@@ -295,7 +295,7 @@ def test_cfebm_generate_endpoint(client):
         args[index] = value
         remote_refused(client, label, *args, api="/cfebm_generate")
     remote_refused(client, "multi-scale on the single-scale model", "ebm-single-fmnist", "multi-scale (coarse to fine)",
-                   2, 0.02, 0, 1, api="/cfebm_generate", match="no coarse stages")
+                   2, 0.02, 0, 1, True, api="/cfebm_generate", match="no coarse stages")
 
 
 UPLOAD_REFUSED = ["corrupt PNG", "empty file", "text file", "truncated PNG", "8000x8000 PNG", "5000x4000 PNG", "float TIFF with NaN"]

@@ -1,5 +1,5 @@
 """EGC: the score is the input gradient of logsumexp (autograd), the loss, DDIM sampling with guidance,
-FGSM, a training smoke run through accelerate, and the bar on the shipped checkpoint (slow)."""
+FGSM, a training smoke run through accelerate, and small-count checks of the shipped checkpoint's bars."""
 import json
 import os
 import subprocess
@@ -171,27 +171,32 @@ def test_training_smoke_run_and_export(tmp_path, fmnist_dir):
     assert x.shape == (1, 1, 32, 32)
 
 
-@pytest.mark.slow
 def test_shipped_checkpoint_meets_the_accuracy_bar_on_1000_test_images():
     """Issue 10's bar (0.88 on all 10,000; measured 0.908) at a small count: a 1,000-image subset has a standard
-    error of about 0.01."""
+    error of about 0.01. Needs the Fashion-MNIST test split (train/get_data.sh); skipped without it."""
     from studio.data.fashion_mnist import load_fashion_mnist
+    from studio.errors import DataNotFoundError
 
     model = studio.load("egc-fmnist")
-    test = load_fashion_mnist("test")
+    try:
+        test = load_fashion_mnist("test")
+    except DataNotFoundError as err:
+        pytest.skip(f"Fashion-MNIST is not installed: {err}")
     acc = float((model.predict(test.images[:1000]).argmax(1) == test.labels[:1000]).float().mean())
     assert acc >= 0.87, acc
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="egc-fmnist's score never learned beyond the analytic base term in 86 CPU minutes "
-                   "(Fisher loss equal to the base term's at every noise level), so guided samples are at chance "
-                   "(evaluator accuracy 0.09); strict, so a checkpoint that generates turns this into a failure to remove the mark")
 def test_shipped_checkpoint_generates_the_requested_class():
+    """Issue 19's generation bar at a small count: 50 class-guided samples (5 per class) at the checkpoint's
+    default guidance and 20 DDIM steps, judged by evaluator-fmnist (the card's 2,000 at 50 steps: see its
+    metrics). The first design scored 0.09 here."""
     model = studio.load("egc-fmnist")
-    x, _ = model.generate("Trouser", seeds="0-3", steps=10)
+    classes = [i % 10 for i in range(50)]
+    x, _ = model.generate(classes, seeds="0-49", steps=20)
     judge = studio.load("evaluator-fmnist")
-    assert (judge.predict(x).argmax(1) == 1).float().mean() >= 0.5
+    acc = float((judge.predict(x) == torch.tensor(classes)).float().mean())
+    assert acc >= 0.7, acc
+    assert abs(float(x.mean()) - (-0.56)) < 0.15  # the data's pixel mean (the first design's noise: -0.007)
 
 
 def test_lr_schedule_warms_up_and_decays_by_steps_or_time():

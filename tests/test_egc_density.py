@@ -133,3 +133,13 @@ def test_toy_proof_the_learned_score_beats_the_base_and_guidance_finds_the_mode(
     x, _ = m.generate(classes, seeds="0-59", steps=20, guidance=1.0)
     nearest = ((x[:, None] - patterns[None]) ** 2).flatten(2).mean(2).argmin(1)
     assert (nearest == torch.tensor(classes)).float().mean() >= 0.9
+
+
+def test_guidance_rule_takes_the_lowest_fd_that_reaches_the_accuracy_else_the_most_accurate():
+    from train.egc_choose_guidance import choose
+
+    rows = [{"guidance": 1.0, "val_class_accuracy": 0.5, "fd_val": 5.0},
+            {"guidance": 4.0, "val_class_accuracy": 0.9, "fd_val": 8.0},
+            {"guidance": 8.0, "val_class_accuracy": 0.95, "fd_val": 9.0}]
+    assert choose(rows, 0.85) == 4.0
+    assert choose(rows, 0.99) == 8.0  # none reaches it: the most accurate

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="a CF-EBM checkpoint trained on Fashion-MNIST")
     parser.add_argument("--samples", type=int, default=1000, help="samples per candidate (and validation images)")
-    parser.add_argument("--final-grid", default="0,1,2,3,5,8", help="noise-free final steps to try")
+    parser.add_argument("--final-grid", default="0,1,2,3,5,8,12,16,24", help="noise-free final steps to try")
     parser.add_argument("--scale-steps-grid", default="15,30", help="multi-scale steps per scale to try")
     parser.add_argument("--blend-grid", default="0,0.3,0.5,0.7,0.9", help="multi-scale noise blends to try")
     parser.add_argument("--json", default=None, help="also write the scan here")

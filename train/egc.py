@@ -167,7 +167,12 @@ def main(argv: list[str] | None = None) -> None:
         card = ModelCard(
             summary="EGC on Fashion-MNIST 32x32: one network whose forward pass classifies and whose input gradient "
                     "is the diffusion score (DDIM sampling with classifier guidance through the same network).",
-            body=CARD_BODY.format(name=cfg.name, config=args.config, params=final.num_parameters()),
+            body=CARD_BODY.format(name=cfg.name, config=args.config, params=final.num_parameters(),
+                                  density=f"density_units={final.config.density_units}",
+                                  base={"classes": "a mixture of one Gaussian per class", "single": "one Gaussian fitted to "
+                                        "the data", "none": "nothing (gaussian_base='none')"}[final.config.gaussian_base]
+                                  + f" (rank {final.config.base_rank} PCA per Gaussian)",
+                                  residual=f"residual={final.config.residual!r}"),
             tags=["egc", "fashion-mnist", "diffusion", "classifier-guidance", "image-classification"],
             datasets=["fashion_mnist"],
             pipeline_tag="image-classification",
@@ -188,9 +193,14 @@ probs = egc.classify(images)                              # p(y | x) at t = 0, i
 x, trace = egc.generate("Trouser", seeds="0-15", guidance=1.0, steps=50)   # DDIM, eps = -grad logsumexp f
 ```
 
-The energy is E(x_t, t) = -logsumexp_y f(x_t, t)[y]; its input gradient is trained to equal the
-diffusion noise (Fisher/denoising term), the logits are trained with sqrt(abar_t)-weighted
-cross-entropy. Classifier guidance uses the same network's log p(y | x_t).
+The energy is E(x_t, t) = -logsumexp_y f(x_t, t)[y]; sqrt(1 - abar_t) times its input gradient is
+trained to equal the diffusion noise (Fisher/denoising term), the logits with cross-entropy. Classifier
+guidance uses the same network's log p(y | x_t).
+
+How this differs from the paper (see the studio.egc docstring, "Why the first design failed"): the
+logits are log-densities ({density}); a class-independent analytic term, the log-density of {base}
+diffused exactly to each noise level, is added to every logit (it cancels in softmax, so the attention
+head alone classifies); a learned, unbounded per-pixel potential ({residual}) sits on top of it.
 
 Reproduce: `accelerate launch train/egc.py --config {config}`.
 

@@ -26,6 +26,8 @@ from .eval_coopflow import card_extra as coopflow_card_extra
 from .eval_letit import card_extra as letit_card_extra
 from .eval_letit import evaluate_letit
 from .eval_coopflow import evaluate_coopflow
+from .eval_compose import card_extra as compose_card_extra
+from .eval_compose import evaluate_cdrl_attributes, evaluate_compose_not
 from .eval_egc import card_extra as egc_card_extra
 from .eval_egc import evaluate_egc
 from .eval_nerf import card_extra as nerf_card_extra
@@ -375,7 +377,16 @@ EVALUATORS["egc"] = evaluate_egc  # bulk in train/eval_egc.py
 
 # Metric groups that can be recomputed alone (--only) and merged into an existing metrics.json.
 GROUPS: dict[str, tuple[set[str], Callable]] = {"inpainting": ({"cdrl", "drl", "cfebm"}, evaluate_inpainting),
-                                                "ablation": ({"cfebm"}, evaluate_ablation)}
+                                                "ablation": ({"cfebm"}, evaluate_ablation),
+                                                "compose": ({"cdrl"}, evaluate_compose_not)}
+
+
+def evaluator_for(model) -> Callable:
+    """The full evaluation of a checkpoint: by kind, except that an attribute-conditional CDRL is judged on
+    its attributes (class accuracy does not apply to it)."""
+    if model.checkpoint.kind == "cdrl" and getattr(model.config, "attributes", None):
+        return evaluate_cdrl_attributes
+    return EVALUATORS[model.checkpoint.kind]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -402,10 +413,11 @@ def main(argv: list[str] | None = None) -> None:
         old = path / "metrics.json"
         metrics = {**(json.loads(old.read_text()) if old.exists() else {}), **fn(model, args.samples, args.seed)}
     else:
-        metrics = EVALUATORS[kind](model, args.samples, args.seed)
+        metrics = evaluator_for(model)(model, args.samples, args.seed)
     if model.checkpoint.source != "hub":
         (path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        update_card_metrics(path / "README.md", metrics, card_extra(kind, model.checkpoint.name, metrics))
+        extra = "\n\n".join(filter(None, [card_extra(kind, model.checkpoint.name, metrics), compose_card_extra(model, metrics)]))
+        update_card_metrics(path / "README.md", metrics, extra)
     print(json.dumps(metrics) if args.json else "\n".join(f"{k}: {v}" for k, v in metrics.items()))
 
 

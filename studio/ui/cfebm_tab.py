@@ -368,7 +368,7 @@ def build() -> None:
                     mode = gr.Radio(value=SINGLE, label="Sampling", **_mode_options(names[0], model))
                     steps = gr.Slider(1, MAX_STEPS, value=model.trained_steps(), step=1, label="Langevin steps (per scale in multi-scale)")
                     eta0 = gr.Slider(0, 0.1, value=model.config.eta0, step=0.001, label="eta0 (initial noise variance)")
-                    clean = gr.Checkbox(value=True, label=f"Clean ending ({model.config.final_steps} noise-free steps after the "
+                    clean_ending = gr.Checkbox(value=True, label=f"Clean ending ({model.config.final_steps} noise-free steps after the "
                                         "chain; off: end on the last injected noise, as trained)")
                     with gr.Row():
                         seed = gr.Number(value=0, precision=0, label="First seed")
@@ -431,7 +431,7 @@ def build() -> None:
     mode.change(user_errors(_mode_changed), [name, mode], steps, api_visibility="private")
     d_example.change(lambda _: None, d_example, d_upload, api_visibility="private")
     i_example.change(user_errors(inpaint_tab.load_example), i_example, editor, api_visibility="private")
-    go_gen.click(generate, [name, mode, steps, eta0, seed, n, clean], [grid, gif, energy, gen_note], api_name="cfebm_generate")
+    go_gen.click(generate, [name, mode, steps, eta0, seed, n, clean_ending], [grid, gif, energy, gen_note], api_name="cfebm_generate")
     go_den.click(denoise, [name, d_example, d_upload, sigma, d_seed], [clean, noisy, restored, den_note], api_name="cfebm_denoise")
     go_inp.click(inpaint, [name, editor, preset, i_n, i_steps, i_seed], [completions, inp_note], api_name="cfebm_inpaint")
     go_ood.click(ood, [name, set_name, files, o_n, o_seed], [histogram, scored, ood_note], api_name="cfebm_ood")
