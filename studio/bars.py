@@ -64,6 +64,9 @@ BARS: tuple[Bar, ...] = (
     Bar("egc-fmnist", "egc_class_accuracy_guided", ">=", 0.80,
         "evaluator-fmnist accuracy on guided samples of the requested class", "generate", "issue 19"),
     Bar("egc-fmnist", "egc_fd", "<=", 10.0, "FD of guided samples (floor 0.176)", "generate", "issue 19"),
+    Bar("egc-fmnist", "egc_denoise_gain_t100", ">", 0.1,
+        "denoising gain of the network over its analytic base at t = 100", "generate", "issue 19"),
+    Bar("egc-fmnist", "egc_samples", ">=", 2000, "guided samples behind the FD and accuracy", "generate", "issue 19"),
     # issue 20: CoopFlow that makes clothing
     Bar("coopflow-fmnist", "coopflow_fd_refined", "<=", 10.0, "FD of refined samples (floor 0.176)", "generate", "issue 20"),
     Bar("coopflow-fmnist", "coopflow_fd_refined", "<", "coopflow_fd_flow", "FD of refined samples vs the flow's proposals",

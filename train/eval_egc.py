@@ -89,6 +89,6 @@ def card_extra(metrics: dict) -> str:
     if "egc_fd" not in metrics:
         return ""
     return (f"FD and guided class accuracy: {metrics['egc_samples']} class-guided DDIM samples ({metrics['egc_ddim_steps']} steps, "
-            f"guidance {metrics['egc_guidance']}), 200 per class, against held-out test images in evaluator-fmnist's feature "
+            f"guidance {metrics['egc_guidance']}), {metrics['egc_samples'] // 10} per class, against held-out test images in evaluator-fmnist's feature "
             f"space (floor {metrics['fd_floor']}). FGSM: eps {metrics['fgsm_epsilon']} in [-1, 1] units on {metrics['fgsm_images']} "
             "test images, each model attacked through its own gradient.")

@@ -416,7 +416,8 @@ def main(argv: list[str] | None = None) -> None:
         metrics = evaluator_for(model)(model, args.samples, args.seed)
     if model.checkpoint.source != "hub":
         (path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        extra = "\n\n".join(filter(None, [card_extra(kind, model.checkpoint.name, metrics), compose_card_extra(model, metrics)]))
+        compose = compose_card_extra(model, metrics) if kind == "cdrl" else ""
+        extra = "\n\n".join(filter(None, [card_extra(kind, model.checkpoint.name, metrics), compose]))
         update_card_metrics(path / "README.md", metrics, extra)
     print(json.dumps(metrics) if args.json else "\n".join(f"{k}: {v}" for k, v in metrics.items()))
 
