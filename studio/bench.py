@@ -16,6 +16,9 @@ Keys with a bar (see ``BARS``):
   real ``CDRL.generate``, 16 samples, w = 1, K = 15.
 * ``nerf_seconds_view_64`` / ``nerf_seconds_orbit_24``: one 64x64 view; a 24-view orbit (per view <= 0.5 s).
 * ``app_cold_start_seconds``: from spawning ``python app.py`` to the app answering HTTP.
+* ``import_seconds``: ``python -c "import studio"`` started outside the repository, after ``pip install .``
+  into a fresh venv (``studio.fresh_install``; median after a warm-up run).
+* ``device``: the device the benchmark ran on (``studio.device.resolve_device``: ``STUDIO_DEVICE``, else CUDA, ...).
 * ``first_frame_seconds``: a gradio_client caller's wait for the first streamed frame of CDRL generate
   (median over warm requests; ``first_frame_seconds_first_request`` includes loading the model).
 """
@@ -42,6 +45,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils import parametrize
 
+from .device import resolve_device
 from .errors import CheckpointError, SamplingError
 from .langevin import frozen, make_generators, parse_seeds, randn
 from .runtime import configure_threads
@@ -56,6 +60,7 @@ BARS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "nerf_seconds_view_64": ("<= 0.5", lambda v: v <= 0.5),
     "nerf_seconds_orbit_24": ("<= 12 (0.5 per view)", lambda v: v <= 24 * 0.5),
     "app_cold_start_seconds": ("<= 15", lambda v: v <= 15),
+    "import_seconds": ("<= 3", lambda v: v <= 3),
     "first_frame_seconds": ("<= 1.5", lambda v: v <= 1.5),
 }
 
@@ -335,9 +340,17 @@ def bench_app(repeats: int) -> dict:
     return out
 
 
+def bench_import(repeats: int, python: Path | None = None) -> dict:
+    """``import studio`` in a fresh venv after ``pip install .`` (``python``: an environment installed already)."""
+    from .fresh_install import import_seconds, install
+
+    with tempfile.TemporaryDirectory() as where:
+        return {"import_seconds": round(import_seconds(python or install(Path(where)), repeats), 3)}
+
+
 BENCHES: dict[str, Callable[[int], dict]] = {
     "engine": bench_engine, "cdrl": bench_cdrl, "cfebm": bench_cfebm, "cfebm-translation": bench_cfebm_translation,
-    "letit": bench_letit, "nerf": bench_nerf, "app": bench_app,
+    "letit": bench_letit, "nerf": bench_nerf, "app": bench_app, "import": bench_import,
 }
 
 
@@ -385,9 +398,9 @@ def main(argv: list[str] | None = None) -> None:
     results, notes = run(names, args.repeats)
     seconds = round(time.perf_counter() - start, 1)
     if args.json:
-        print(json.dumps({**results, "machine": machine(), "bench_seconds": seconds, "skipped": notes}))
+        print(json.dumps({**results, "device": str(resolve_device()), "machine": machine(), "bench_seconds": seconds, "skipped": notes}))
     else:
-        print(f"Machine: {machine()}\n\n{table(results)}\n\nBench wall time: {seconds} s")
+        print(f"Machine: {machine()}, device {resolve_device()}\n\n{table(results)}\n\nBench wall time: {seconds} s")
         for note in notes:
             print(note)
 

@@ -30,6 +30,7 @@ def test_sampler_benches_report_every_key(tiny_cdrl, capsys):
     for name in ("cfebm", "letit", "nerf"):  # no such checkpoints (or module) here
         assert any(note.startswith(f"{name}: skipped") for note in out["skipped"]), name
     assert "CPU" in out["machine"] or "GPU" in out["machine"] or "cuda" in out["machine"].lower()
+    assert out["device"] == "cpu"  # studio.device's policy on a machine without a GPU
     assert out["bench_seconds"] > 0
 
 
