@@ -179,7 +179,7 @@ def inpaint(name: str, editor_value, preset: str, n: float, steps: float, seed: 
     if painted.all():
         # With no known pixel there is nothing to complete: that is plain generation.
         raise SamplingError("The whole image is masked, so nothing is known to complete from: paint a smaller region, or use Generate.")
-    image = undo_enlargement(editor_value["background"], model.config.resolution)  # an example as shown on the canvas
+    image = undo_enlargement(editor_value["background"], model.config.resolution, inpaint_tab.CANVAS)  # an example
     gallery, more = inpaint_tab.complete_with(name, image, painted, None, 0.0, n, steps, seed)
     warning = steps_warning(model, SINGLE, steps)
     if warning:

@@ -106,7 +106,7 @@ def inpaint_editor(model_label, editor_value, preset, class_name, guidance, n, s
     traces: dict = {}
     # A held-out example sits on the canvas as an exact enlargement: use its original pixels (not resampled,
     # and no "resized" note for an image that never was).
-    image = undo_enlargement(editor_value["background"], size)
+    image = undo_enlargement(editor_value["background"], size, CANVAS)
     gallery, more = complete(model_label, image, painted, class_name, guidance, n, steps, seed, traces)
     return gallery, "\n".join([*notes, more]), traces, None
 

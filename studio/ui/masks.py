@@ -143,13 +143,14 @@ def image_for_model(image: Any, size: int, channels: int) -> tuple[torch.Tensor,
     return (x[None] if channels == 1 else x.permute(2, 0, 1)), notes
 
 
-def undo_enlargement(image: Any, size: int) -> Any:
-    """The ``size`` x ``size`` original of an exact nearest-neighbour enlargement (how the Inpaint tab shows a
-    held-out example on its canvas), so it is neither resampled nor reported as resized; anything else as is."""
+def undo_enlargement(image: Any, size: int, canvas: int) -> Any:
+    """The ``size`` x ``size`` original of an exact nearest-neighbour enlargement to the editor's ``canvas`` side
+    (how the Inpaint tab shows a held-out example), so it is neither resampled nor reported as resized; anything
+    else as is (other sizes, empty or oversized images go to image_for_model's checks unchanged)."""
     if not isinstance(image, np.ndarray) or image.ndim < 2 or size < 1:
         return image
     h, w = image.shape[:2]
-    if h != w or h % size or h == size:
+    if h != canvas or w != canvas or h <= size or h % size:
         return image
     k = h // size
     small = image[::k, ::k]
