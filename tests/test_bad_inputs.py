@@ -1,5 +1,5 @@
 """Hostile inputs: every public app endpoint through gradio_client (CDRL, Compose, CF-EBM, Inpaint, Trajectory,
-Saliency, Translate, CoopFlow, EGC, 3D NeRF-LEBM, playground, Models; ``test_every_endpoint_is_covered``
+Saliency, Translate, CoopFlow, EGC, 3D NeRF-LEBM, playground, Energy lab, Models; ``test_every_endpoint_is_covered``
 checks the list against ``Client.view_api()``), and the public studio functions called directly (the
 samplers and tab handlers, LETIT, EGC, CoopFlow, NeRF-LEBM and the renderer).
 
@@ -614,6 +614,49 @@ def test_trajectory_of_the_newer_kinds(client):
                         ("NeRF-LEBM seed -1", (NERF, "generate", -1)), ("EGC seed 2**64", ("egc-fmnist", "generate", 2**64)),
                         ("CoopFlow seed 10**400", ("coopflow-fmnist", "generate", HUGE))]:
         remote_refused(client, label, *args, api="/trajectory")
+
+
+# /lab_train: points (text), objective, sampler, steps, learning rate, Langevin step, HMC step, leapfrog steps, seed
+LAB_OK = ("0, 0\n1, 1\n-1, 0.5", "Denoising score matching", "Langevin", 5, 0.003, 0.003, 0.08, 5, 0)
+LAB_BAD = [
+    ("one point", 0, "0.5, 0.5"), ("no points", 0, ""), ("points None", 0, None), ("5,001 points", 0, "0, 0\n" * 5001),
+    ("a NaN point", 0, "0, 0\nnan, 1"), ("a point outside the canvas", 0, "0, 0\n7, 1"), ("an infinite point", 0, "0, 0\n1, inf"),
+    ("three numbers on a line", 0, "0, 0, 0\n1, 1"), ("text for a point", 0, "0, 0\nx, y"), ("objective unknown", 1, "GAN"),
+    ("sampler unknown", 2, "Gibbs"), ("steps 0", 3, 0), ("steps 2001", 3, 2001), ("learning rate 1", 4, 1.0),
+    ("Langevin step 0.5", 5, 0.5), ("Langevin step None", 5, None), ("HMC step 0", 6, 0.0), ("HMC step 5", 6, 5.0),
+    ("leapfrog 0", 7, 0), ("leapfrog 51", 7, 51), ("leapfrog 2.5", 7, 2.5), ("seed -1", 8, -1), ("seed text", 8, "x"),
+]
+# /lab_sample: chains, gradient evaluations, Langevin step, HMC step, leapfrog steps, seed
+LAB_SAMPLE_OK = (16, 20, 0.003, 0.08, 5, 0)
+LAB_SAMPLE_BAD = [("chains 0", 0, 0), ("chains 10**6", 0, 10**6), ("evaluations 0", 1, 0), ("evaluations 10**9", 1, 10**9),
+                  ("Langevin step -1", 2, -1.0), ("HMC step 0", 3, 0.0), ("leapfrog 0", 4, 0), ("seed 2**64", 5, 2**64)]
+# /playground_compare: energy, step size, gradient evaluations, HMC step, leapfrog steps, chains, first seed
+COMPARE_OK = ("Double well", 0.01, 20, 0.1, 5, 4, 0)
+COMPARE_BAD = [("energy unknown", 0, "Volcano"), ("step 0", 1, 0.0), ("evaluations 0", 2, 0), ("evaluations 10**6", 2, 10**6),
+               ("HMC step 0", 3, 0.0), ("HMC step 9", 3, 9.0), ("leapfrog 0", 4, 0), ("leapfrog 51", 4, 51),
+               ("leapfrog above the evaluations", 4, 30), ("chains 0", 5, 0), ("seed -1", 6, -1)]
+
+
+def test_lab_and_sampler_comparison_endpoints(client):
+    """The Energy lab (nothing is trained in this session, so sampling and export say so) and the playground's
+    Langevin vs HMC comparison."""
+    for label, index, value in LAB_SAMPLE_BAD:
+        args = list(LAB_SAMPLE_OK)
+        args[index] = value
+        remote_refused(client, label, *args, api="/lab_sample")
+    remote_refused(client, "sample before training", *LAB_SAMPLE_OK, api="/lab_sample", match="press Train first")
+    remote_refused(client, "export before training", api="/lab_export", match="press Train first")
+    for label, name, count, noise in [("preset unknown", "heart", 100, 0.1), ("preset None", None, 100, 0.1),
+                                      ("count 1", "rings", 1, 0.1), ("count 5001", "rings", 5001, 0.1), ("noise 2", "rings", 100, 2.0)]:
+        remote_refused(client, label, name, count, noise, api="/lab_preset")
+    for label, index, value in LAB_BAD:
+        args = list(LAB_OK)
+        args[index] = value
+        remote_refused(client, label, *args, api="/lab_train")
+    for label, index, value in COMPARE_BAD:
+        args = list(COMPARE_OK)
+        args[index] = value
+        remote_refused(client, label, *args, api="/playground_compare")
 
 
 def test_inpaint_example_loader_endpoint(client):

@@ -5,12 +5,13 @@ import gradio as gr
 
 from . import cdrl_tab, cfebm_tab, coopflow_tab, egc_tab, inpaint_tab, models_tab, nerf_tab, playground, saliency_tab, trajectory_tab, translate_tab
 from . import compose_tab
+from . import lab_tab
 from . import hardening
 from .common import device_notice
 
 # Method tabs appear only when their checkpoint is present, so there is never an empty tab.
 TABS = [("CDRL", cdrl_tab), ("Compose", compose_tab), ("CF-EBM", cfebm_tab), ("Inpaint", inpaint_tab), ("Trajectory", trajectory_tab),
-        ("Saliency", saliency_tab), ("Translate", translate_tab), ("CoopFlow", coopflow_tab), ("EGC", egc_tab), ("3D (NeRF-LEBM)", nerf_tab), ("Langevin playground", playground), ("Models", models_tab)]
+        ("Saliency", saliency_tab), ("Translate", translate_tab), ("CoopFlow", coopflow_tab), ("EGC", egc_tab), ("3D (NeRF-LEBM)", nerf_tab), ("Langevin playground", playground), ("Energy lab", lab_tab), ("Models", models_tab)]
 
 # Page-wide style (Gradio 6 takes CSS at launch; build_app makes it the default of every launch):
 # small images are enlarged without blurring, a bar warning stands out from the notes around it, and the
