@@ -2,11 +2,12 @@
 import pytest
 from gradio_client import Client
 
-from app import demo
+from studio.cli import create_app
 
 
 @pytest.fixture(scope="module")
 def client():
+    demo = create_app()  # what app.py, `ebm-studio` and `python -m studio` launch
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
     try:
         yield Client(demo.local_url, verbose=False)
