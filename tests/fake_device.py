@@ -22,7 +22,7 @@ runs every aten op on the inner tensors while enforcing the rules a CUDA device 
   ``bool()`` read through, counted as reads.
 
 Every device-to-host copy is recorded (``FakeAccelerator.host_copies``), so a test can also check
-that images come back once per request rather than once per step. Autograd works unchanged
+that results come back once per chain or request rather than once per step. Autograd works unchanged
 (it runs above the dispatch mode), so samplers take input gradients on the stand-in device.
 """
 from __future__ import annotations
@@ -98,10 +98,6 @@ class FakeAccelerator(TorchDispatchMode):
         Plain tensor attributes stay on the host, exactly as ``module.to("cuda")`` leaves them."""
         with self:
             return module._apply(lambda t: t if _is_dev(t) else OnDevice(t.detach().clone()))
-
-    def image_copies(self, min_numel: int = 64) -> int:
-        """Device-to-host copies of tensors with at least ``min_numel`` elements (images, latents, frames)."""
-        return sum(1 for shape in self.host_copies if _numel(shape) >= min_numel)
 
     # -- the dispatch rules ---------------------------------------------------------------------
 
@@ -186,13 +182,6 @@ def _tensors(x):
     elif isinstance(x, dict):
         for v in x.values():
             yield from _tensors(v)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 class _HostDataFirst(TorchFunctionMode):
