@@ -342,6 +342,8 @@ def test_every_model_handler_runs_on_the_models_device(app_on_device):
     _call(nerf_tab.model_changed, "nerf-vae-shapes", state, 30, 20, "RGB", 32)
     _call(nerf_tab.infer_object, nerf, nerf_tab.example_names()[0], None, 0, 20, 1, 30, 20, "RGB", 32)
     _call(playground.run_playground, "Ring", 0.02, 0.2, 5, 4, 0)
+    for energy in ("Ring", "Mixture of 8 Gaussians", "Double well"):
+        _call(playground.compare_samplers, energy, 0.02, 10, 0.1, 2, 4, 0)
     names = studio.load("cdrl-fmnist").config.class_names
     _, _, _, traces, _ = _call(compose_tab.compose_classes, "AND", *["off"] * (len(names) - 1), *[1.0] * len(names), 1.0, 0, 2)
     _call(compose_tab.open_chain, traces, 1)
@@ -359,7 +361,8 @@ def test_every_model_handler_has_a_gpu_duration():
                 saliency_tab.disagreement, translate_tab.translate, coopflow_tab.sample, egc_tab.classify, egc_tab.generate,
                 egc_tab.attack, nerf_tab.sample_object, nerf_tab.render_view, nerf_tab.preview_view, nerf_tab.follow_view,
                 nerf_tab.prior_changed, nerf_tab.model_changed, nerf_tab.resample, nerf_tab.orbit, nerf_tab.swap_grid,
-                nerf_tab.infer_object, playground.run_playground, compose_tab.compose_attributes, compose_tab.compose_classes]
+                nerf_tab.infer_object, playground.run_playground, playground.compare_samplers, compose_tab.compose_attributes,
+                compose_tab.compose_classes]
     missing = [f"{h.__module__}.{h.__name__}" for h in handlers if getattr(h, "gpu_duration", None) is None]
     assert not missing, f"handlers without spaces.GPU: {missing}"
     durations = {f"{h.__module__}.{h.__name__}": h.gpu_duration for h in handlers}

@@ -45,6 +45,8 @@ _potential = functools.lru_cache(maxsize=None)(potential)
 COMPARE_LIMITS = {"evaluations": (10, limits.MAX_PLAYGROUND_STEPS), "hmc_step_size": (1e-3, 1.0), "leapfrog_steps": (1, 50)}
 
 
+# Langevin and HMC, each at most MAX_PLAYGROUND_STEPS gradient evaluations of up to 512 chains
+@gpu.on_gpu(2 * limits.MAX_PLAYGROUND_STEPS * gpu.TOY_STEP_512)
 @user_errors
 def compare_samplers(energy: str, step_size: float, evaluations: int, hmc_step_size: float, leapfrog_steps: int,
                      chains: int, seed: int, progress=gr.Progress(track_tqdm=True)):
