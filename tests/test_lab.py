@@ -200,7 +200,7 @@ def test_training_moves_the_basin_onto_the_data():
     """A tight blob at (1.5, -1): after a short run every objective's lowest energy on the grid is near it."""
     blob = torch.tensor([1.5, -1.0]) + 0.1 * torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
     for objective in ("pcd", "dsm"):
-        last = train(blob, LabConfig(objective=objective, steps=150, update_every=150, grid_size=41, width=16, batch_size=64))
+        last = train(blob, LabConfig(objective=objective, steps=300, update_every=300, grid_size=41, width=16, batch_size=64))
         i = int(last.energy.argmin())
         where = torch.tensor([last.axis[i % 41], last.axis[i // 41]])
         assert float((where - torch.tensor([1.5, -1.0])).norm()) < 0.5, (objective, where)
