@@ -17,6 +17,9 @@ Objectives (``OBJECTIVES``):
 Contrastive divergence draws its negatives with ``studio.langevin`` or ``studio.hmc`` (``sampler``), at
 ``sampler_steps`` gradient evaluations per training step either way.
 
+The lab runs on the CPU whatever device the studio's image models use: one step of a 64-wide MLP on 128
+points is a handful of tiny kernels, which a GPU runs no faster, and one CPU generator drives the whole run.
+
 Why an optimiser lives here and not in train/: the rest of the studio leaves training to train/, which
 runs for minutes to hours, writes checkpoints and logs, and is started from a shell. The lab trains for
 seconds inside one browser request and streams its progress back to the page, which a train/ script

@@ -148,3 +148,14 @@ def test_playground_compares_langevin_and_hmc(client):
         client.predict("Two moons", 0.005, 100, 0.1, 0, 16, 0, api_name="/playground_compare")
     with pytest.raises(Exception, match="HMC step size"):
         client.predict("Two moons", 0.005, 100, 5.0, 10, 16, 0, api_name="/playground_compare")
+
+
+def test_picking_an_energy_suggests_settings_that_sample_it(client):
+    """Every energy of the playground samples without diverging at the settings its choice puts on the page."""
+    from studio.ui import playground
+
+    for name in playground.TOYS:
+        step, noise, hmc_step, leap = playground.suggested_settings(name)
+        assert noise == pytest.approx((2 * step) ** 0.5, abs=0.01)
+        *_, table = playground.compare_samplers(name, step, 4 * leap, hmc_step, leap, 8, 0)
+        assert f"{4} steps of {leap} leapfrog steps" in table

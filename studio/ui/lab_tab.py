@@ -4,7 +4,8 @@ the landscape learn, then sample it with Langevin and HMC side by side and downl
 Training is ``studio.lab.train_stream``; this module only turns the page's values into its arguments and
 its updates into figures. One run per session: a new Train (from the API; the button itself ignores
 clicks while its run is going) or Stop ends the session's current run at its next step, and that run
-still reports where it stopped.
+still reports where it stopped. The lab trains and samples on the CPU (see ``studio.lab``), so its handlers
+ask for no ZeroGPU slice.
 """
 from __future__ import annotations
 

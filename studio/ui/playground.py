@@ -42,6 +42,21 @@ def toy(name: str):
 _potential = functools.lru_cache(maxsize=None)(potential)
 
 
+# Settings each energy samples well with: (Langevin step size, HMC step size, leapfrog steps). Picking an energy sets
+# them (the Langevin noise becomes sqrt(2 x step size)); the Rosenbrock ridge, for one, makes Langevin diverge at 0.02.
+SUGGESTED = {"toy-gaussian-mixture": (0.02, 0.1, 10), "toy-ring": (0.02, 0.1, 10), "toy-double-well": (0.01, 0.15, 10),
+             "toy-rosenbrock": (0.002, 0.05, 20), "toy-rastrigin": (0.005, 0.1, 10), "toy-two-moons": (0.005, 0.1, 10),
+             "toy-checkerboard": (0.005, 0.1, 10)}
+
+
+def suggested_settings(energy: str):
+    """Step size, noise, HMC step size and leapfrog steps for the chosen energy (unchanged for an unknown one)."""
+    if energy not in TOYS:
+        return gr.update(), gr.update(), gr.update(), gr.update()
+    step, hmc_step, leap = SUGGESTED[TOYS[energy]]
+    return step, round((2 * step) ** 0.5, 2), hmc_step, leap
+
+
 COMPARE_LIMITS = {"evaluations": (10, limits.MAX_PLAYGROUND_STEPS), "hmc_step_size": (1e-3, 1.0), "leapfrog_steps": (1, 50)}
 
 
@@ -111,5 +126,6 @@ def build() -> None:
             hmc_plot = gr.Plot(label="HMC", elem_id="playground-hmc")
         comparison = gr.Plot(label="Energy per gradient evaluation, HMC acceptance")
         checks_table = gr.Markdown(elem_id="playground-checks")
+    energy.change(suggested_settings, energy, [step_size, noise, hmc_step, leapfrog], api_visibility="private")
     compare.click(compare_samplers, [energy, step_size, evaluations, hmc_step, leapfrog, chains, seed],
                   [langevin_plot, hmc_plot, comparison, checks_table], api_name="playground_compare")
