@@ -128,11 +128,11 @@ def test_energy_mlp_wall_and_landscape():
     model = EnergyMLP(EnergyMLPConfig(width=8))
     model.reset_parameters(torch.Generator().manual_seed(0))
     inside, outside = torch.tensor([[3.9, 0.0]]), torch.tensor([[5.0, 0.0]])
-    assert float(model(outside) - model.net(outside).squeeze(-1)) == pytest.approx(10.0)  # wall * (5 - 4)^2
-    assert float(model(inside) - model.net(inside).squeeze(-1)) == 0.0
+    assert float((model(outside) - model.net(outside).squeeze(-1)).detach()) == pytest.approx(10.0)  # wall * (5 - 4)^2
+    assert float((model(inside) - model.net(inside).squeeze(-1)).detach()) == 0.0
     axis, energy = model.landscape(11)
     assert axis[0] == -CANVAS and axis[-1] == CANVAS and energy.shape == (11, 11)
-    assert float(energy[2, 7]) == pytest.approx(float(model(torch.tensor([[axis[7], axis[2]]]))), abs=1e-5)
+    assert float(energy[2, 7]) == pytest.approx(float(model(torch.tensor([[axis[7], axis[2]]])).detach()), abs=1e-5)
 
 
 # -- the stream ----------------------------------------------------------------------------------------
