@@ -138,7 +138,7 @@ class LabConfig:
     """One lab run. Step sizes: Langevin moves x <- x - step_size grad E + sqrt(2 step_size) eps (it
     samples exp(-E)); HMC takes leapfrog steps of ``hmc_step_size``."""
 
-    # Defaults: short-run chains from noise moved by HMC. On two moons (seeds 0-2) its energies put 0.93-0.95 of
+    # Defaults: short-run chains from noise moved by HMC. On two moons (seeds 0-2) its energies put 0.92-0.95 of
     # long Langevin runs within 0.2 of the data; with Langevin negatives (5 steps of 0.003) the chains barely leave
     # their uniform start and the gap between the moons keeps a basin (0.55), and persistent chains mix too
     # slowly to find it (0.68-0.85).
@@ -148,10 +148,10 @@ class LabConfig:
     seed: int = 0
     learning_rate: float = 3e-3
     batch_size: int = 128
-    sampler_steps: int = 5  # gradient evaluations per training step for the negatives
+    sampler_steps: int = 4  # gradient evaluations per training step for the negatives
     step_size: float = 0.003
-    hmc_step_size: float = 0.08
-    leapfrog_steps: int = 5
+    hmc_step_size: float = 0.1
+    leapfrog_steps: int = 4  # with sampler_steps 4: one HMC step (trajectory length 0.4) per training step
     energy_reg: float = 0.03  # cd / pcd: weight of mean E^2 on data and negatives (keeps energies bounded)
     reinit: float = 0.05  # pcd: fraction of chains restarted from noise each step
     noise_scale: float = 0.1  # dsm: sigma of the noise
