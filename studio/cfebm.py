@@ -262,6 +262,16 @@ class CFEBM(nn.Module):
         return [*sorted(map(int, self.coarse)), self.config.resolution]
 
     def _multiscale(self, gens, steps, eta0, blend, record_every, progress) -> tuple[Tensor, Trace]:
+        per_scale, b = self._multiscale_plan(steps, blend)
+        x, trace = self.multiscale_start(gens, per_scale, eta0, b, record_every, progress)
+        r = str(self.config.resolution)
+        if per_scale[-1]:
+            x, chain = self._chain(self.energy, x, per_scale[-1], gens, eta0, record_every, progress=progress, desc=f"CF-EBM {r}px")
+            trace.extend(chain, f"{r}px")
+        return x, trace
+
+    def _multiscale_plan(self, steps, blend) -> tuple[list[int], float]:
+        """Steps per scale (coarse to fine) and the blend, from the arguments or the config's defaults."""
         if not self.coarse:
             raise SamplingError("This model has no coarse stages (it was trained at a single scale): use multiscale=False.")
         scales = [str(r) for r in self.scales()]
@@ -273,17 +283,25 @@ class CFEBM(nn.Module):
             default = self.config.multiscale_steps or [self.config.scale_steps] * len(scales)
             per_scale = list(default) if steps is None else [checks.integer("steps", steps, 1, MAX_STEPS)] * len(scales)
         b = self.config.multiscale_blend if blend is None else checks.number("blend", blend, 0, 1)
+        return per_scale, b
+
+    def multiscale_start(self, gens, per_scale: list[int], eta0=None, blend: float = 0.0, record_every: int = 0,
+                         progress: bool = False) -> tuple[Tensor, Trace]:
+        """The coarse part of the multi-scale chain: U(-1, 1) at the coarsest scale, each coarse stage's chain, and
+        upsampling (blended with ``blend`` fresh noise) up to this model's resolution. Where the finest chain
+        starts, in sampling and in training with ``multiscale_fraction`` (train/cfebm.py)."""
+        scales = [str(r) for r in self.scales()]
         trace = Trace()
         x = self._uniform(gens, int(scales[0]))
         for i, r in enumerate(scales):
             if i > 0:
                 x = F.interpolate(x, scale_factor=2, mode="nearest")
-                if b > 0:
-                    x = (math.sqrt(1 - b**2) * x + b * self._uniform(gens, int(r))).clamp(-1, 1)
-            if not per_scale[i]:
-                continue  # an upsampling-only scale
-            fn = self.energy if r == str(self.config.resolution) else self.coarse[r]
-            x, chain = self._chain(fn, x, per_scale[i], gens, eta0, record_every, progress=progress, desc=f"CF-EBM {r}px")
+                if blend > 0:
+                    x = (math.sqrt(1 - blend**2) * x + blend * self._uniform(gens, int(r))).clamp(-1, 1)
+            if i == len(scales) - 1 or not per_scale[i]:
+                continue  # the finest scale's chain is the caller's; a 0 is an upsampling-only scale
+            x, chain = self._chain(self.coarse[r], x, per_scale[i], gens, eta0, record_every, progress=progress,
+                                   desc=f"CF-EBM {r}px")
             trace.extend(chain, f"{r}px")
         return x, trace
 
@@ -338,15 +356,24 @@ class CFEBM(nn.Module):
     # -- training loss (used by train/cfebm.py) -----------------------------------------------
 
     def initial_chain_state(self, n: int, beta: float, generator: torch.Generator | None = None,
-                            source: Tensor | None = None) -> tuple[Tensor, int]:
+                            source: Tensor | None = None, multiscale_fraction: float = 0.0) -> tuple[Tensor, int]:
         """Explicit smooth sampling while a stage fades in: blend upsampled coarse samples into the noise init.
-        Translation training passes ``source`` (source-domain images at this resolution): chains start there."""
+        Translation training passes ``source`` (source-domain images at this resolution): chains start there.
+        ``multiscale_fraction`` of a finished stage's chains start where the default multi-scale sampler hands
+        over to this resolution (``multiscale_start``), so the fine energy learns to finish coarse samples."""
         if source is not None:
             return source, 0
         res = self.config.resolution
         dev = next(self.parameters()).device
         noise = torch.rand(n, self.config.channels, res, res, generator=generator, device=dev) * 2 - 1
         prev = str(res // 2)
+        m = round(n * multiscale_fraction) if self.coarse and (beta >= 1 or not self.config.fading) else 0
+        if m:
+            # Per-chain generators seeded from the step's generator, as the sampler uses per-sample seeds.
+            seeds = torch.randint(0, 2**62, (m,), generator=generator, device=generator.device if generator else None)
+            per_scale, b = self._multiscale_plan(None, None)
+            start, _ = self.multiscale_start(make_generators([int(v) for v in seeds]), per_scale, None, b)
+            return torch.cat([start.detach(), noise[m:]]), sum(per_scale[:-1])
         if not self.config.fading or beta >= 1 or prev not in self.coarse:
             return noise, 0
         k = round(self.trained_steps(res // 2) * (1 - beta))
@@ -356,10 +383,10 @@ class CFEBM(nn.Module):
         return math.sqrt(1 - beta**2) * F.interpolate(xc, scale_factor=2, mode="nearest") + beta * noise, k
 
     def training_loss(self, x_data: Tensor, beta: float = 1.0, generator: torch.Generator | None = None,
-                      source: Tensor | None = None) -> dict[str, Tensor]:
+                      source: Tensor | None = None, multiscale_fraction: float = 0.0) -> dict[str, Tensor]:
         """MLE: mean E(data) - mean E(short-run samples); samples are detached."""
         self.net.beta.fill_(beta if self.config.fading else 1.0)
-        x0, coarse_steps = self.initial_chain_state(x_data.shape[0], beta, generator, source)
+        x0, coarse_steps = self.initial_chain_state(x_data.shape[0], beta, generator, source, multiscale_fraction)
         was = self.net.training
         self.net.eval()  # no spectral-norm power iterations inside the chain
         xs, _ = self._chain(self.energy, x0, self.trained_steps(), generator)

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from studio.cfebm import CFEBM, CFEBMConfig
 from studio.errors import SamplingError
+from studio.langevin import make_generators
 
 
 def grown(**kw) -> CFEBM:
@@ -70,3 +71,27 @@ def test_blend_mixes_fresh_noise_into_the_upsampled_sample():
     assert not torch.allclose(plain, mixed)
     # With blend b the start of the fine scale is sqrt(1 - b^2) * up(x) + b * U(-1, 1): its spread grows with b.
     assert float(mixed.std()) != pytest.approx(float(plain.std()), abs=1e-4)
+
+
+def test_multiscale_fraction_starts_training_chains_where_the_multiscale_sampler_hands_over():
+    m = grown(final_steps=0)
+    m.net.requires_grad_(True)
+    gen = torch.Generator().manual_seed(3)
+    x0, coarse_steps = m.initial_chain_state(4, 1.0, gen, multiscale_fraction=0.5)
+    assert x0.shape == (4, 1, 16, 16) and coarse_steps == 2  # the 8px stage's default multi-scale steps
+    # The first half is the sampler's hand-over for the per-chain seeds drawn from the step's generator ...
+    replay = torch.Generator().manual_seed(3)
+    torch.rand(4, 1, 16, 16, generator=replay)  # the noise init is drawn first
+    seeds = [int(v) for v in torch.randint(0, 2**62, (2,), generator=replay)]
+    start, trace = m.multiscale_start(make_generators(seeds), [2, 2])
+    torch.testing.assert_close(x0[:2], start)
+    assert [s[0] for s in trace.segments] == ["8px"]
+    # ... so a multi-scale sample is that start followed by the fine scale's chain, and the fine stage's
+    # training negatives meet exactly the states the sampler produces.
+    sample, _ = m.generate(",".join(map(str, seeds)), multiscale=True, steps=[2, 0])
+    torch.testing.assert_close(sample, start)
+    # The other half is the usual U(-1, 1) start; fraction 0 is the original loss.
+    assert not torch.allclose(x0[2:], F.interpolate(F.avg_pool2d(x0[2:], 2), scale_factor=2, mode="nearest"))
+    out = m.training_loss(torch.rand(4, 1, 16, 16) * 2 - 1, generator=torch.Generator().manual_seed(3), multiscale_fraction=0.5)
+    out["loss"].backward()
+    assert int(out["coarse_steps"]) == 2 and all(p.grad is None for p in m.coarse.parameters())

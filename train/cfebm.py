@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from studio.cfebm import CFEBM, CFEBMConfig
 from studio.hub import ModelCard, config_to_dict
 from train.common import (EMA, ConfigError, DivergenceError, any_rank, append_log, build_dataclass, check_finite, check_replicas,
-                          export, replica_checksums, shard, start, step_generator, truncate_log)
+                          earlier_training, export, replica_checksums, shard, start, step_generator, truncate_log)
 
 
 @dataclass
@@ -59,6 +59,10 @@ class CFEBMTrainSettings:
     threads: int = 0
     max_minutes: float = 0.0
     coarse_to_fine: bool = True  # False: the single-scale ablation (see the module docstring)
+    # Share of each batch whose chains start where the multi-scale sampler hands over to the finest scale (the coarse
+    # stages' samples, upsampled) instead of at noise, once a stage is fully faded in. Without it the finest energy only
+    # ever sees chains from noise, and from an upsampled coarse sample it drifts to a few attractors (issue 22).
+    multiscale_fraction: float = 0.0
     dataset: str = "fashion-mnist"  # or "emoji": translation from source_domain to target_domain
     source_domain: str = ""  # emoji style the chains start from ("twitter" or "google")
     target_domain: str = ""  # emoji style whose energy is learned
@@ -93,8 +97,8 @@ class LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x, beta: float, generator, source=None):
-        return self.model.training_loss(x, beta=beta, generator=generator, source=source)
+    def forward(self, x, beta: float, generator, source=None, multiscale_fraction: float = 0.0):
+        return self.model.training_loss(x, beta=beta, generator=generator, source=source, multiscale_fraction=multiscale_fraction)
 
 
 def save_state(run_dir: Path, model: CFEBM, ema: EMA, opt: torch.optim.Optimizer | None, progress: Progress,
@@ -163,6 +167,12 @@ def main(argv: list[str] | None = None) -> None:
         model, ema_state, opt_state, prog, ema_updates = load_state(run_dir)
         if acc.is_main_process:
             truncate_log(log_file, prog.step)
+    elif args.init_from:
+        # Continue a finished checkpoint: one more pass of its last stage with train.images[<its resolution>] images.
+        model, prog = continued_model(args.init_from, ts)
+        ema_state, opt_state, ema_updates = None, None, 0
+        if acc.is_main_process and log_file.exists():
+            log_file.unlink()
     else:
         if acc.is_main_process and log_file.exists():
             log_file.unlink()
@@ -209,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
             src = None if src_idx is None else pooled_src[shard(acc, src_idx)].to(acc.device)
             if rank:
                 gen = step_generator(ts.seed * 7919, prog.step, rank)
-            out = trainer(pooled[idx].to(acc.device), beta, gen, src)
+            out = trainer(pooled[idx].to(acc.device), beta, gen, src, ts.multiscale_fraction)
             loss = out["loss"]
             if ts.energy_l2:
                 loss = loss + ts.energy_l2 * (out["e_pos"] ** 2 + out["e_neg"] ** 2)
@@ -260,8 +270,22 @@ def main(argv: list[str] | None = None) -> None:
         reached = final_ema.config.resolution
         card = model_card(cfg.name, ts, final_ema, single, f"--config {args.config}" + (" --no-coarse-to-fine" if args.no_coarse_to_fine else ""))
         path = export(cfg.name, final_ema, card, wall_seconds=total, steps=prog.step, export_dir=args.export_dir,
-                      extra={"stage_reached": reached, "coarse_to_fine": not single})
+                      extra={"stage_reached": reached, "coarse_to_fine": not single, "init_from": args.init_from,
+                             "multiscale_fraction": ts.multiscale_fraction, "earlier_training": earlier_training(args.init_from)})
         print(f"Exported EMA weights ({reached}px) to {path}")
+
+
+def continued_model(ref: str, ts: CFEBMTrainSettings) -> tuple[CFEBM, Progress]:
+    """The exported model of ``ref`` and the progress that trains its final stage once more."""
+    import studio
+
+    model = studio.load(ref, kind="cfebm")  # raises a clear error for another kind of checkpoint
+    res = model.config.resolution
+    if res not in ts.resolutions:
+        raise ConfigError(f"--init-from {ref} is at {res}px, which is not one of train.resolutions {ts.resolutions}.")
+    model.net.requires_grad_(True)  # loaded models come frozen; the coarse stages stay so
+    model.train()
+    return model, Progress(stage=ts.resolutions.index(res))
 
 
 def model_card(name: str, ts: CFEBMTrainSettings, model: CFEBM, single: bool, args: str) -> ModelCard:
