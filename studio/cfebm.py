@@ -192,7 +192,7 @@ class CFEBM(nn.Module):
         coarse = sorted(set(c.coarse_resolutions) | {c.resolution})
         return CFEBMConfig(**{**c.__dict__, "resolution": c.resolution * 2, "fading": True, "coarse_resolutions": coarse})
 
-    def expand(self) -> "CFEBM":
+    def expand(self) -> CFEBM:
         """A new model at twice the resolution whose energy at beta = 0 equals this one's on avg-pooled input.
 
         The trunk (Primal blocks below the new resolution and Top) is copied; the
@@ -211,7 +211,7 @@ class CFEBM(nn.Module):
         new.net.beta.fill_(0.0)
         return new
 
-    def drop_fade(self) -> "CFEBM":
+    def drop_fade(self) -> CFEBM:
         """At beta = 1 the Fade branch is dead weight: return the model without it."""
         cfg = CFEBMConfig(**{**self.config.__dict__, "fading": False})
         new = CFEBM(cfg).to(next(self.parameters()).device)

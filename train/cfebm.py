@@ -40,8 +40,23 @@ from tqdm.auto import tqdm
 
 from studio.cfebm import CFEBM, CFEBMConfig
 from studio.hub import ModelCard, config_to_dict
-from train.common import (EMA, ConfigError, DivergenceError, any_rank, append_log, build_dataclass, check_finite, check_replicas,
-                          earlier_training, export, replica_checksums, shard, start, step_generator, truncate_log)
+from train.common import (
+    EMA,
+    ConfigError,
+    DivergenceError,
+    any_rank,
+    append_log,
+    build_dataclass,
+    check_finite,
+    check_replicas,
+    earlier_training,
+    export,
+    replica_checksums,
+    shard,
+    start,
+    step_generator,
+    truncate_log,
+)
 
 
 @dataclass
@@ -68,7 +83,7 @@ class CFEBMTrainSettings:
     target_domain: str = ""  # emoji style whose energy is learned
     image_size: int = 64  # emoji are loaded at this size (Fashion-MNIST is 32)
 
-    def single_scale(self) -> "CFEBMTrainSettings":
+    def single_scale(self) -> CFEBMTrainSettings:
         """The ablation's schedule: one stage at the final resolution with the summed image budget."""
         final = str(self.resolutions[-1])
         return CFEBMTrainSettings(**{**asdict(self), "resolutions": [self.resolutions[-1]],
@@ -182,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
                                       "model"))
         ema_state, opt_state, prog, ema_updates = None, None, Progress(), 0
     started, base_elapsed = time.time(), prog.elapsed
-    elapsed = lambda: base_elapsed + time.time() - started  # noqa: E731
+    elapsed = lambda: base_elapsed + time.time() - started
     rank = acc.process_index
     model = model.to(acc.device)
     final_ema = None
