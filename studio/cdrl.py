@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from . import checks
 from .errors import SamplingError
-from .hub import register_model
+from .kinds import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds, randn, use_channels_last
 from .nn import ConditionEmbedding, EBMResBlock, SmallUNet, sn_conv, sn_linear
 

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from . import checks
 from .errors import SamplingError
-from .hub import register_model
+from .kinds import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds, randn
 from .nn import sn_conv
 

@@ -69,7 +69,7 @@ from tqdm.auto import tqdm
 
 from . import checks
 from .errors import SamplingError, StudioError
-from .hub import register_model
+from .kinds import register_model
 from .langevin import Trace, frozen, make_generators, parse_seeds, randn
 from .nn import UNetBlock, sinusoidal_embedding
 from .runtime import check_deadline

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .hub import register_model
+from .kinds import register_model
 
 
 @dataclass

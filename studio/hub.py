@@ -30,7 +30,7 @@ import subprocess
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 import yaml
@@ -47,22 +47,8 @@ CARD_NAME = "README.md"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METRICS_START, METRICS_END = "<!-- metrics:start -->", "<!-- metrics:end -->"
 
-# kind -> model class. A model class has a ``config_class`` dataclass and an
-# ``__init__(self, config)``; ``register_model`` adds it.
-MODEL_KINDS: dict[str, type[nn.Module]] = {}
-
-
-def register_model(kind: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: make a model loadable from checkpoints of ``kind``."""
-
-    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        if not dataclasses.is_dataclass(getattr(cls, "config_class", None)):
-            raise TypeError(f"{cls.__name__} needs a dataclass `config_class` to be registered.")
-        MODEL_KINDS[kind] = cls
-        cls.kind = kind
-        return cls
-
-    return wrap
+# The kind table lives in studio.kinds (the bottom of the import graph); re-exported here for callers.
+from .kinds import MODEL_KINDS, register_model  # noqa: E402,F401
 
 
 def _import_method_modules() -> None:

@@ -24,7 +24,7 @@ Why an optimiser lives here and not in train/: the rest of the studio leaves tra
 runs for minutes to hours, writes checkpoints and logs, and is started from a shell. The lab trains for
 seconds inside one browser request and streams its progress back to the page, which a train/ script
 cannot do; this is the one documented exception. It keeps to train/'s habits otherwise: a typed config,
-a seeded run, and checkpoints written with ``studio.hub.save_checkpoint`` that ``studio.load`` reads back.
+a seeded run, and checkpoints (``studio.lab_io.export_checkpoint``) that ``studio.load`` reads back.
 """
 from __future__ import annotations
 
@@ -32,7 +32,6 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
@@ -41,14 +40,14 @@ from torch import Tensor, nn
 from . import checks
 from .errors import StudioError
 from .hmc import hmc
-from .hub import ModelCard, register_model, save_checkpoint
+from .kinds import register_model
 from .langevin import MAX_SEED, langevin
 from .pointsets import CANVAS, check_points
 from .runtime import check_deadline
 from .toy import Toy2DEnergy
 
 __all__ = ["OBJECTIVES", "SAMPLERS", "MAX_STEPS", "MAX_SECONDS", "LabConfig", "LabError", "LabUpdate", "EnergyMLP",
-           "EnergyMLPConfig", "train_stream", "train", "export_checkpoint", "fraction_near"]
+           "EnergyMLPConfig", "train_stream", "train", "fraction_near"]
 
 OBJECTIVES = {
     "cd": "Contrastive divergence (short-run chains from noise)",
@@ -325,21 +324,6 @@ def train(points, config: LabConfig | None = None) -> LabUpdate:
     for last in train_stream(points, config):
         pass
     return last
-
-
-def export_checkpoint(update: LabUpdate, directory: str | Path) -> Path:
-    """Write the trained energy of a finished run as a studio checkpoint (``studio.load(directory)`` reads it)."""
-    if update is None or update.model is None:
-        raise LabError("There is no trained energy to export yet: train one first.")
-    model, cfg = update.model, update.config
-    extra = {"lab": {"config": dataclasses.asdict(cfg) if cfg else None, "steps_trained": update.step,
-                     "data_points": len(update.data), "final_loss": update.losses[-1] if update.losses else None}}
-    objective = OBJECTIVES.get(cfg.objective, cfg.objective) if cfg else "unknown"
-    card = ModelCard(summary=f"A 2-D energy trained in the EBM Studio energy lab ({objective}, {update.step} steps, "
-                             f"{len(update.data)} points).",
-                     body="Load it with `studio.load(path)`; sample it with `.sample()` (Langevin) or `.sample_hmc()`.",
-                     tags=["energy-lab", "2d"])
-    return save_checkpoint(directory, model.kind, model.config, model.state_dict(), card, extra=extra)
 
 
 def fraction_near(samples: Tensor, data: Tensor, radius: float = 0.2) -> float:

@@ -70,7 +70,7 @@ from torch import Tensor, nn
 
 from . import checks
 from .errors import SamplingError
-from .hub import register_model
+from .kinds import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds
 
 DIRECTIONS: dict[str, tuple[str, str]] = {"t2g": ("twitter", "google"), "g2t": ("google", "twitter")}

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from . import checks
 from .data.shapes3d import FOV_DEG, RADIUS, camera_to_world, focal_from_fov
 from .errors import StudioError
-from .hub import register_model
+from .kinds import register_model
 from .langevin import MAX_SEED, Trace, langevin, parse_seeds
 from .render import BOUND, MAX_RESOLUTION, box_intervals, composite, get_rays, orbit_angles, render_image, stratified_depths
 

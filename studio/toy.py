@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from . import checks
 from .device import module_device
 from .errors import SamplingError
-from .hub import register_model
+from .kinds import register_model
 from .hmc import HMCTrace, hmc
 from .langevin import Trace, langevin, make_generators, parse_seeds, randn
 from .pointsets import moon_arcs

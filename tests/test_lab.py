@@ -8,7 +8,8 @@ import torch
 
 import studio
 from studio import lab
-from studio.lab import EnergyMLP, EnergyMLPConfig, LabConfig, LabError, export_checkpoint, fraction_near, train, train_stream
+from studio.lab import EnergyMLP, EnergyMLPConfig, LabConfig, LabError, fraction_near, train, train_stream
+from studio.lab_io import export_checkpoint
 from studio.pointsets import CANVAS, MAX_POINTS, PRESETS, PointSetError, check_points, moon_arcs, preset
 
 FAST = dict(steps=30, update_every=10, batch_size=32, grid_size=16, width=16)

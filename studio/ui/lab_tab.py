@@ -19,7 +19,8 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from ..lab import MAX_SECONDS, MAX_STEPS, OBJECTIVES, RANGES, SAMPLERS, LabConfig, export_checkpoint, fraction_near, train_stream
+from ..lab import MAX_SECONDS, MAX_STEPS, OBJECTIVES, RANGES, SAMPLERS, LabConfig, fraction_near, train_stream
+from ..lab_io import export_checkpoint
 from ..pointsets import CANVAS, MAX_POINTS, PRESETS, PointSetError, check_points, preset
 from ..toy import langevin_vs_hmc
 from . import limits
