@@ -68,6 +68,14 @@ def integer(what: str, value: Any, lo: int, hi: int, error: type[StudioError] = 
     return n
 
 
+MAX_SEED = 2**63 - 1  # the largest seed torch generators take: the one seed limit everywhere
+
+
+def seed(what: str, value: Any, error: type[StudioError] = SamplingError) -> int:
+    """A torch generator seed: a whole number in [0, 2**63 - 1]."""
+    return integer(what, value, 0, MAX_SEED, error=error)
+
+
 def finite(what: str, x: torch.Tensor) -> torch.Tensor:
     """``x`` if every value is finite (one host sync: call it at a boundary, not inside a sampling loop)."""
     if not torch.isfinite(x).all():

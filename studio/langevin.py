@@ -65,7 +65,7 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- seeds
 
-MAX_SEED = 2**63 - 1  # the largest seed torch generators take
+MAX_SEED = checks.MAX_SEED  # the largest seed torch generators take (re-exported)
 
 
 def parse_seeds(spec: Union[str, int, Iterable[int]], max_count: int = 4096) -> list[int]:
@@ -100,7 +100,7 @@ def parse_seeds(spec: Union[str, int, Iterable[int]], max_count: int = 4096) -> 
         raise SamplingError(f"Seeds must be a spec like '0-7' or '1,5,9', an integer or a list of integers; got {spec!r}.")
     else:
         try:
-            seeds = [checks.integer("Seed", s, 0, MAX_SEED) for s in spec]
+            seeds = [checks.seed("Seed", s) for s in spec]
         except TypeError:  # not iterable: None, a float, ...
             raise SamplingError(f"Seeds must be a spec like '0-7' or '1,5,9', an integer or a list of integers; got {spec!r}.") from None
     if not seeds:

@@ -84,7 +84,7 @@ def preset(name: str, n: int = 500, seed: int = 0, noise: float = 0.1) -> Tensor
     if not isinstance(name, str) or name not in PRESETS:
         raise PointSetError(f"Unknown preset {name!r}. Choose one of: {', '.join(PRESETS)}.")
     n = checks.integer("Number of points", n, MIN_POINTS, MAX_POINTS, error=PointSetError)
-    seed = checks.integer("Seed", seed, 0, 2**63 - 1, error=PointSetError)
+    seed = checks.seed("Seed", seed, error=PointSetError)
     noise = checks.number("Noise", noise, 0.0, 1.0, error=PointSetError)
     g = torch.Generator().manual_seed(seed)
     return PRESETS[name](n, g, noise).clamp(-CANVAS, CANVAS)

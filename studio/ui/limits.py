@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from .. import checks
 from ..errors import StudioError
-from ..langevin import MAX_SEED
+from ..checks import MAX_SEED
 
 MAX_SAMPLES = 64  # images generated per request (CDRL, CF-EBM)
 MAX_COMPLETIONS = 8  # inpainting completions per request
@@ -52,7 +52,7 @@ def integer(what: str, value: Any, lo: int, hi: int) -> int:
 
 def seed(value: Any, what: str = "Seed", error: type[StudioError] = LimitError) -> int:
     """A torch generator seed: a whole number in [0, 2**63 - 1]; every tab words a bad seed this way."""
-    return checks.integer(what, value, 0, MAX_SEED, error=error)
+    return checks.seed(what, value, error=error)
 
 
 def seed_range(first: Any, count: Any, max_count: int, what: str = "Number of samples",

@@ -37,7 +37,7 @@ from .inputs import (LETIT_TASKS, chain_tasks, checkpoint_config, is_translation
 from .masks import preset_mask
 
 DISPLAY = 192  # every image is shown enlarged (nearest neighbour) to this size
-MAX_SEED = 2**63 - 1
+MAX_SEED = limits.MAX_SEED
 MASKS = ["centre square", "left half", "random strokes"]
 ENDS_ONLY = 10**9  # record_every large enough that a chain keeps only its first and last frames
 
