@@ -27,23 +27,31 @@ grad E = -grad f and ``noise_std = noise * delta``. The paper trains and samples
 without the noise term (noise = 0, the default), with delta = 0.03 in training and
 4/3 of it at test time. The authors' code also clips each update to +-0.1; the
 engine has no per-update clip, so here only the [-1, 1] clamp bounds the chain.
+
+Sampler defaults. ``sample``/``refine``/``interpolate`` called without T, delta or noise use the
+checkpoint's ``sampler_defaults`` (config.json; chosen on validation images by
+train/coopflow_choose_sampler.py), else the config's values. The T the EBM was trained with stays
+``trained_steps``: a short-run EBM is not a convergent sampler, so chains much longer than it degrade.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import checks
-from .errors import SamplingError
+from .errors import CheckpointError, SamplingError
 from .kinds import register_model
-from .langevin import Trace, langevin, make_generators, parse_seeds, randn
+from .langevin import MAX_SEED, Trace, langevin, make_generators, parse_seeds, randn
 from .nn import sn_conv
 
 LOG2 = math.log(2.0)
+MAX_STEPS = 1000  # Langevin steps T of one call
+MAX_INTERPOLATION_FRAMES = 256  # frames of one interpolation
 
 
 # ----------------------------------------------------------------------------- flow layers
@@ -271,6 +279,37 @@ class CoopFlowSamples:
     seeds: list[int]
 
 
+@dataclass
+class CoopFlowInterpolation:
+    """A straight line between two flow latents: frame i decodes z_i = (1 - a_i) z_a + a_i z_b (``flow``), then the
+    Langevin flow refines every frame (``refined``); both [n, C, S, S] in [-1, 1]."""
+
+    flow: Tensor
+    refined: Tensor
+    trace: Trace
+    seeds: tuple[int, int]
+    alphas: list[float]
+
+
+def sampler_defaults_from(config: CoopFlowConfig, extra: Mapping[str, Any] | None = None) -> dict:
+    """T (``steps``), delta (``step_size``) and ``noise`` for sampling: the checkpoint's ``sampler_defaults`` entry of
+    config.json (``extra``) where it has one, else the config's. A malformed entry is a CheckpointError."""
+    out = {"steps": config.langevin_steps, "step_size": config.step_size, "noise": config.noise}
+    stored = (extra or {}).get("sampler_defaults")
+    if stored is None:
+        return out
+    if not isinstance(stored, Mapping):
+        raise CheckpointError(f"config.json: sampler_defaults must be an object; got {stored!r}.")
+    where = "config.json sampler_defaults"
+    if "steps" in stored:
+        out["steps"] = checks.integer(f"{where}: steps", stored["steps"], 0, MAX_STEPS, error=CheckpointError)
+    if "step_size" in stored:
+        out["step_size"] = checks.number(f"{where}: step_size", stored["step_size"], 1e-6, 1, error=CheckpointError)
+    if "noise" in stored:
+        out["noise"] = checks.number(f"{where}: noise", stored["noise"], 0, 1, error=CheckpointError)
+    return out
+
+
 @register_model("coopflow")
 class CoopFlow(nn.Module):
     """Normalizing flow + EBM; ``sample`` returns the flow's proposals and their Langevin refinement."""
@@ -286,6 +325,16 @@ class CoopFlow(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def trained_steps(self) -> int:
+        """T of the Langevin flow the EBM was trained with (longer chains are past what it learned)."""
+        return self.config.langevin_steps
+
+    def sampler_defaults(self) -> dict:
+        """``{"steps", "step_size", "noise"}`` used when a sampling call leaves them None (see the module docstring)."""
+        info = getattr(self, "checkpoint", None)  # set by studio.load; a model built in code has none
+        return sampler_defaults_from(self.config, info.extra if info is not None else None)
 
     # -- EBM ---------------------------------------------------------------------------------
 
@@ -348,12 +397,14 @@ class CoopFlow(nn.Module):
 
     def refine(self, x0: Tensor, *, steps: int | None = None, step_size: float | None = None, noise: float | None = None,
                generator=None, record_every: int = 0, progress: bool = False) -> tuple[Tensor, Trace]:
-        """T Langevin steps on E = -f from x0: step_size = delta^2/2, noise_std = noise * delta, clamp [-1, 1]."""
-        c = self.config
-        x0 = self._images(x0)
-        t = c.langevin_steps if steps is None else checks.integer("Langevin steps", steps, 0, 1000)
-        delta = c.step_size if step_size is None else checks.number("Langevin step size delta", step_size, 0, 1)
-        nz = c.noise if noise is None else checks.number("Langevin noise (a fraction of delta)", noise, 0, 1)
+        """T Langevin steps on E = -f from x0: step_size = delta^2/2, noise_std = noise * delta, clamp [-1, 1].
+        None takes the sampler default (``sampler_defaults``). Non-finite starts are refused, and a chain that turns
+        non-finite raises a SamplingError (the engine checks every step), so no NaN ever comes back as an image."""
+        d = self.sampler_defaults() if any(v is None for v in (steps, step_size, noise)) else {}
+        x0 = self._images(x0, finite=True)
+        t = d["steps"] if steps is None else checks.integer("Langevin steps", steps, 0, MAX_STEPS)
+        delta = d["step_size"] if step_size is None else checks.number("Langevin step size delta", step_size, 0, 1)
+        nz = d["noise"] if noise is None else checks.number("Langevin noise (a fraction of delta)", noise, 0, 1)
         if delta <= 0:
             raise SamplingError(f"Langevin step size delta must be in (0, 1]; got {step_size}.")
         return langevin(self.energy, x0, steps=t, step_size=delta**2 / 2, noise_std=nz * delta, generator=generator,
@@ -375,6 +426,34 @@ class CoopFlow(nn.Module):
         if record_every and trace.frame_labels:
             trace.frame_labels[0] = "flow proposal"
         return CoopFlowSamples(x_flow, refined, trace, seed_list)
+
+    def interpolate(self, seed_a, seed_b, n: int = 8, *, steps: int | None = None, step_size: float | None = None,
+                    noise: float | None = None, temperature: float = 1.0, record_every: int = 0,
+                    progress: bool = False) -> CoopFlowInterpolation:
+        """A straight line between the latents of ``seed_a`` and ``seed_b`` (z = (1 - a) z_a + a z_b, a = linspace(0, 1, n)),
+        decoded by the flow and refined by the Langevin flow. Only an invertible flow gives such a path: every frame
+        is the image of one latent. Frame 0 is exactly ``sample(seed_a)`` and frame n - 1 ``sample(seed_b)`` (at
+        noise 0, the default; with noise every frame's chain gets seed_a's noise, so the frames differ only by
+        their start and the path stays smooth)."""
+        a = checks.integer("seed_a", seed_a, 0, MAX_SEED)
+        b = checks.integer("seed_b", seed_b, 0, MAX_SEED)
+        n = checks.integer("Interpolation frames n", n, 2, MAX_INTERPOLATION_FRAMES)
+        if checks.number("temperature", temperature, 0, 2) <= 0:
+            raise SamplingError(f"temperature must be in (0, 2]; got {temperature}.")
+        gens = make_generators([a] * n)  # each draws z_a, then serves its frame's chain (as in sample(seed_a))
+        z_a = self.latents(gens, temperature)
+        z_b = self.latents(make_generators([b]), temperature)
+        alphas = torch.linspace(0, 1, n, dtype=z_a.dtype, device=z_a.device)[:, None]
+        with torch.no_grad():
+            # (1 - a) z_a + a z_b is exactly z_a at a = 0 and z_b at a = 1 (a lerp's rounding would not be).
+            x_flow = self.decode((1 - alphas) * z_a + alphas * z_b)
+        if not torch.isfinite(x_flow).all():
+            raise SamplingError("The flow produced non-finite values along the interpolation; lower the temperature.")
+        refined, trace = self.refine(x_flow, steps=steps, step_size=step_size, noise=noise, generator=gens,
+                                     record_every=record_every, progress=progress)
+        if record_every and trace.frame_labels:
+            trace.frame_labels[0] = "flow proposal"
+        return CoopFlowInterpolation(x_flow, refined, trace, (a, b), [float(v) for v in alphas.flatten()])
 
     def generate(self, seeds="0-15", **kwargs) -> tuple[Tensor, Trace]:
         """The studio's common sampler contract: (refined samples, Trace)."""

@@ -50,3 +50,36 @@ def test_coopflow_tab_samples_side_by_side(page):
     _run(page, "7-22")
     flow2, refined2 = _image(page, "coopflow-flow"), _image(page, "coopflow-refined")
     assert (flow2 == refined2).all() and (flow2 != flow).any()
+
+
+def test_coopflow_tab_shows_the_trained_T_warns_past_it_and_interpolates(page):
+    page.get_by_role("tab", name="CoopFlow", exact=True).click()
+    assert "The EBM was trained with T = 3" in page.locator("#coopflow-steps").inner_text()
+    # T past the trained T: the note under the slider appears as soon as it moves, before anything runs.
+    steps = page.locator("#coopflow-steps input[type=number]")
+    steps.fill("6")
+    steps.press("Enter")
+    page.wait_for_function(
+        "() => (document.querySelector('#coopflow-steps-note')?.innerText || '').includes('T = 6 is past the T = 3')", timeout=30000)
+    frames = page.locator("#coopflow-frames input[type=number]")
+    frames.fill("5")
+    frames.press("Enter")
+    seed_b = page.locator("#coopflow-seed-b input")
+    seed_b.fill("9")
+    seed_b.press("Enter")
+    page.locator("#coopflow-interpolate").click()
+    page.wait_for_function(
+        "() => (document.querySelector('#coopflow-line-summary textarea')?.value || '').includes('Line from seed 0 to seed 9 in 5 frames')",
+        timeout=120000)
+    assert page.locator("#coopflow-line-summary textarea").input_value().startswith("Warning: T = 6 is past the T = 3")
+    page.get_by_text("is past the T = 3 the EBM was trained with").first.wait_for(timeout=10000)  # the toast
+    for elem in ("coopflow-line-flow", "coopflow-line-refined"):
+        page.wait_for_function(f"() => document.querySelector('#{elem} img')?.naturalWidth > 0", timeout=30000)
+    flow, refined = _image(page, "coopflow-line-flow"), _image(page, "coopflow-line-refined")
+    assert flow.shape == refined.shape == ((32 + 4) * 3, (5 * 34 + 2) * 3) and (flow != refined).any()
+    screenshot(page, "coopflow-interpolation")
+    # Back within the trained T, the note goes away.
+    steps.fill("3")
+    steps.press("Enter")
+    page.wait_for_function("() => !(document.querySelector('#coopflow-steps-note')?.innerText || '').includes('is past')",
+                           timeout=30000)

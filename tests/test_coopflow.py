@@ -101,3 +101,77 @@ def test_training_smoke_run_all_phases_resume_and_export(tmp_path, fmnist_dir): 
     out = model.sample("0-1")
     assert out.flow.shape == out.refined.shape == (2, 1, 32, 32)
 
+
+# -- interpolation, sampler defaults, non-finite chains (issue 20) ----------------------------------------------
+
+
+def test_interpolation_is_a_straight_line_whose_ends_are_the_plain_samples():
+    model = _tiny().float()
+    out = model.interpolate(3, 11, 5, steps=2, record_every=1)
+    a, b = model.sample("3", steps=2), model.sample("11", steps=2)
+    assert out.flow.shape == out.refined.shape == (5, 1, 8, 8) and out.seeds == (3, 11)
+    assert out.alphas == [0.0, 0.25, 0.5, 0.75, 1.0]
+    torch.testing.assert_close(out.flow[0], a.flow[0])  # the same latents (batched convs round differently)
+    torch.testing.assert_close(out.flow[-1], b.flow[0])
+    torch.testing.assert_close(out.refined[0], a.refined[0])
+    torch.testing.assert_close(out.refined[-1], b.refined[0])
+    # The middle frame decodes the midpoint of the two latents.
+    from studio.langevin import make_generators
+
+    z = 0.5 * model.latents(make_generators("3")) + 0.5 * model.latents(make_generators("11"))
+    torch.testing.assert_close(out.flow[2:3], model.decode(z))
+    assert out.trace.frame_labels[0] == "flow proposal" and out.trace.num_steps == 2
+    assert not torch.equal(out.flow[1], out.flow[2])
+    # With noise, every frame's chain gets seed_a's noise: frame 0 is still exactly sample(seed_a).
+    noisy = model.interpolate(3, 11, 3, steps=2, noise=0.5)
+    torch.testing.assert_close(noisy.refined[0], model.sample("3", steps=2, noise=0.5).refined[0])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(seed_a=2**63), r"seed_a must be a whole number between 0 and 2\*\*63 - 1; got 9223372036854775808"),
+    (dict(seed_b=-1), r"seed_b must be a whole number between 0 and 2\*\*63 - 1; got -1"),
+    (dict(seed_a=2.5), "seed_a must be a whole number"),
+    (dict(seed_b="x"), "seed_b must be a whole number"),
+    (dict(n=1), r"Interpolation frames n must be a whole number between 2 and 256; got 1"),
+    (dict(n=257), "Interpolation frames n must be a whole number between 2 and 256"),
+    (dict(n=None), r"got nothing \(the field is empty"),
+    (dict(temperature=0), "temperature must be in"),
+    (dict(steps=-1), "Langevin steps must be a whole number between 0 and 1000"),
+    (dict(step_size=float("nan")), "Langevin step size delta"),
+])
+def test_interpolation_bad_inputs(kwargs, message):
+    args = {"seed_a": 0, "seed_b": 1, "n": 3, **kwargs}
+    with pytest.raises(SamplingError, match=message):
+        _tiny().float().interpolate(args.pop("seed_a"), args.pop("seed_b"), **args)
+
+
+def test_a_chain_that_turns_non_finite_is_reported_never_returned():
+    model = _tiny().float()
+    with torch.no_grad():
+        model.ebm.head.bias.fill_(float("nan"))  # every energy is NaN
+    for call in (lambda: model.sample("0-1", steps=2), lambda: model.interpolate(0, 1, 3, steps=2)):
+        with pytest.raises(SamplingError, match="non-finite"):
+            call()
+    start = torch.zeros(2, 1, 8, 8)
+    start[0, 0, 0, 0] = float("nan")
+    with pytest.raises(SamplingError, match="NaN or infinite"):  # T = 0 would hand the start straight back
+        model.refine(start, steps=0)
+
+
+def test_sampling_defaults_come_from_the_checkpoint_and_the_trained_T_stays_known(tmp_path):
+    from studio.errors import CheckpointError
+    from studio.hub import ModelCard, save_checkpoint
+
+    model = _tiny().float()
+    assert model.trained_steps == 3 and model.sampler_defaults() == {"steps": 3, "step_size": 0.04, "noise": 0.0}
+    save_checkpoint(tmp_path / "c", "coopflow", model.config, model.state_dict(), ModelCard(summary="tiny"),
+                    extra={"sampler_defaults": {"steps": 1, "step_size": 0.5, "noise": 0.1}})
+    loaded = studio.load(tmp_path / "c")
+    assert loaded.trained_steps == 3 and loaded.sampler_defaults() == {"steps": 1, "step_size": 0.5, "noise": 0.1}
+    default, explicit = loaded.sample("4-5"), loaded.sample("4-5", steps=1, step_size=0.5, noise=0.1)
+    assert default.trace.num_steps == 1
+    torch.testing.assert_close(default.refined, explicit.refined)
+    assert not torch.equal(default.refined, loaded.sample("4-5", steps=3, step_size=0.04, noise=0.0).refined)
+    loaded.checkpoint.extra["sampler_defaults"] = {"steps": "many"}
+    with pytest.raises(CheckpointError, match="sampler_defaults: steps must be a whole number"):
+        loaded.sample("0")
