@@ -511,6 +511,24 @@ def test_coopflow_endpoint(client):
     _healthy(client)
 
 
+COOPFLOW_LINE_OK = (0, 1, 3, 2, 0.02, 0.0)  # seed A, seed B, frames, T, delta, noise
+COOPFLOW_LINE_BAD = [
+    ("seed A -1", 0, -1), ("seed A 2**63", 0, 2**63), ("seed A None", 0, None), ("seed A text", 0, "a"), ("seed A 10**400", 0, HUGE),
+    ("seed B 2**63", 1, 2**63), ("seed B None", 1, None), ("seed B list", 1, [1]), ("frames 1", 2, 1), ("frames 17", 2, 17),
+    ("frames 2.5", 2, 2.5), ("frames None", 2, None), ("steps 201", 3, 201), ("steps None", 3, None), ("delta 0", 4, 0),
+    ("delta None", 4, None), ("noise 2", 5, 2), ("noise bool", 5, True),
+]
+
+
+def test_coopflow_interpolate_endpoint(client):
+    _bad_args(client, "/coopflow_interpolate", COOPFLOW_LINE_OK, COOPFLOW_LINE_BAD)
+    remote_refused(client, "seed A 2**63 (one past the largest seed)", 2**63, 1, 3, 2, 0.02, 0.0, api="/coopflow_interpolate",
+                   match=r"Seed A must be a whole number between 0 and 2\*\*63 - 1")
+    remote_corrected(client, "seeds 2**63 - 1 and 0", 2**63 - 1, 0, 2, 0, 0.02, 0.0, api="/coopflow_interpolate",
+                     note=f"Line from seed {2**63 - 1} to seed 0 in 2 frames")
+    _healthy(client)
+
+
 EGC_GENERATE_OK = ("Trouser", 1.0, 3, 0, 2)
 EGC_GENERATE_BAD = [
     ("class unknown", 0, "Zebra"), ("class list", 0, ["Bag"]), ("class 10**4 chars", 0, "x" * 10_000), ("guidance -1", 1, -1),
@@ -865,6 +883,9 @@ def test_new_tab_functions_with_nan_and_infinity(client, files):
         refused(f"translate_tab.translate direction={direction!r}", tt.translate, EMOJI, None, direction, tt.LETIT, 2, 0.05, 0.1, 0)
     _messy_calls("coopflow_tab.sample", coopflow_tab.sample, COOPFLOW_OK, {
         0: ("steps", _is(0)), 1: ("step_size", never), 2: ("seed", _is(0)), 3: ("n", never), 4: ("noise", _is(0))})
+    _messy_calls("coopflow_tab.interpolate", coopflow_tab.interpolate, COOPFLOW_LINE_OK, {
+        0: ("seed A", _is(0)), 1: ("seed B", _is(0)), 2: ("frames", never), 3: ("steps", _is(0)), 4: ("step_size", never),
+        5: ("noise", _is(0))})
     _messy_calls("egc_tab.generate", egc_tab.generate, EGC_GENERATE_OK, {
         1: ("guidance", _is(0, 2.5)), 2: ("steps", never), 3: ("seed", _is(0)), 4: ("n", never)})
     _messy_calls("egc_tab.attack", egc_tab.attack, (None, EXAMPLE, 0.1), {2: ("eps", _is(0))})
@@ -989,6 +1010,13 @@ def test_coopflow_library(client):
     _messy("CoopFlow.sample record_every", lambda v: coop.sample("0", steps=1, record_every=v), _is(0))
     _messy("CoopFlow.sample seeds", lambda v: coop.sample(v, steps=1), _is(0))
     _messy("CoopFlow.generate steps", lambda v: coop.generate("0", steps=v), _none_or(0))
+    _messy("CoopFlow.interpolate seed_a", lambda v: coop.interpolate(v, 1, 2, steps=1), _is(0))
+    _messy("CoopFlow.interpolate seed_b", lambda v: coop.interpolate(0, v, 2, steps=1), _is(0))
+    _messy("CoopFlow.interpolate n", lambda v: coop.interpolate(0, 1, v, steps=1))
+    _messy("CoopFlow.interpolate steps", lambda v: coop.interpolate(0, 1, 2, steps=v), _none_or(0))
+    _messy("CoopFlow.interpolate temperature", lambda v: coop.interpolate(0, 1, 2, steps=1, temperature=v))
+    for a, b in [(2**63, 0), (0, 2**63), (-1, 0), (0, 2**64)]:
+        refused(f"CoopFlow.interpolate seeds {a}, {b}", coop.interpolate, a, b, 2, match=r"seed_[ab] must be a whole number")
     for label, make in IMAGES.items():
         refused(f"CoopFlow.refine {label}", coop.refine, make(32, 1), steps=1)
         refused(f"CoopFlow.nll_bits_per_dim {label}", coop.nll_bits_per_dim, make(32, 1))
