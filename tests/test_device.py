@@ -328,6 +328,7 @@ def test_every_model_handler_runs_on_the_models_device(app_on_device):
     _call(translate_tab.translate, emoji, None, translate_tab.T2G, translate_tab.LETIT, 2, 0.05, 0.1, 0)
     _call(translate_tab.translate, emoji, None, translate_tab.T2G, translate_tab.PIXEL, 2, 0.05, 0.1, 0)
     _call(coopflow_tab.sample, 2, 0.02, 0, 2, 0.0)
+    _call(coopflow_tab.interpolate, 0, 1, 3, 2, 0.02, 0.0)
     _call(egc_tab.classify, None, "fmnist-test-0002-trouser")
     _call(egc_tab.generate, "Trouser", 1.0, 3, 0, 2)
     _call(egc_tab.attack, None, "fmnist-test-0018-bag", 0.1)
@@ -360,8 +361,8 @@ def test_every_model_handler_has_a_gpu_duration():
 
     handlers = [cdrl_tab.generate, cfebm_tab.generate, cfebm_tab.denoise, cfebm_tab.inpaint, cfebm_tab.ood,
                 inpaint_tab.inpaint_editor, inpaint_tab.inpaint_image, trajectory_tab.run, saliency_tab.saliency,
-                saliency_tab.disagreement, translate_tab.translate, coopflow_tab.sample, egc_tab.classify, egc_tab.generate,
-                egc_tab.attack, nerf_tab.sample_object, nerf_tab.render_view, nerf_tab.preview_view, nerf_tab.follow_view,
+                saliency_tab.disagreement, translate_tab.translate, coopflow_tab.sample, coopflow_tab.interpolate,
+                egc_tab.classify, egc_tab.generate, egc_tab.attack, nerf_tab.sample_object, nerf_tab.render_view, nerf_tab.preview_view, nerf_tab.follow_view,
                 nerf_tab.prior_changed, nerf_tab.model_changed, nerf_tab.resample, nerf_tab.orbit, nerf_tab.swap_grid,
                 nerf_tab.infer_object, playground.run_playground, playground.compare_samplers, compose_tab.compose_attributes,
                 compose_tab.compose_classes]
