@@ -362,7 +362,8 @@ def test_every_model_handler_has_a_gpu_duration():
     handlers = [cdrl_tab.generate, cfebm_tab.generate, cfebm_tab.denoise, cfebm_tab.inpaint, cfebm_tab.ood,
                 inpaint_tab.inpaint_editor, inpaint_tab.inpaint_image, trajectory_tab.run, saliency_tab.saliency,
                 saliency_tab.disagreement, translate_tab.translate, coopflow_tab.sample, coopflow_tab.interpolate,
-                egc_tab.classify, egc_tab.generate, egc_tab.attack, nerf_tab.sample_object, nerf_tab.render_view, nerf_tab.preview_view, nerf_tab.follow_view,
+                egc_tab.classify, egc_tab.generate, egc_tab.attack, nerf_tab.sample_object, nerf_tab.render_view,
+                nerf_tab.preview_view, nerf_tab.follow_view,
                 nerf_tab.prior_changed, nerf_tab.model_changed, nerf_tab.resample, nerf_tab.orbit, nerf_tab.swap_grid,
                 nerf_tab.infer_object, playground.run_playground, playground.compare_samplers, compose_tab.compose_attributes,
                 compose_tab.compose_classes]
