@@ -75,7 +75,7 @@ def test_card_extra_shows_the_fd_table_and_the_class_entropy():
          "coopflow_flow_test_bpd": 3.1}
     text = card_extra(m)
     assert "FD 20.0 -> 9.0 after T = 20 Langevin steps (delta 0.04, no noise); the Langevin flow improved" in text
-    assert "| T = 0 (flow) | T = 10 | T = 20 (trained) | T = 40 |" in text and "| 20.0 | 12.0 | 9.0 | 15.0 |" in text
+    assert "| T = 0 (flow) | T = 10 | T = 20 (trained, default) | T = 40 |" in text and "| 20.0 | 12.0 | 9.0 | 15.0 |\n\n- " in text
     assert "entropy of the refined samples (evaluator-fmnist): 2.1 nats (flow proposals: 1.9)" in text
 
 

@@ -150,9 +150,14 @@ def card_extra(m: dict) -> str:
                   and k[len("coopflow_fd_refined_T"):].isdigit())
     if rows:
         trained = m["langevin_steps"]
-        head = " | ".join(f"T = {s}" + (" (flow)" if s == 0 else " (trained)" if s == trained else "") for s, _ in rows)
+
+        def label(s: int) -> str:
+            marks = ["flow"] * (s == 0) + ["trained"] * (s == trained) + ["default"] * (s == t and s != 0)
+            return f"T = {s}" + (f" ({', '.join(marks)})" if marks else "")
+
         lines.append(f"- FD along the chain (delta {m['step_size']}, same seeds; trained with T = {trained}):\n\n"
-                     f"| {head} |\n|{'---|' * len(rows)}\n| {' | '.join(str(v) for _, v in rows)} |")
+                     f"| {' | '.join(label(s) for s, _ in rows)} |\n|{'---|' * len(rows)}\n"
+                     f"| {' | '.join(str(v) for _, v in rows)} |\n")
     lines.append(f"- The flow's test likelihood: {m['coopflow_flow_test_bpd']} bits/dim ({BPD_IMAGES} test images, one "
                  "uniform dequantisation draw each).")
     return "\n".join(lines)
