@@ -4,6 +4,9 @@
     >>> studio.list_models()                      # names and one-line descriptions
     >>> model = studio.load("toy-ring")           # local checkpoints/ first, then the Hub
     >>> x, trace = model.sample(seeds="0-63")     # every sampler returns (samples, Trace)
+    >>> m = studio.load("cfebm-fmnist")
+    >>> m.tasks()                                  # what a model offers (studio.protocol), with defaults
+    >>> out = m.run("generate", seeds="0-7")       # one interface: a SampleOutput (images, trace, extras)
 """
 from __future__ import annotations
 
@@ -21,12 +24,14 @@ __version__ = "0.1.0"
 # launcher and scripts that only need the errors start at once); each name below imports its module on
 # first access (PEP 562).
 _LAZY = {"load": "hub", "save_checkpoint": "hub", "hmc": "hmc", "HMCTrace": "hmc", "langevin": "langevin", "Trace": "langevin",
-         "make_generators": "langevin", "parse_seeds": "langevin", "push_to_hub": "publish"}
+         "make_generators": "langevin", "parse_seeds": "langevin", "push_to_hub": "publish", "SampleOutput": "protocol",
+         "StudioModel": "protocol", "TaskSpec": "protocol"}
 
 if TYPE_CHECKING:
     from .hmc import HMCTrace, hmc
     from .hub import load, save_checkpoint
     from .langevin import Trace, langevin, make_generators, parse_seeds
+    from .protocol import SampleOutput, StudioModel, TaskSpec
     from .publish import push_to_hub
 
 
@@ -75,6 +80,9 @@ __all__ = [
     "hmc",
     "Trace",
     "HMCTrace",
+    "SampleOutput",
+    "StudioModel",
+    "TaskSpec",
     "make_generators",
     "parse_seeds",
     "StudioError",

@@ -41,6 +41,7 @@ from .errors import SamplingError
 from .kinds import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds, randn, use_channels_last
 from .nn import ConditionEmbedding, EBMResBlock, SmallUNet, sn_conv, sn_linear
+from .protocol import EnergySpec, SampleOutput, StudioModel, TaskSpec, relative_noise, seeds_for_images
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
@@ -193,7 +194,7 @@ def _level_input(log_snr: Tensor) -> Tensor:
 
 
 @register_model("cdrl")
-class CDRL(nn.Module):
+class CDRL(nn.Module, StudioModel):
     """Cooperative diffusion recovery likelihood: EBM + initializer, guided sampling, inpainting."""
 
     config_class = CDRLConfig
@@ -368,7 +369,7 @@ class CDRL(nn.Module):
         mask: Tensor | None = None,
         record_every: int = 0,
         progress: bool = False,
-    ) -> tuple[Tensor, Trace]:
+    ) -> SampleOutput:
         """Sample images in [-1, 1], one per seed.
 
         Args:
@@ -380,13 +381,13 @@ class CDRL(nn.Module):
             image, mask: inpainting; ``mask == 1`` marks known pixels kept from ``image``.
             record_every: Trace frames every n Langevin steps (plus each level's proposal).
         Returns:
-            (images [N, C, H, W], Trace) where the Trace concatenates every level.
+            ``SampleOutput`` (unpacks as ``images [N, C, H, W], Trace``) where the Trace concatenates every level.
         """
         for update in self.generate_stream(classes, seeds=seeds, guidance=guidance, steps=steps, noise=noise, tweedie=tweedie,
                                            init_only=init_only, image=image, mask=mask, record_every=record_every,
                                            progress=progress):
             pass
-        return update.images, update.trace
+        return SampleOutput(update.images, update.trace)
 
     def generate_stream(self, classes=None, **kwargs) -> Iterator[SampleUpdate]:
         """``generate`` as it happens: a ``SampleUpdate`` after the top level's proposal and after
@@ -454,13 +455,16 @@ class CDRL(nn.Module):
             raise SamplingError("Sampling diverged (non-finite pixels). Try fewer guidance or more steps.")
         yield SampleUpdate("done", x.clamp(-1, 1), trace)
 
-    def inpaint(self, image: Tensor, mask: Tensor, **kwargs) -> tuple[Tensor, Trace]:
-        """Complete ``image`` where ``mask == 0``; different seeds give different completions."""
+    def inpaint(self, image: Tensor, mask: Tensor, **kwargs) -> SampleOutput:
+        """Complete ``image`` where ``mask == 0``; different seeds give different completions. Seeds pair with
+        images as everywhere (``studio.protocol.seeds_for_images``): one seed for several images means s, s+1, ..."""
+        if kwargs.get("seeds") is not None and isinstance(image, Tensor) and image.dim() == 4 and image.shape[0] > 1:
+            kwargs["seeds"] = seeds_for_images(parse_seeds(kwargs["seeds"], max_count=1024), image.shape[0])
         return self.generate(image=image, mask=mask, **kwargs)
 
     # -- composition (AND / NOT of concepts; the sampler is the same, see studio/compose.py) ---
 
-    def compose(self, concepts, **kwargs) -> tuple[Tensor, Trace]:
+    def compose(self, concepts, **kwargs) -> SampleOutput:
         """Sample a product of concepts, e.g. ``m.compose([("Trouser", +1), ("Dress", -1)], guidance=1.0,
         seeds="0-7")`` or, on an attribute model, ``m.compose({"top": True, "bright": False})``.
         See ``studio.compose.compose`` for the energy sampled and the arguments."""
@@ -560,6 +564,44 @@ class CDRL(nn.Module):
         return out
 
 
+    # -- the model protocol (studio.protocol) ------------------------------------------------
+
+    title = "CDRL"
+
+    @classmethod
+    def task_specs(cls, config: CDRLConfig) -> list[TaskSpec]:
+        """generate, inpaint and compose; ``steps`` is K per noise level (``levels`` of them), the step size follows
+        from K (s_train^2 K_train / K), and ``noise`` is on (1) or off (0), see ``_run``."""
+        shared = {"classes": None, "guidance": 0.0, "steps": config.langevin_steps, "noise": 1.0, "tweedie": True}
+        levels = config.num_levels
+        return [
+            TaskSpec("generate", "generate", {**shared, "init_only": False} if config.use_initializer else shared,
+                     saliency=True, levels=levels,
+                     describe="through every noise level, starting at the top level's proposal (saliency is summed over the levels)"),
+            TaskSpec("inpaint", "inpaint", shared, frozenset({"image", "mask"}), saliency=True, levels=levels,
+                     describe="every noise level keeps the known pixels (noised to that level)"),
+            TaskSpec("compose", "compose", {"concepts": [], "guidance": 1.0, "steps": config.langevin_steps, "noise": 1.0,
+                                            "tweedie": True}, frozenset({"concepts"}),
+                     levels=levels, describe="the product of the concepts' energies at every noise level"),
+        ]
+
+    @classmethod
+    def image_energy_spec(cls, config: CDRLConfig) -> EnergySpec:
+        return EnergySpec(describe=" at the lowest noise level")
+
+    def _run(self, spec: TaskSpec, image, mask, **kwargs):
+        """The shared ``noise`` -> CDRL's switch. CDRL's noise std at level t is s_t, fixed with the step size s_t^2/2
+        by the recovery-likelihood schedule, so its chains are proper Langevin (shared noise 1, the sampler's
+        ``noise=True``) or noise-free descent (0, ``noise=False``); other fractions would leave that schedule and
+        are refused."""
+        if "noise" in kwargs:
+            level = relative_noise(kwargs["noise"])
+            if level not in (0.0, 1.0):
+                raise SamplingError(f"CDRL's noise is set per level by its schedule: noise is 1 (on) or 0 (off); got {level:g}.")
+            kwargs["noise"] = level == 1.0
+        return super()._run(spec, image, mask, **kwargs)
+
+
 @dataclass
 class DRLConfig(CDRLConfig):
     """DRL: no initializer; chains start at x_{t+1}; K = 30; DRL's smaller step coefficient."""
@@ -574,3 +616,4 @@ class DRL(CDRL):
     """Diffusion recovery likelihood: the CDRL EBM sampled without an initializer."""
 
     config_class = DRLConfig
+    title = "DRL"

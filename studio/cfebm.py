@@ -32,6 +32,7 @@ from .errors import SamplingError
 from .kinds import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds
 from .nn import sn_conv, sn_linear
+from .protocol import EnergySpec, SampleOutput, StudioModel, TaskSpec, relative_noise, seeds_for_images
 
 MAX_STEPS = 1000  # Langevin steps per call (per scale): far past any trained T, still bounded work
 MAX_ETA0 = 10.0  # initial noise variance (images live in [-1, 1])
@@ -152,7 +153,7 @@ def _resolutions(base: int, resolution: int) -> list[int]:
 
 
 @register_model("cfebm")
-class CFEBM(nn.Module):
+class CFEBM(nn.Module, StudioModel):
     """A grown CF-EBM with its frozen coarse stages; generation, restoration and OOD scoring."""
 
     config_class = CFEBMConfig
@@ -234,7 +235,7 @@ class CFEBM(nn.Module):
 
     def generate(self, seeds="0-15", steps: int | None = None, eta0: float | None = None, multiscale: bool = False,
                  final_steps: int | None = None, blend: float | None = None, record_every: int = 0,
-                 progress: bool = False) -> tuple[Tensor, Trace]:
+                 progress: bool = False) -> SampleOutput:
         """Algorithm 2 (single scale, T trained steps from U(-1,1)) or the coarse-to-fine chain, then
         ``final_steps`` noise-free steps (default ``config.final_steps``; 0 ends where the trained chain ends,
         with its last injected noise). ``blend`` (multi-scale only; default ``config.multiscale_blend``) is the
@@ -255,7 +256,7 @@ class CFEBM(nn.Module):
             # eta0 = 0 makes the schedule zero at every step: plain gradient descent on E from the chain's end.
             x, clean = self._chain(self.energy, x, final, gens, 0.0, record_every, progress=progress, desc="CF-EBM clean")
             trace.extend(clean, "clean")
-        return x, trace
+        return SampleOutput(x, trace)
 
     def scales(self) -> list[int]:
         """The multi-scale chain's resolutions, coarse to fine."""
@@ -306,15 +307,15 @@ class CFEBM(nn.Module):
         return x, trace
 
     def denoise(self, noisy: Tensor, seeds="0", steps: int | None = None, eta0: float | None = None,
-                record_every: int = 0) -> tuple[Tensor, Trace]:
+                record_every: int = 0, progress: bool = False) -> SampleOutput:
         """Run the learned dynamics from the noisy image (one chain per seed; one image or one per seed).
         Defaults: ``config.denoise_steps`` steps with ``config.denoise_eta0`` (see the config)."""
         steps = self.config.denoise_steps if steps is None else steps
         eta0 = self.config.denoise_eta0 if eta0 is None else eta0
-        return self._from_images(noisy, seeds, steps, eta0, record_every, False, "denoise")
+        return self._from_images(noisy, seeds, steps, eta0, record_every, progress, "denoise")
 
     def translate(self, images: Tensor, seeds="0", steps: int | None = None, eta0: float | None = None,
-                  record_every: int = 0, progress: bool = False) -> tuple[Tensor, Trace]:
+                  record_every: int = 0, progress: bool = False) -> SampleOutput:
         """Pixel-space translation: the chain starts at the source-domain images under the target-domain
         energy; ``trace.saliency()`` is the paper's generative saliency (summed energy gradients)."""
         if not self.config.target_domain:
@@ -322,16 +323,26 @@ class CFEBM(nn.Module):
         eta0 = self.config.translate_eta0 if eta0 is None else eta0
         return self._from_images(images, seeds, steps, eta0, record_every, progress, "translate")
 
-    def _from_images(self, images, seeds, steps, eta0, record_every, progress, desc) -> tuple[Tensor, Trace]:
-        gens = make_generators(parse_seeds(seeds, max_count=1024))
+    def _from_images(self, images, seeds, steps, eta0, record_every, progress, desc) -> SampleOutput:
+        gens = make_generators(self._image_seeds(images, seeds, max_count=1024))
         k = self.trained_steps() if steps is None else checks.integer("steps", steps, 1, MAX_STEPS)
         eta0 = checks.number("eta0", eta0, 0, MAX_ETA0)
         x0 = self._batch(images, len(gens))
-        return self._chain(self.energy, x0, k, gens, eta0, record_every, progress=progress, desc=desc)
+        return SampleOutput(*self._chain(self.energy, x0, k, gens, eta0, record_every, progress=progress, desc=desc))
 
-    def inpaint(self, image: Tensor, mask: Tensor, seeds="0-3", steps: int | None = None, record_every: int = 0) -> tuple[Tensor, Trace]:
+    @staticmethod
+    def _image_seeds(images, seeds, max_count: int = 4096) -> list[int]:
+        """Seeds paired with input images as everywhere (``studio.protocol.seeds_for_images``): one seed for
+        several images means s, s+1, ..."""
+        seed_list = parse_seeds(seeds, max_count=max_count)
+        if isinstance(images, Tensor) and images.dim() == 4 and images.shape[0] > 1:
+            return seeds_for_images(seed_list, images.shape[0])
+        return seed_list
+
+    def inpaint(self, image: Tensor, mask: Tensor, seeds="0-3", steps: int | None = None, record_every: int = 0,
+                progress: bool = False) -> SampleOutput:
         """Fill ``mask == 0`` from U(-1,1) and sample while resetting known pixels after every step."""
-        gens = make_generators(parse_seeds(seeds))
+        gens = make_generators(self._image_seeds(image, seeds))
         steps = self.trained_steps() if steps is None else checks.integer("steps", steps, 1, MAX_STEPS)
         known = self._batch(image, len(gens))
         res = self.config.resolution
@@ -342,7 +353,8 @@ class CFEBM(nn.Module):
             raise SamplingError(f"Mask must be 0/1 of size {res}x{res} (1 = known pixel); got shape {tuple(mask.shape)}.")
         m = m.to(known.device)
         x0 = m * known + (1 - m) * self._uniform(gens, res)
-        return self._chain(self.energy, x0, steps, gens, record_every=record_every, mask=m, known=known)
+        return SampleOutput(*self._chain(self.energy, x0, steps, gens, record_every=record_every, mask=m, known=known,
+                                         progress=progress, desc="CF-EBM inpaint"))
 
     def _batch(self, images: Tensor, n: int) -> Tensor:
         res, ch = self.config.resolution, self.config.channels
@@ -395,3 +407,47 @@ class CFEBM(nn.Module):
         e_pos, e_neg = e.chunk(2)
         return {"loss": e_pos.mean() - e_neg.mean(), "e_pos": e_pos.mean().detach(), "e_neg": e_neg.mean().detach(),
                 "coarse_steps": torch.tensor(float(coarse_steps))}
+
+    # -- the model protocol (studio.protocol) ------------------------------------------------
+
+    title = "CF-EBM"
+
+    @classmethod
+    def task_specs(cls, config: CFEBMConfig) -> list[TaskSpec]:
+        """A translation model translates (its chains start at source-domain images); others generate, inpaint and
+        denoise. ``noise`` is the shared fraction (see ``_run``), here from the config's eta0 values."""
+        trained = config.steps.get(str(config.resolution))
+        noise = lambda eta0: math.sqrt(eta0 / (2 * config.grad_step))  # noqa: E731
+        if config.target_domain:
+            source, target = config.source_domain or "twitter", config.target_domain
+            return [TaskSpec("translate", "translate", {"steps": trained, "noise": noise(config.translate_eta0)},
+                             frozenset({"image"}), label=f"translate ({source} -> {target})", domains=(source, target),
+                             saliency=True, describe=f"the chain starts at the image and descends the {target} energy")]
+        return [
+            TaskSpec("generate", "generate", {"steps": trained, "noise": noise(config.eta0), "multiscale": False,
+                                              "final_steps": config.final_steps, "blend": config.multiscale_blend},
+                     saliency=True, describe="the chain starts at uniform noise"),
+            TaskSpec("inpaint", "inpaint", {"steps": trained}, frozenset({"image", "mask"}), saliency=True,
+                     describe="the hole starts at uniform noise and the known pixels are reset after every step"),
+            TaskSpec("denoise", "denoise", {"steps": config.denoise_steps, "noise": noise(config.denoise_eta0)},
+                     frozenset({"image"}), describe="a short stretch of the learned dynamics from the noisy image"),
+        ]
+
+    @classmethod
+    def image_energy_spec(cls, config: CFEBMConfig) -> EnergySpec:
+        if config.target_domain:
+            return EnergySpec(config.source_domain or "twitter", f" (the energy of {config.target_domain}-style images)")
+        return EnergySpec()
+
+    def image_energy(self, x: Tensor) -> Tensor:
+        """E(x) of images at the model's resolution (for a translation model, the target domain's energy)."""
+        return self.energy(x)
+
+    def _run(self, spec: TaskSpec, image, mask, **kwargs):
+        """The shared ``noise`` -> the appendix's eta0. The chain steps by ``grad_step`` (step_size) with noise std
+        sqrt(eta_t), eta_t decaying from eta0 to 0; proper Langevin at that step size has std sqrt(2 grad_step), so
+        ``eta0 = 2 grad_step noise^2`` (the schedule then decays from that std to 0)."""
+        if "noise" in kwargs:
+            top = math.sqrt(MAX_ETA0 / (2 * self.config.grad_step))
+            kwargs["eta0"] = 2 * self.config.grad_step * relative_noise(kwargs.pop("noise"), hi=top) ** 2
+        return super()._run(spec, image, mask, **kwargs)

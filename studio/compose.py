@@ -36,7 +36,7 @@ from torch import Tensor
 
 from . import checks
 from .errors import SamplingError
-from .langevin import Trace
+from .protocol import SampleOutput
 
 MAX_WEIGHT = 5.0  # |lambda| per concept
 MAX_GUIDANCE = 20.0  # as CDRL.generate
@@ -218,7 +218,7 @@ def compose_stream(model, concepts, *, guidance: float = 1.0, seeds="0-15", step
 
 def compose(model, concepts, *, guidance: float = 1.0, seeds="0-15", steps: int | None = None, noise: bool = True,
             tweedie: bool = True, init_only: bool = False, image: Tensor | None = None, mask: Tensor | None = None,
-            record_every: int = 0, progress: bool = False) -> tuple[Tensor, Trace]:
+            record_every: int = 0, progress: bool = False) -> SampleOutput:
     """Sample the composition of ``concepts`` (the energy is in the module docstring), one image per seed.
 
     Args:
@@ -229,12 +229,12 @@ def compose(model, concepts, *, guidance: float = 1.0, seeds="0-15", steps: int 
         guidance: w >= 0 (the thesis composes with w = 3); 0 = the plain product of experts.
         seeds, steps, noise, tweedie, init_only, image, mask, record_every, progress: as ``CDRL.generate``.
     Returns:
-        (images [N, C, H, W] in [-1, 1], Trace of every level's chain under the composed energy).
+        ``SampleOutput`` (unpacks as ``images [N, C, H, W] in [-1, 1], Trace``): every level's chain under the composed energy.
     """
     for update in compose_stream(model, concepts, guidance=guidance, seeds=seeds, steps=steps, noise=noise, tweedie=tweedie,
                                  init_only=init_only, image=image, mask=mask, record_every=record_every, progress=progress):
         pass
-    return update.images, update.trace
+    return SampleOutput(update.images, update.trace)
 
 
 def composed_image_energy(model, x: Tensor, concepts, guidance: float = 1.0) -> Tensor:

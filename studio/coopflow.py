@@ -48,6 +48,7 @@ from .errors import CheckpointError, SamplingError
 from .kinds import register_model
 from .langevin import MAX_SEED, Trace, langevin, make_generators, parse_seeds, randn
 from .nn import sn_conv
+from .protocol import EnergySpec, SampleOutput, StudioModel, TaskSpec, relative_noise
 
 LOG2 = math.log(2.0)
 MAX_STEPS = 1000  # Langevin steps T of one call
@@ -311,7 +312,7 @@ def sampler_defaults_from(config: CoopFlowConfig, extra: Mapping[str, Any] | Non
 
 
 @register_model("coopflow")
-class CoopFlow(nn.Module):
+class CoopFlow(nn.Module, StudioModel):
     """Normalizing flow + EBM; ``sample`` returns the flow's proposals and their Langevin refinement."""
 
     config_class = CoopFlowConfig
@@ -484,3 +485,46 @@ class CoopFlow(nn.Module):
         e = self.energy(torch.cat([x_data, x_refined]))
         e_pos, e_neg = e.chunk(2)
         return {"ebm_loss": e_pos.mean() - e_neg.mean(), "e_data": e_pos.mean().detach(), "e_refined": e_neg.mean().detach()}
+
+    # -- the model protocol (studio.protocol) ------------------------------------------------
+
+    title = "CoopFlow"
+
+    @classmethod
+    def task_specs(cls, config: CoopFlowConfig) -> list[TaskSpec]:
+        """generate: flow proposals refined by the Langevin flow, in the shared meanings (see ``_run``): ``step_size``
+        delta^2/2 and ``noise`` the fraction of delta. Defaults from the config; ``tasks()`` of a loaded checkpoint
+        gives its ``sampler_defaults`` instead (what a call that leaves them out uses)."""
+        return [cls._generate_spec(config.langevin_steps, config.step_size, config.noise)]
+
+    @staticmethod
+    def _generate_spec(steps: int, delta: float, noise: float) -> TaskSpec:
+        return TaskSpec("generate", "generate", {"steps": steps, "step_size": delta**2 / 2, "noise": noise, "temperature": 1.0},
+                        describe="frame 0 is the normalizing flow's proposal, the rest its Langevin refinement under the EBM")
+
+    def tasks(self) -> dict[str, TaskSpec]:
+        d = self.sampler_defaults()
+        return {"generate": self._generate_spec(d["steps"], d["step_size"], d["noise"])}
+
+    @classmethod
+    def image_energy_spec(cls, config: CoopFlowConfig) -> EnergySpec:
+        return EnergySpec(describe=" (the EBM's energy -f(x), the one its Langevin refinement descends)")
+
+    def image_energy(self, x: Tensor) -> Tensor:
+        """E(x) = -f(x) of the EBM."""
+        return self.energy(x)
+
+    def _run(self, spec: TaskSpec, image, mask, *, seeds="0-15", record_every: int = 0, progress: bool = False,
+             steps: int | None = None, step_size: float | None = None, noise=None, temperature: float = 1.0) -> SampleOutput:
+        """``sample`` in the shared meanings. The paper's update x <- x + (delta^2/2) grad f + delta eps has the engine's
+        step size delta^2/2, so the shared ``step_size`` converts as ``delta = sqrt(2 step_size)``; CoopFlow's own
+        ``noise`` is already the fraction of delta = sqrt(2 step_size), the shared meaning. ``extras["proposals"]`` are
+        the flow's samples before refinement."""
+        delta = None
+        if step_size is not None:
+            delta = (2 * checks.number("step_size", step_size, 0, 0.5)) ** 0.5
+        s = self.sample(seeds, steps=steps, step_size=delta, noise=None if noise is None else relative_noise(noise),
+                        temperature=temperature, record_every=record_every, progress=progress)
+        note = (f"frame 0 is the normalizing flow's proposal, the rest its {s.trace.num_steps} Langevin refinement steps "
+                "under the EBM")
+        return SampleOutput(s.refined, s.trace, {"proposals": s.flow, "seeds": s.seeds}, [note])

@@ -70,8 +70,9 @@ from tqdm.auto import tqdm
 from . import checks
 from .errors import SamplingError, StudioError
 from .kinds import register_model
-from .langevin import Trace, frozen, make_generators, parse_seeds, randn
+from .langevin import Trace, frozen, make_generators, parse_seeds, randn, report_step
 from .nn import UNetBlock, sinusoidal_embedding
+from .protocol import EnergySpec, SampleOutput, StudioModel, TaskSpec, relative_noise
 from .runtime import check_deadline
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -205,7 +206,7 @@ def _trace_to_host(trace: Trace, frames: list[tuple[Tensor, int, str]]) -> None:
 
 
 @register_model("egc")
-class EGC(nn.Module):
+class EGC(nn.Module, StudioModel):
     """Energy-guided classifier/generator: logits f(x_t, t); energy -logsumexp f; eps = grad energy."""
 
     config_class = EGCConfig
@@ -500,7 +501,7 @@ class EGC(nn.Module):
         eta: float = 0.0,
         record_every: int = 0,
         progress: bool = False,
-    ) -> tuple[Tensor, Trace]:
+    ) -> SampleOutput:
         """DDIM (eta = 0) or DDPM-like ancestral (eta = 1) sampling, eps = -grad logsumexp f.
 
         Args:
@@ -554,11 +555,13 @@ class EGC(nn.Module):
                 trace.grad_sum = eps.detach().clone() if trace.grad_sum is None else trace.grad_sum + eps.detach()
                 if record_every and ((i + 1) % record_every == 0 or i + 1 == len(ts)):
                     frames.append((x, i + 1, f"t={ts[i + 1] if i + 1 < len(ts) else 0}"))
+                report_step({"step": i, "x": x, "energy": energy, "grad_norm": trace.grad_norms[-1], "step_size": None,
+                             "noise_std": sigma})  # a run()'s callback (studio.protocol)
         _trace_to_host(trace, frames)
         trace.segments.append(("DDIM" if eta == 0 else f"DDIM eta={eta:g}", 0, trace.num_steps))
         if not torch.isfinite(x).all():
             raise SamplingError("Sampling produced non-finite pixels. Lower the guidance scale.")
-        return x.clamp(-1, 1), trace
+        return SampleOutput(x.clamp(-1, 1), trace)
 
     def topk(self, images: Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
         """Top-k (class name, probability) per image, classified at t = 0."""
@@ -575,6 +578,36 @@ class EGC(nn.Module):
             adv = fgsm(lambda z: self.logits(z, 0), images.to(self.device), labels, eps)
             pred = self.predict(adv).argmax(1)
         return adv, float((pred == labels.cpu()).float().mean())
+
+    # -- the model protocol (studio.protocol) ------------------------------------------------
+
+    title = "EGC"
+
+    @classmethod
+    def task_specs(cls, config: EGCConfig) -> list[TaskSpec]:
+        """generate: ``steps`` DDIM steps; ``noise`` is DDIM's eta (see ``_run``)."""
+        return [TaskSpec("generate", "generate", {"classes": None, "guidance": config.guidance, "steps": config.sample_steps,
+                                                  "noise": 0.0},
+                         describe="DDIM steps from Gaussian noise along eps = -grad logsumexp f")]
+
+    @classmethod
+    def image_energy_spec(cls, config: EGCConfig) -> EnergySpec:
+        return EnergySpec(describe=" (the free energy -logsumexp f(x, t) at t = 0, the clean-image level)")
+
+    def image_energy(self, x: Tensor) -> Tensor:
+        """The free energy of clean images, E(x, 0) = -logsumexp_y f(x, 0)[y]."""
+        return self.energy(x, 0)
+
+    def _run(self, spec: TaskSpec, image, mask, **kwargs):
+        """The shared ``noise`` is DDIM's ``eta``: 0 is deterministic DDIM, 1 the ancestral (DDPM) noise, which is
+        what "1 = the sampler's stochastic process" means for a diffusion sampler."""
+        if "noise" in kwargs:
+            kwargs["eta"] = relative_noise(kwargs.pop("noise"))
+        out = super()._run(spec, image, mask, **kwargs)
+        out.notes.append(f"{out.trace.num_steps} DDIM steps from Gaussian noise along eps = -grad logsumexp f; the energy is "
+                         "the free energy -logsumexp f(x_t, t) at each step's noise level (so it is not one fixed energy "
+                         "along the chain).")
+        return out
 
 
 __all__ = ["EGC", "EGCConfig", "EGCNet", "fgsm", "FASHION_CLASSES", "StudioError"]

@@ -393,8 +393,18 @@ def read_weights(path: Path, sha256: str | None = None) -> tuple[dict[str, torch
 
 def build_config(cls: type[nn.Module], raw: Mapping[str, Any], where: str) -> Any:
     """Instantiate ``cls.config_class`` from a dict, refusing unknown fields, missing required ones and
-    values of the wrong type (fields added after a checkpoint was written take their defaults)."""
+    values of the wrong type (fields added after a checkpoint was written take their defaults).
+
+    Checkpoints are never re-exported for a rename: a config class that renames a field lists it in a class
+    attribute ``renamed_fields = {"old name": "new name"}`` (a ``ClassVar``), and a checkpoint written under the old
+    name is read into the new field."""
     config_class = cls.config_class
+    raw = dict(raw)
+    for old, new in getattr(config_class, "renamed_fields", {}).items():
+        if old in raw:
+            if new in raw:
+                raise CheckpointError(f"{where}: config has both '{old}' and its new name '{new}'; keep one.")
+            raw[new] = raw.pop(old)
     names = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(raw) - names)
     if unknown:

@@ -60,6 +60,8 @@ __all__ = [
     "fast_paths",
     "channels_last",
     "use_channels_last",
+    "step_callback",
+    "report_step",
 ]
 
 
@@ -316,6 +318,31 @@ def step_listener(fn: Callable[[int, int], None] | None) -> Iterator[None]:
         _STEP_LISTENER.reset(token)
 
 
+# Who gets the engine's per-step dict (``callback``'s) for every chain run in this context: the ``callback`` of
+# ``StudioModel.run`` (studio.protocol), which must hear every chain of a task (CDRL's levels, CF-EBM's scales)
+# without each sampler threading it through. Per context, so concurrent requests hear only their own chains.
+_STEP_CALLBACK: contextvars.ContextVar[Callable[[dict], None] | None] = contextvars.ContextVar(
+    "studio_langevin_step_callback", default=None)
+
+
+@contextlib.contextmanager
+def step_callback(fn: Callable[[dict], None] | None) -> Iterator[None]:
+    """Call ``fn(info)`` after every step of every chain run in this context, with the dict ``langevin`` passes its
+    own ``callback``; ``None`` adds nothing. Samplers that step outside the engine call ``report_step``."""
+    token = _STEP_CALLBACK.set(fn)
+    try:
+        yield
+    finally:
+        _STEP_CALLBACK.reset(token)
+
+
+def report_step(info: dict) -> None:
+    """Hand one step's dict to this context's ``step_callback`` (for samplers outside the engine, e.g. EGC's DDIM)."""
+    hook = _STEP_CALLBACK.get()
+    if hook is not None:
+        hook(info)
+
+
 def _wants_channels_last(x: Tensor, modules: Sequence[nn.Module]) -> bool:
     return (x.dim() == 4 and x.device.type == "cpu" and os.environ.get("STUDIO_CHANNELS_LAST", "1") != "0"
             and any(isinstance(m, nn.Conv2d) for mod in modules for m in mod.modules()))
@@ -520,7 +547,7 @@ def langevin(
         energies, grad_norms, finite = [], [], []
         grad_sum = None
         reduce_dims = tuple(range(1, x.dim()))
-        listener = _STEP_LISTENER.get()
+        listener, hook = _STEP_LISTENER.get(), _STEP_CALLBACK.get()
         for t in tqdm(range(steps), disable=not progress, desc=desc, leave=False):
             check_deadline()  # a request's time limit (studio.runtime.deadline); a no-op outside one
             energy, grad = _energy_and_grad(energy_fn, x)
@@ -550,8 +577,12 @@ def langevin(
                 # x is never modified in place, so a reference is a snapshot; copied to the host at the end.
                 frames.append(x if fast else x.detach().to("cpu", copy=True))
                 frame_steps.append(t + 1), frame_labels.append(f"step {t + 1}")
-            if callback is not None:
-                callback({"step": t, "x": x, "energy": energy, "grad_norm": grad_norm, "step_size": eta, "noise_std": sigma})
+            if callback is not None or hook is not None:
+                info = {"step": t, "x": x, "energy": energy, "grad_norm": grad_norm, "step_size": eta, "noise_std": sigma}
+                if callback is not None:
+                    callback(info)
+                if hook is not None:
+                    hook(info)
             if listener is not None:
                 listener(t + 1, steps)
         if check_finite and not torch.isfinite(x).all():

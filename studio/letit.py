@@ -72,6 +72,8 @@ from . import checks
 from .errors import SamplingError
 from .kinds import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds
+from .protocol import EnergySpec, SampleOutput, StudioModel, TaskSpec, relative_noise
+from .saliency import pixel_saliency
 
 DIRECTIONS: dict[str, tuple[str, str]] = {"t2g": ("twitter", "google"), "g2t": ("google", "twitter")}
 MAX_STEPS = 1000
@@ -251,7 +253,7 @@ def _shape(z) -> str:
 
 
 @register_model("letit")
-class LETIT(nn.Module):
+class LETIT(nn.Module, StudioModel):
     """Autoencoder + one latent EBM per direction ("t2g", "g2t")."""
 
     config_class = LETITConfig
@@ -418,6 +420,82 @@ class LETIT(nn.Module):
                  generator=None, energy_l2: float = 0.0) -> dict[str, Tensor]:
         return ebm_loss(self.ebms[self.check_direction(direction)], z_source, z_target, steps, step_size, noise,
                         self.config.latent_bound, generator, energy_l2)
+
+    # -- the model protocol (studio.protocol) ------------------------------------------------
+
+    title = "LETIT"
+    TASK_NAMES = {"t2g": "translate", "g2t": "translate g2t"}  # the task name of each direction
+
+    @classmethod
+    def task_specs(cls, config: LETITConfig) -> list[TaskSpec]:
+        """One "translate" task per trained direction ("translate" is t2g, the direction of the pixel-space baseline
+        cfebm-emoji-t2g, so both answer the same request the same way). Defaults are the direction's stored sampler,
+        ``noise`` as the shared fraction (see ``_run``)."""
+        specs = []
+        for direction, (source, target) in DIRECTIONS.items():
+            stored = config.directions.get(direction)
+            if not stored:
+                continue
+            step = float(stored["step_size"])
+            params = {"steps": int(stored.get("translate_steps", stored["steps"])), "step_size": step,
+                      "noise": float(stored["noise"]) / (2 * step) ** 0.5 if step > 0 else 0.0}
+            specs.append(TaskSpec(cls.TASK_NAMES[direction], "translate", params, frozenset({"image"}),
+                                  label=f"translate ({source} -> {target})", domains=(source, target), saliency=True,
+                                  describe="the latent chain, each frame decoded"))
+        return specs
+
+    @classmethod
+    def _energy_direction(cls, config: LETITConfig) -> str | None:
+        """The direction whose energy scores images: t2g when trained (the cfebm-emoji-t2g direction), else g2t."""
+        return next((d for d in DIRECTIONS if config.directions.get(d)), None)
+
+    @classmethod
+    def image_energy_spec(cls, config: LETITConfig) -> EnergySpec | None:
+        direction = cls._energy_direction(config)
+        if direction is None:
+            return None
+        source, target = DIRECTIONS[direction]
+        return EnergySpec(source, f" (the {target} latent energy of the encoded image, E_{direction}(Enc(x)))")
+
+    def image_energy(self, x: Tensor) -> Tensor:
+        """E_d(Enc(x)): pixels reach a latent EBM through the encoder (d = t2g when trained, else g2t), so the
+        gradient with respect to x is the latent energy's pulled back through Enc."""
+        direction = self._energy_direction(self.config)
+        if direction is None:
+            raise SamplingError("This checkpoint has no trained latent EBM, so it has no energy to score images with.")
+        return self.energy(self.encode(x), direction)
+
+    def _run(self, spec: TaskSpec, image, mask, *, seeds="0", record_every: int = 0, progress: bool = False,
+             steps: int | None = None, step_size: float | None = None, noise=None) -> SampleOutput:
+        """``translate`` in the shared meanings. ``step_size`` is the engine's (unchanged); LETIT's own ``noise`` is the
+        engine's noise std, so the shared fraction converts as ``noise_std = noise * sqrt(2 step_size)``.
+
+        The SampleOutput's Trace has the decoded frames (the latent chain is ``extras["latent_trace"]``); ``extras``
+        also hold the reconstructions Dec(Enc(x)), the latents, the latent shift, the ``TranslationResult`` and the
+        ``saliency``: the decoded difference |Dec(z_T) - Dec(z_0)| per pixel (the chain moves a latent, not pixels)."""
+        direction = next(d for d, name in self.TASK_NAMES.items() if name == spec.name)
+        std = None
+        if noise is not None:
+            step = self.sampler_defaults(direction)["step_size"] if step_size is None else checks.number("step_size", step_size, 0)
+            std = relative_noise(noise, hi=10.0) * (2 * step) ** 0.5
+        r = self.translate(image, direction, steps=steps, step_size=step_size, noise=std, seeds=seeds,
+                           record_every=record_every, progress=progress)
+        t = r.trace
+        decoded = Trace(energies=list(t.energies), grad_norms=list(t.grad_norms), frames=list(r.frames),
+                        frame_steps=list(r.frame_steps), frame_labels=list(t.frame_labels), grad_sum=t.grad_sum,
+                        segments=list(t.segments))
+        source, target = DIRECTIONS[direction]
+        latent = "x".join(map(str, r.latent_shift.shape[1:]))
+        seeds_used = f"seed {r.seeds[0]}" if len(r.seeds) == 1 else f"seeds {r.seeds[0]}..{r.seeds[-1]}"
+        notes = [f"the image is encoded to a {latent} latent, {r.steps} Langevin steps (step size {r.step_size:g}, noise std "
+                 f"{r.noise:g}, {seeds_used}) run under the {target} latent EBM, and the end of the chain is decoded",
+                 "Saliency: per-pixel L2 norm over channels of the decoded difference |Dec(z_T) - Dec(z_0)|, the translation "
+                 "minus the autoencoder's reconstruction (so reconstruction error does not count), min-max normalised. "
+                 f"The chart shows the latent shift sum_t |z_(t+1) - z_t| (total {float(r.latent_shift[0].sum()):.4g})."]
+        extras = {"reconstructions": r.reconstructions, "latents": r.latents, "source_latents": r.source_latents,
+                  "latent_shift": r.latent_shift, "latent_trace": t, "result": r,
+                  "saliency": pixel_saliency(r.outputs - r.reconstructions)}
+        return SampleOutput(r.outputs, decoded, extras, notes)
 
 
 def autoencoder_loss(encoder: nn.Module, decoder: nn.Module, x: Tensor, latent_noise: float, latent_l2: float,

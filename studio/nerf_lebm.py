@@ -35,6 +35,7 @@ from .data.shapes3d import FOV_DEG, RADIUS, camera_to_world, focal_from_fov
 from .errors import StudioError
 from .kinds import register_model
 from .langevin import MAX_SEED, Trace, langevin, parse_seeds
+from .protocol import SampleOutput, StudioModel, TaskSpec
 from .render import BOUND, MAX_RESOLUTION, box_intervals, composite, get_rays, orbit_angles, render_image, stratified_depths
 
 ELEVATION_RANGE = (10.0, 40.0)  # shapes3d training views (view_angles)
@@ -195,7 +196,7 @@ class FieldState:
 
 
 @register_model("nerf_lebm")
-class NeRFLEBM(nn.Module):
+class NeRFLEBM(nn.Module, StudioModel):
     """Conditional triplane radiance field + two prior EBMs + amortised encoder (see the module docstring)."""
 
     config_class = NeRFLEBMConfig
@@ -639,3 +640,37 @@ class NeRFLEBM(nn.Module):
             + count(self.colour_app) + count(self.colour_out)
         return {"field": field, "encoder": count(self.encoder), "ebm_shape": count(self.ebm_shape),
                 "ebm_appearance": count(self.ebm_appearance)}
+
+    # ------------------------------------------------------------------ the model protocol (studio.protocol)
+
+    title = "NeRF-LEBM"
+
+    @classmethod
+    def task_specs(cls, config: NeRFLEBMConfig) -> list[TaskSpec]:
+        """generate: objects from the prior, rendered from one pose. With an EBM prior it is the latent chain of
+        ``prior_trajectory`` (its frames are renders); a Gaussian prior draws z ~ N(0, I) directly (no chain)."""
+        view = {"resolution": TRAJECTORY_RES, "azimuth": TRAJECTORY_POSE[0], "elevation": TRAJECTORY_POSE[1]}
+        if config.prior != "ebm":
+            return [TaskSpec("generate", "generate", view, chain=False, describe="z ~ N(0, I), rendered")]
+        return [TaskSpec("generate", "generate", {"steps": config.prior_steps, "max_frames": TRAJECTORY_FRAMES, **view},
+                         describe="the EBM prior chain of the shape and appearance latents, each frame a render")]
+
+    def _run(self, spec: TaskSpec, image, mask, *, seeds="0", record_every: int = 0, progress: bool = False,
+             resolution: int = TRAJECTORY_RES, azimuth: float = TRAJECTORY_POSE[0], elevation: float = TRAJECTORY_POSE[1],
+             **chain) -> SampleOutput:
+        """``images`` are renders [B, 3, r, r] in [-1, 1] of the sampled latents (``extras["z_s"]``, ``["z_a"]``); with an
+        EBM prior the Trace is ``prior_trajectory``'s (``record_every`` 0 renders only the first and last state).
+        ``progress`` has no bar here (the chains are short; rendering is what costs)."""
+        if self.config.prior != "ebm":
+            z_s, z_a = self.sample_latents(seeds=seeds)
+            images = self.render(z_s, z_a, azimuth, elevation, resolution)["rgb"].cpu() * 2 - 1
+            return SampleOutput(images, Trace(), {"z_s": z_s, "z_a": z_a}, ["z ~ N(0, I): a Gaussian prior has no chain."])
+        z_s, z_a, trace = self.prior_trajectory(seeds, record_every=record_every or MAX_STEPS, resolution=resolution,
+                                                azimuth=azimuth, elevation=elevation, **chain)
+        states = trace.num_steps + 1
+        shown = (f"all {states} states are rendered" if len(trace.frames) == states else
+                 f"{len(trace.frames)} of its {states} states, evenly spaced, are rendered (each frame is a render)")
+        note = (f"the EBM prior chain of the shape and appearance latents: {trace.num_steps} Langevin steps on "
+                f"E_s(z_s) + E_a(z_a) + |z|^2/2 (the energy charted); {shown}, each at {resolution} px from azimuth "
+                f"{azimuth:g}, elevation {elevation:g} degrees.")
+        return SampleOutput(trace.frames[-1], trace, {"z_s": z_s, "z_a": z_a}, [note])

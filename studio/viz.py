@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .langevin import Trace
+from .saliency import pixel_saliency
 
 
 def chains_figure(density: tuple[Tensor, Tensor, Tensor], trace: Trace, final: Tensor, max_paths: int = 32, title: str = "") -> go.Figure:
@@ -264,9 +265,7 @@ def pixel_map(values: Tensor) -> Tensor:
         raise ValueError(f"Expected a [C, H, W] tensor; got {getattr(values, 'shape', type(values).__name__)}.")
     if not torch.isfinite(values).all():
         raise ValueError("The values contain NaN or infinite entries.")
-    norm = values.detach().float().pow(2).sum(0).sqrt().cpu()
-    lo, hi = norm.min(), norm.max()
-    return (norm - lo) / (hi - lo).clamp_min(1e-12)
+    return pixel_saliency(values[None])[0]
 
 
 def latent_shift_figure(per_channel: Tensor, per_location: Tensor | None = None, title: str = "Latent shift") -> go.Figure:
