@@ -187,16 +187,18 @@ def test_disagreement_map(client, name):
     assert "|grad_x E(x)|" in note and "E(x) = " in note
     heat = client.predict(1.0, api_name="/disagreement_opacity")
     assert not (_arr(heat) == _arr(image)).all()
+    from studio.saliency import disagreement_map, image_energy_gradient
     from studio.ui.common import cached_model
-    from studio.ui.inputs import checkpoint_config
+    from studio.ui.inputs import offer
 
-    kind, config = checkpoint_config(name)
-    x, _, _ = st.model_input(config, 0, None, st.ENERGIES[kind].source(config))
-    raw, shown, energy = st.disagreement_map(cached_model(name), kind, config, x)
+    offered = offer(name)
+    x, _, _ = st.model_input(offered.raw, 0, None, offered.energy.source)
+    model = cached_model(name)
+    raw, shown, energy = disagreement_map(model, x)
     # Against a direct finite difference along the gradient: E(x - h g) < E(x) for a small step.
-    _, grad = st.energy_gradient(cached_model(name), kind, config, x)
+    _, grad = image_energy_gradient(model, x)
     with torch.no_grad():
-        lower = float(st.ENERGIES[kind].fn(cached_model(name), config, (x - 1e-3 * grad / grad.norm())[None])[0])
+        lower = float(model.image_energy((x - 1e-3 * grad / grad.norm())[None])[0])
     assert lower < energy and shown.max() == 1 and shown.min() == 0
     torch.testing.assert_close(raw, grad.pow(2).sum(0).sqrt())
 
@@ -209,7 +211,7 @@ def test_trajectory_translate_tasks_and_clamped_scrub(client):
     with pytest.raises(Exception, match="supports translate, not 'inpaint'"):
         client.predict("cfebm-emoji-t2g", "inpaint", 0, api_name="/trajectory")
     *_, note = client.predict("letit-emoji", "translate g2t", 0, api_name="/trajectory")
-    assert "google style) to twitter style: the latent chain, each frame decoded" in note
+    assert "google style) to twitter style, seed 0: the latent chain, each frame decoded" in note
     frame, chart, caption = client.predict(1, api_name="/trajectory_frame")
     assert caption == "frame 1: step 1"
     # The slider ends at the last recorded frame (Gradio rejects API values past it with a clear message);

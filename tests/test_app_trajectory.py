@@ -15,12 +15,14 @@ import torch
 from PIL import Image
 
 from studio.hub import ModelCard, checkpoints_dir, save_checkpoint
+from studio.nerf_lebm import TRAJECTORY_FRAMES as NERF_FRAMES, TRAJECTORY_POSE as NERF_POSE, TRAJECTORY_RES as NERF_RES
 from studio.nerf_lebm import NeRFLEBM, NeRFLEBMConfig
 from studio.registry import REGISTRY
 from studio.ui import trajectory_tab as tt
 from studio.viz import to_uint8
 
 from conftest import serve_app_client
+from test_app_coopflow import TINY_DEFAULTS as TINY_COOPFLOW_DEFAULTS
 from test_app_coopflow import save_tiny_coopflow
 from test_app_egc import save_tiny_egc
 from test_app_nerf import TINY as TINY_NERF
@@ -97,16 +99,16 @@ def test_nerf_prior_chain_renders_subsampled_frames_and_charts_the_latent_energy
     gif, slider, frame, chart, caption, zipped, note = client.predict("nerf-lebm-shapes", "generate", 5,
                                                                       api_name="/trajectory")
     model = cached_model("nerf-lebm-shapes")
-    _, _, trace = model.prior_trajectory("5", max_frames=tt.NERF_FRAMES, resolution=tt.NERF_RES,
-                                         azimuth=tt.NERF_POSE[0], elevation=tt.NERF_POSE[1])
-    n = tt.NERF_FRAMES
+    _, _, trace = model.prior_trajectory("5", max_frames=NERF_FRAMES, resolution=NERF_RES,
+                                         azimuth=NERF_POSE[0], elevation=NERF_POSE[1])
+    n = NERF_FRAMES
     assert f"{NERF_STEPS} Langevin steps" in note and f"{n} of its {NERF_STEPS + 1} states" in note and "seed 5" in note
     assert Image.open(gif).n_frames == n
     frames = _zip_frames(zipped)
-    assert len(frames) == n and frames[0].shape == (tt.NERF_RES, tt.NERF_RES, 3)
+    assert len(frames) == n and frames[0].shape == (NERF_RES, NERF_RES, 3)
     # The last frame is the sampled object (the prior's latents for seed 5) rendered from the tab's pose.
     z_s, z_a = model.sample_latents(seeds="5")
-    view = model.render(z_s, z_a, *tt.NERF_POSE, tt.NERF_RES)["rgb"]
+    view = model.render(z_s, z_a, *NERF_POSE, NERF_RES)["rgb"]
     assert np.abs(frames[-1].astype(int) - to_uint8(view * 2 - 1)[0].astype(int)).max() <= 1
     assert not (frames[0] == frames[-1]).all()  # the chain moved the object
     assert caption == f"frame {n - 1}: step {NERF_STEPS}"
@@ -117,16 +119,17 @@ def test_nerf_prior_chain_renders_subsampled_frames_and_charts_the_latent_energy
     frame, chart, caption = client.predict(3, api_name="/trajectory_frame")
     step = trace.frame_steps[3]
     assert 0 < step < NERF_STEPS and caption == f"frame 3: step {step}" and _marker_x(chart) == step
-    assert (np.asarray(Image.open(frame).convert("RGB"))[:: 192 // tt.NERF_RES, :: 192 // tt.NERF_RES] == frames[3]).all()
+    assert (np.asarray(Image.open(frame).convert("RGB"))[:: 192 // NERF_RES, :: 192 // NERF_RES] == frames[3]).all()
 
 
 @pytest.mark.parametrize("name", ["coopflow-fmnist", UNREGISTERED])
 def test_coopflow_refinement_chain(client, name):
+    t = TINY_COOPFLOW_DEFAULTS["steps"]  # the chain the checkpoint's sampler defaults ask for
     gif, slider, frame, chart, caption, zipped, note = client.predict(name, "generate", 2, api_name="/trajectory")
-    assert "flow's proposal" in note and "3 Langevin refinement steps" in note
+    assert "flow's proposal" in note and f"{t} Langevin refinement steps" in note
     frames = _zip_frames(zipped)
-    assert len(frames) == 4 and Image.open(gif).n_frames == 4  # the proposal, then one frame per step
-    assert caption == "frame 3: step 3"
+    assert len(frames) == t + 1 and Image.open(gif).n_frames == t + 1  # the proposal, then one frame per step
+    assert caption == f"frame {t}: step {t}"
     from studio.ui.common import cached_model
 
     samples = cached_model(name).sample("2")

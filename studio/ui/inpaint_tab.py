@@ -1,6 +1,10 @@
-"""Tab "Inpaint": paint over an image (or pick a preset mask) and get several completions."""
-from __future__ import annotations
+"""Tab "Inpaint": paint over an image (or pick a preset mask) and get several completions.
 
+Every local checkpoint whose kind offers an "inpaint" task (``studio.protocol``: its ``task_specs``, read from
+config.json) is listed as "Title (name)"; the class and guidance controls apply to models whose task takes
+``classes`` and ``guidance``. A new kind needs no edit here.
+"""
+from __future__ import annotations
 
 import gradio as gr
 import numpy as np
@@ -11,12 +15,11 @@ from ..errors import SamplingError
 from ..paths import assets_dir
 from ..viz import to_uint8
 from . import gpu, limits
-from .common import cached_model, model_config, user_errors
+from .common import cached_model, user_errors
+from .inputs import local_offers, offer
 from .masks import image_for_model, mask_from_editor, mask_from_image, preset_mask, undo_enlargement
 
 EXAMPLES_DIR = assets_dir() / "examples"
-# Models with an inpainting procedure, in order of preference.
-INPAINTERS = {"CDRL (cdrl-fmnist)": "cdrl-fmnist", "CF-EBM (cfebm-fmnist)": "cfebm-fmnist"}
 PRESETS = ["paint", "centre square", "left half", "random strokes"]
 CANVAS = 256  # examples are shown enlarged so small images are easy to paint
 UNCONDITIONAL = "(unconditional)"
@@ -25,10 +28,18 @@ GPU_COST = limits.MAX_COMPLETIONS * max(limits.MAX_CDRL_STEPS * gpu.CDRL_SAMPLE_
 
 
 def available_models() -> dict[str, str]:
-    from ..registry import local_names
+    """Label ("CDRL (cdrl-fmnist)") -> checkpoint name of every local checkpoint that offers inpainting."""
+    return {f"{o.title} ({name})": name for name, o in local_offers().items() if _inpaint_task(o.tasks) is not None}
 
-    local = set(local_names())
-    return {label: name for label, name in INPAINTERS.items() if name in local}
+
+def _inpaint_task(tasks):
+    return next((t for t in tasks if t.task == "inpaint" and t.inputs <= {"image", "mask"}), None)
+
+
+def max_steps(levels: int) -> int:
+    """The most steps per chain a request may ask for: ``limits.MAX_STEPS`` for one chain per sample, fewer per level
+    for a sampler that runs one chain per noise level (CDRL's 6: ``limits.MAX_CDRL_STEPS``)."""
+    return limits.MAX_STEPS if levels <= 1 else limits.MAX_CDRL_STEPS
 
 
 def available() -> bool:
@@ -64,10 +75,13 @@ def selected_completion(evt: gr.SelectData) -> int | None:
 
 def complete_with(name: str, image, painted: np.ndarray, class_name: str, guidance: float, n: int, steps: int, seed: int,
                   traces: dict | None = None):
-    """``complete`` for a checkpoint name (other tabs call this for models not listed in INPAINTERS).
+    """``complete`` for a checkpoint name (other tabs call this with their own model).
 
     Every step is recorded; pass a dict as ``traces`` to receive the Trace, so the chain of any
     completion can be shown later without running it again."""
+    spec = _inpaint_task(offer(name).tasks)
+    if spec is None:
+        raise SamplingError(f"Model '{name}' does not inpaint.")
     model = cached_model(name)
     cfg = model.config
     size = cfg.image_size if hasattr(cfg, "image_size") else cfg.resolution
@@ -76,15 +90,15 @@ def complete_with(name: str, image, painted: np.ndarray, class_name: str, guidan
     if painted.shape != (size, size) or painted.dtype != bool:
         raise SamplingError(f"Mask must be a {size}x{size} boolean array; got {painted.dtype} of shape {painted.shape}.")
     seeds, seed, n = limits.seed_range(seed, n, limits.MAX_COMPLETIONS, what="Number of completions", seed_name="First seed")
-    cdrl = model.checkpoint.kind in ("cdrl", "drl")
-    steps = limits.integer("Langevin steps", steps, 1, limits.MAX_CDRL_STEPS if cdrl else limits.MAX_STEPS)
+    steps = limits.integer("Langevin steps", steps, 1, max_steps(spec.levels))
     known = torch.from_numpy(~painted).float()
-    if cdrl:
+    params = {"steps": steps} if "steps" in spec.params else {}
+    if "classes" in spec.params:  # a class-conditional model: the class, and guidance towards it
         cls = None if class_name in (None, "", UNCONDITIONAL) else class_name
-        w = limits.number("Guidance w", guidance, 0, limits.MAX_GUIDANCE) if cls else 0.0
-        out, trace = model.inpaint(x, known, classes=cls, seeds=seeds, guidance=w, steps=steps, progress=True, record_every=1)
-    else:
-        out, trace = model.inpaint(x, known, seeds=seeds, steps=steps, record_every=1)
+        params["classes"] = cls
+        if "guidance" in spec.params:
+            params["guidance"] = limits.number("Guidance w", guidance, 0, limits.MAX_GUIDANCE) if cls else 0.0
+    out, trace = model.run(spec.name, image=x, mask=known, seeds=seeds, progress=True, record_every=1, **params)
     if traces is not None:
         traces.update(trace=trace, name=name, count=len(out), seeds=[int(seed) + i for i in range(len(out))])
     masked = x.clone()
@@ -136,6 +150,15 @@ def _model_size(label: str) -> int:
     return cfg.image_size if hasattr(cfg, "image_size") else cfg.resolution
 
 
+def _class_names() -> list[str]:
+    """Class names of the first listed model whose inpainting takes a class (config.json only: no weights load)."""
+    for name in available_models().values():
+        o = offer(name)
+        if "classes" in _inpaint_task(o.tasks).params:
+            return list(o.raw.get("class_names") or [])
+    return []
+
+
 def build() -> dict:
     models = list(available_models())
     examples = example_names()
@@ -150,10 +173,9 @@ def build() -> dict:
                                     height=320, canvas_size=(CANVAS, CANVAS))
             preset = gr.Radio(PRESETS, value="paint", label="Mask", elem_id="inpaint-mask")
         with gr.Column(scale=1):
-            names = next((model_config(m)["class_names"] for m in available_models().values()
-                          if "class_names" in model_config(m)), [])  # config.json only: weights load on first use
-            cls = gr.Dropdown([UNCONDITIONAL, *names], value=UNCONDITIONAL, label="Class (CDRL)")
-            guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance w (CDRL, with a class)")
+            names = _class_names()
+            cls = gr.Dropdown([UNCONDITIONAL, *names], value=UNCONDITIONAL, label="Class (class-conditional models)")
+            guidance = gr.Slider(0, 5, value=1.0, step=0.1, label="Guidance w (class-conditional models, with a class)")
             n = gr.Slider(1, 8, value=4, step=1, label="Completions")
             steps = gr.Slider(1, 50, value=10, step=1, label="Langevin steps")
             seed = gr.Number(value=0, precision=0, label="First seed")

@@ -1,5 +1,5 @@
-"""Inputs the analysis tabs share: what a local checkpoint is, which chain tasks it offers, and
-held-out example images.
+"""Inputs the analysis tabs share: what a local checkpoint offers (its kind's ``studio.protocol`` declarations, read
+from config.json without weights), which chain tasks the tabs can show, and held-out example images.
 
 Held-out examples are addressed by their index in the data set's **test** split. When the data set is
 installed, any index works; when it is not, the tabs fall back to the held-out images shipped in
@@ -10,21 +10,23 @@ from __future__ import annotations
 import functools
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import DataNotFoundError, SamplingError, StudioError
+from ..errors import CheckpointError, DataNotFoundError, SamplingError, StudioError
 from ..paths import assets_dir
+from ..protocol import EnergySpec, TaskSpec, offers
 from .masks import animated_note, image_for_model, to_array
 
 EXAMPLES_DIR = assets_dir() / "examples"
 EMOJI_DIR = EXAMPLES_DIR / "emoji"
 
 
-# -- checkpoints ---------------------------------------------------------------------------------
+# -- checkpoints and what they offer (studio.protocol) ----------------------------------------------------
 
 
 def checkpoint_config(name: str) -> tuple[str, dict]:
@@ -35,14 +37,48 @@ def checkpoint_config(name: str) -> tuple[str, dict]:
     return str(payload["kind"]), dict(payload["config"])
 
 
-def local_kinds() -> dict[str, tuple[str, dict]]:
-    """Every readable local checkpoint: name -> (kind, config). Unreadable folders are skipped."""
+@dataclass(frozen=True)
+class Offer:
+    """What a local checkpoint offers, from its config.json alone (no weights): its model class, typed config and
+    config dict, its tasks and how its image-space energy reads (None: it has none)."""
+
+    name: str
+    cls: type
+    config: Any
+    raw: dict
+    tasks: tuple[TaskSpec, ...]
+    energy: EnergySpec | None
+
+    @property
+    def title(self) -> str:
+        return self.cls.display_name()
+
+    def task(self, name: str) -> TaskSpec | None:
+        return next((t for t in self.tasks if t.name == name), None)
+
+
+def offer(name: str) -> Offer:
+    """What the local checkpoint ``name`` offers (its kind's ``task_specs`` and ``image_energy_spec``)."""
+    from .. import registry  # noqa: F401  (registers every shipped kind)
+    from ..hub import MODEL_KINDS, build_config
+
+    kind, raw = checkpoint_config(name)
+    if kind not in MODEL_KINDS:
+        raise CheckpointError(f"Checkpoint '{name}' has kind '{kind}', which this version of studio does not know.")
+    cls = MODEL_KINDS[kind]
+    config = build_config(cls, raw, f"checkpoint '{name}'")
+    tasks, energy = offers(cls, config)
+    return Offer(name, cls, config, raw, tuple(tasks), energy)
+
+
+def local_offers() -> dict[str, Offer]:
+    """Every readable local checkpoint: name -> Offer. Unreadable folders and unknown kinds are skipped."""
     from ..registry import local_names
 
     out = {}
     for name in local_names():
         try:
-            out[name] = checkpoint_config(name)
+            out[name] = offer(name)
         except StudioError:
             continue
     return out
@@ -55,55 +91,22 @@ def is_translation(config: dict) -> bool:
 
 # -- chain tasks -----------------------------------------------------------------------------------
 
-# LETIT's task values -> its directions. "translate" is Twitter -> Google, the direction of the pixel-space
-# baseline cfebm-emoji-t2g, so the two models answer the same request the same way.
-LETIT_TASKS = {"translate": "t2g", "translate g2t": "g2t"}
-
-# kind -> config -> the chain tasks a checkpoint can run, in display order. Both tabs list every local
-# checkpoint (``local_kinds``) and offer those whose kind, read from its config.json, maps to a non-empty
-# list here: any checkpoint of a known kind appears by itself, and a new method kind is offered by adding
-# one entry. Kinds absent here (toys, evaluators) are not offered; the Saliency tab further keeps the
-# tasks it has a runner for (``saliency_tab.TASKS``). Translation models get only "translate": they were
-# trained with chains that start at source-domain images, not at noise, and their inputs are RGB emoji
-# (the grey Fashion-MNIST examples of "inpaint" would be a shape error). "generate" needs a sampler
-# ``generate(seeds=..., record_every=...) -> (images, Trace)``, except NeRF-LEBM, whose chain runs on
-# latents (``NeRFLEBM.prior_trajectory`` renders them); a Gaussian prior has no chain, so no task.
-CHAIN_TASKS: dict[str, Callable[[dict], list[str]]] = {
-    "cfebm": lambda c: ["translate"] if is_translation(c) else ["generate", "inpaint"],
-    "cdrl": lambda c: ["generate", "inpaint"],
-    "drl": lambda c: ["generate", "inpaint"],
-    "letit": lambda c: [task for task, d in LETIT_TASKS.items() if d in (c.get("directions") or {})],
-    "coopflow": lambda c: ["generate"],  # the Langevin refinement of a flow proposal
-    "egc": lambda c: ["generate"],  # DDIM steps on its diffusion score, recorded as a Trace
-    "nerf_lebm": lambda c: ["generate"] if c.get("prior", "ebm") == "ebm" else [],
-}
+# The task families whose chains the analysis tabs can start themselves: from noise (generate), from a held-out
+# image with a preset mask (inpaint) or from a held-out image of the source domain (translate).
+CHAIN_FAMILIES = ("generate", "inpaint", "translate")
 
 
-def chain_tasks(kind: str, config: dict) -> list[str]:
-    """The chain tasks (generate, inpaint, translate, ...) of a checkpoint of ``kind`` with ``config``."""
-    return list(CHAIN_TASKS[kind](config)) if kind in CHAIN_TASKS else []
+def chain_tasks(offered: Offer) -> list[TaskSpec]:
+    """The tasks of a checkpoint whose chain the Trajectory and Saliency tabs can run and show: the model records
+    the chain (``TaskSpec.chain``) and needs nothing beyond an image and a mask. Toys and evaluators offer none,
+    nor does a Gaussian prior (it has no chain). A new kind is offered by its own ``task_specs``."""
+    return [t for t in offered.tasks if t.chain and t.task in CHAIN_FAMILIES and t.inputs <= {"image", "mask"}]
 
 
-def translation_domains(kind: str, config: dict, task: str = "translate") -> tuple[str, str]:
-    """(source, target) domain of a translate task."""
-    if kind == "letit":
-        from ..letit import DIRECTIONS
-
-        return DIRECTIONS[LETIT_TASKS[task]]
-    return config.get("source_domain") or "twitter", config["target_domain"]
-
-
-def task_label(kind: str, config: dict, task: str) -> str:
-    """What the task radio shows, e.g. "translate (twitter -> google)"."""
-    if task.startswith("translate"):
-        source, target = translation_domains(kind, config, task)
-        return f"translate ({source} -> {target})"
-    return task
-
-
-def task_choices(kind: str, config: dict, tasks: list[str]) -> list[tuple[str, str]]:
-    """(label, value) pairs for a gr.Radio: the API takes the value, people read the label."""
-    return [(task_label(kind, config, t), t) for t in tasks]
+def task_choices(tasks: list[TaskSpec]) -> list[tuple[str, str]]:
+    """(label, value) pairs for a picker: the API takes the task's name, people read its label
+    (e.g. "translate (twitter -> google)")."""
+    return [(t.label, t.name) for t in tasks]
 
 
 # -- held-out examples ---------------------------------------------------------------------------

@@ -2,23 +2,22 @@
 
 * Generative saliency (CF-EBM, section 6): the per-pixel L2 norm over channels of sum_t grad E(x_t) along
   the chain that made the output, min-max normalised. It is read from the sampler's Trace
-  (``Trace.saliency``), so no chain is run again to draw it; the opacity slider only re-blends the stored
+  (``SampleOutput.saliency``), so no chain is run again to draw it; the opacity slider only re-blends the stored
   map (``gr.State``).
-* LETIT moves a latent code, not pixels: its saliency is the decoded difference |Dec(z_T) - Dec(z_0)| per
-  pixel (the translation minus the autoencoder's own reconstruction, so reconstruction error does not
-  count), shown with the latent shift sum_t |z_(t+1) - z_t| per channel and per location.
-* Disagreement: |grad_x E(x)| per pixel for one image under a model's public energy, i.e. where a small
-  change would lower the energy most.
+* A method whose chain moves a latent code instead of pixels gives its own per-pixel map (LETIT: the decoded
+  difference |Dec(z_T) - Dec(z_0)|, the translation minus the autoencoder's own reconstruction, so reconstruction
+  error does not count), shown with the latent shift sum_t |z_(t+1) - z_t| per channel and per location and the
+  reconstruction it is measured against (``SampleOutput.extras``).
+* Disagreement: |grad_x E(x)| per pixel for one image under a model's ``image_energy`` (``studio.saliency``), i.e.
+  where a small change would lower the energy most.
 
-Which tasks a model offers comes from ``inputs.CHAIN_TASKS`` (shared with the Trajectory tab); ``TASKS``
-holds how this tab runs each one. A new kind adds ``"kind": {"task": Task(runner)}``; a runner takes a
-``Request`` and returns a ``Result``. ``ENERGIES`` does the same for the disagreement map. Models whose
-kind has no applicable task are not offered.
+The tab asks each checkpoint what it offers (``studio.protocol``: its kind's ``task_specs`` and
+``image_energy_spec``, read from config.json without weights): tasks with ``saliency`` set, among the chain tasks
+this tab can start (``inputs.chain_tasks``), and models with an image-space energy. A new kind needs no edit here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
 
 import gradio as gr
 import plotly.graph_objects as go
@@ -27,13 +26,13 @@ from PIL import Image
 from torch import Tensor
 
 from .. import checks
-from ..device import module_device
 from ..errors import SamplingError
-from ..viz import energy_figure, latent_shift_figure, pixel_map, saliency_overlay, to_uint8
+from ..protocol import TaskSpec
+from ..saliency import disagreement_map
+from ..viz import energy_figure, latent_shift_figure, saliency_overlay, to_uint8
 from . import gpu, limits
 from .common import cached_model, user_errors
-from .inputs import (LETIT_TASKS, chain_tasks, checkpoint_config, is_translation, local_kinds, model_input, task_choices,
-                     translation_domains)
+from .inputs import Offer, chain_tasks, local_offers, model_input, offer, task_choices
 from .masks import preset_mask
 
 DISPLAY = 192  # every image is shown enlarged (nearest neighbour) to this size
@@ -50,31 +49,26 @@ class Request:
     """What the user asked for; ``image()`` reads the example or upload only for tasks that use one."""
 
     name: str
-    kind: str
-    task: str
-    model: Any
-    config: dict
+    offered: Offer
+    spec: TaskSpec
+    model: object
     seed: int
-    index: Any = 0
-    upload: Any = None
+    index: object = 0
+    upload: object = None
     mask: str = MASKS[0]
 
-    @property
-    def domains(self) -> tuple[str, str] | None:
-        return translation_domains(self.kind, self.config, self.task) if self.task.startswith("translate") else None
-
     def image(self) -> tuple[Tensor, str, list[str]]:
-        return model_input(self.config, self.index, self.upload, self.domains[0] if self.domains else None)
+        return model_input(self.offered.raw, self.index, self.upload, self.spec.domains[0] if self.spec.domains else None)
 
     @property
     def size(self) -> int:
-        return int(self.config.get("image_size") or self.config["resolution"])
+        return int(self.offered.raw.get("image_size") or self.offered.raw["resolution"])
 
 
 @dataclass
 class Result:
     """One chain's input and output [C, H, W] in [-1, 1], its saliency [H, W] in [0, 1], notes and a chart;
-    optionally a reference image (LETIT's reconstruction, against which its saliency is measured)."""
+    optionally a reference image (a latent method's reconstruction, against which its saliency is measured)."""
 
     input: Tensor
     output: Tensor
@@ -86,30 +80,52 @@ class Result:
     reference_label: str = ""
 
 
-@dataclass(frozen=True)
-class Task:
-    run: Callable[[Request], Result]
-    inputs: frozenset = field(default_factory=frozenset)  # "image", "mask": which controls matter
-
-
 SALIENCY_NOTE = ("Saliency: per-pixel L2 norm over channels of the energy gradients summed along the chain (only the "
                  "parts that could move a pixel count), min-max normalised; bright = where the energy pushed most.")
 
 
-def _chain_result(req: Request, start: Tensor, out: Tensor, trace, what: str, notes: list[str],
-                  labels: tuple[str, str] = ("Input", "Output")) -> Result:
-    notes = [*notes, f"{what} {trace.num_steps} Langevin steps in all, seed {req.seed}.", SALIENCY_NOTE]
-    figure = energy_figure(trace, f"{req.name}: energy and |grad E| per step")
-    return Result(start, out[0].detach().cpu(), trace.saliency()[0], notes, figure, labels)
+def _sentence(head: str, detail: str) -> str:
+    detail = detail.strip().rstrip(".")
+    return f"{head}: {detail}." if detail else f"{head}."
+
+
+def _result(req: Request, start: Tensor, out, what: str, notes: list[str], labels: tuple[str, str]) -> Result:
+    """A Result from the chain's ``SampleOutput``: the Trace's summed gradients, or the method's own map (with its
+    reference image and latent shift, and its notes in place of the Trace's)."""
+    trace, extras = out.trace, out.extras
+    if extras.get("saliency") is None:
+        notes = [*notes, _sentence(what, f"{req.spec.describe + ', ' if req.spec.describe else ''}"
+                                         f"{trace.num_steps} Langevin steps in all, seed {req.seed}"), SALIENCY_NOTE]
+        figure = energy_figure(trace, f"{req.name}: energy and |grad E| per step")
+        return Result(start, out.images[0].detach().cpu(), out.saliency()[0], notes, figure, labels)
+    notes = [*notes, _sentence(what, out.notes[0] if out.notes else req.spec.describe), *out.notes[1:]]
+    reference = extras.get("reconstructions")
+    output = out.images[0].detach().cpu()
+    figure = None
+    if extras.get("latent_shift") is not None:
+        shift = extras["latent_shift"][0]
+        per_channel, per_location = (shift.sum((1, 2)), shift.sum(0)) if shift.dim() == 3 else (shift, None)
+        src, tgt = req.spec.domains or ("", "")
+        figure = latent_shift_figure(per_channel, per_location, f"{req.name}: latent shift along the {src} -> {tgt} chain"
+                                     if src else f"{req.name}: latent shift along the chain")
+    if reference is not None:
+        from ..metrics import psnr
+
+        reference = reference[0].detach().cpu()
+        notes.append(f"Reconstruction PSNR {float(psnr(reference[None], start[None].to(reference))):.2f} dB: what the "
+                     "model makes of the image without the chain, the ceiling of every translation.")
+        if float((output - reference).abs().max()) == 0.0:
+            notes.append("The chain did not change the decoded image, so the saliency map is empty.")
+    return Result(start, output, out.saliency()[0], notes, figure, labels, reference,
+                  "Reconstruction (no chain)" if reference is not None else "")
 
 
 def _translate(req: Request) -> Result:
     x, source, notes = req.image()
-    src, tgt = req.domains
-    out, trace = req.model.translate(x, seeds=str(req.seed), progress=True)
-    what = (f"Translated {source} from {src} to {tgt} style: the chain starts at the image and descends the "
-            f"{tgt} energy,")
-    return _chain_result(req, x, out, trace, what, notes, (f"Input ({src})", f"Translation ({tgt})"))
+    src, tgt = req.spec.domains
+    out = req.model.run(req.spec.name, image=x, seeds=str(req.seed), progress=True)
+    what = f"Translated {source} from {src} to {tgt} style with {req.offered.title}"
+    return _result(req, x, out, what, notes, (f"Input ({src})", f"Translation ({tgt})"))
 
 
 def _masked(x: Tensor, painted) -> Tensor:
@@ -124,121 +140,39 @@ def _inpaint(req: Request) -> Result:
         raise SamplingError(f"Mask must be one of: {', '.join(MASKS)}; got {req.mask!r}.")
     painted = preset_mask(req.mask, req.size, req.seed)
     known = torch.from_numpy(~painted).float()
-    kwargs = {"progress": True} if req.kind in ("cdrl", "drl") else {}
-    out, trace = req.model.inpaint(x, known, seeds=str(req.seed), **kwargs)
+    out = req.model.run(req.spec.name, image=x, mask=known, seeds=str(req.seed), progress=True)
     what = (f"Inpainted the {req.mask} ({int(painted.sum())} of {painted.size} pixels) of {source}; known pixels are "
-            "kept, so their saliency is 0;")
-    return _chain_result(req, _masked(x, painted), out, trace, what, notes, ("Masked input", "Completion"))
+            "kept, so their saliency is 0")
+    return _result(req, _masked(x, painted), out, what, notes, ("Masked input", "Completion"))
 
 
 def _generate(req: Request) -> Result:
-    if req.kind in ("cdrl", "drl"):
-        out, trace = req.model.generate(classes=None, seeds=str(req.seed), record_every=ENDS_ONLY, progress=True)
-        what = ("Unconditional sample through every noise level, starting at the top level's proposal (shown as the "
-                "input); saliency is summed over the levels:")
-        labels = ("Chain start (top-level proposal)", "Sample")
-    else:
-        out, trace = req.model.generate(seeds=str(req.seed), record_every=ENDS_ONLY, progress=True)
-        what = "Unconditional sample: the chain starts at uniform noise (shown as the input),"
-        labels = ("Chain start (noise)", "Sample")
-    return _chain_result(req, trace.frames[0][0], out, trace, what, [], labels)
+    out = req.model.run(req.spec.name, seeds=str(req.seed), record_every=ENDS_ONLY, progress=True)
+    what = "Unconditional sample (the chain's start is shown as the input)"
+    return _result(req, out.trace.frames[0][0], out, what, [], ("Chain start", "Sample"))
 
 
-def _letit_translate(req: Request) -> Result:
-    x, source, notes = req.image()
-    src, tgt = req.domains
-    r = req.model.translate(x, LETIT_TASKS[req.task], seeds=str(req.seed), progress=True)
-    out, rec = r.outputs[0], r.reconstructions[0]
-    from ..metrics import psnr
-
-    rec_psnr = float(psnr(rec[None], x[None].to(rec)))
-    shift = r.latent_shift[0]
-    per_location = r.shift_map()[0] if shift.dim() == 3 else None
-    figure = latent_shift_figure(r.shift_per_channel()[0], per_location,
-                                 f"{req.name}: latent shift along the {src} -> {tgt} chain")
-    latent = "x".join(map(str, shift.shape))
-    notes = [*notes,
-             f"Translated {source} from {src} to {tgt} style with LETIT: the image is encoded to a {latent} latent, "
-             f"{r.steps} Langevin steps (step size {r.step_size:g}, noise {r.noise:g}, seed {req.seed}) run under the "
-             f"{tgt} latent EBM, and the end of the chain is decoded.",
-             "Saliency: per-pixel L2 norm over channels of the decoded difference |Dec(z_T) - Dec(z_0)|, the translation "
-             "minus the autoencoder's reconstruction (so reconstruction error does not count), min-max normalised. "
-             f"The chart shows the latent shift sum_t |z_(t+1) - z_t| (total {float(shift.sum()):.4g}).",
-             f"Reconstruction PSNR {rec_psnr:.2f} dB: what the autoencoder alone makes of the image, the ceiling of "
-             "every translation."]
-    if float((out - rec).abs().max()) == 0.0:
-        notes.append("The chain did not change the decoded image, so the saliency map is empty.")
-    return Result(x, out, pixel_map(out - rec), notes, figure, (f"Input ({src})", f"Translation ({tgt})"),
-                  rec, "Reconstruction Dec(Enc(x))")
+# How this tab runs each task family (which ones a model offers comes from the model).
+RUNNERS = {"generate": _generate, "inpaint": _inpaint, "translate": _translate}
 
 
-_CHAIN_TASKS = {"generate": Task(_generate), "inpaint": Task(_inpaint, frozenset({"image", "mask"}))}
-TASKS: dict[str, dict[str, Task]] = {
-    "cfebm": {"translate": Task(_translate, frozenset({"image"})), **_CHAIN_TASKS},
-    "cdrl": dict(_CHAIN_TASKS),
-    "drl": dict(_CHAIN_TASKS),
-    "letit": {task: Task(_letit_translate, frozenset({"image"})) for task in LETIT_TASKS},
-}
-
-
-# -- energies for the disagreement map ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Energy:
-    """How one kind scores an image: ``fn(model, config, x [B, C, H, W]) -> [B]`` through public methods,
-    the input domain (an emoji style, or None for the model's own data) and a phrase for the notes."""
-
-    fn: Callable[[Any, dict, Tensor], Tensor]
-    source: Callable[[dict], str | None] = lambda config: None  # noqa: E731
-    describe: Callable[[dict], str] = lambda config: ""  # noqa: E731
-    applies: Callable[[dict], bool] = lambda config: True  # noqa: E731
-
-
-def _cdrl_energy(model, config: dict, x: Tensor) -> Tensor:
-    """The marginal energy of the clean image at the lowest noise level (CDRL's public ``image_energy``)."""
-    return model.image_energy(x)
-
-
-def _letit_direction(config: dict) -> str:
-    """The direction whose energy scores images: t2g when trained (the cfebm-emoji-t2g direction), else g2t."""
-    return next(d for t, d in LETIT_TASKS.items() if d in (config.get("directions") or {}))
-
-
-def _letit_domains(config: dict) -> tuple[str, str]:
-    return translation_domains("letit", config, next(t for t, d in LETIT_TASKS.items() if d == _letit_direction(config)))
-
-
-ENERGIES: dict[str, Energy] = {
-    "cfebm": Energy(lambda model, config, x: model.energy(x),
-                    source=lambda c: (c.get("source_domain") or "twitter") if is_translation(c) else None,
-                    describe=lambda c: f" (the energy of {c['target_domain']}-style images)" if is_translation(c) else ""),
-    "cdrl": Energy(_cdrl_energy, describe=lambda c: " at the lowest noise level"),
-    "drl": Energy(_cdrl_energy, describe=lambda c: " at the lowest noise level"),
-    # Pixels reach a latent EBM through the encoder: E(Enc(x)), differentiated with respect to x.
-    "letit": Energy(lambda model, config, x: model.energy(model.encode(x), _letit_direction(config)),
-                    source=lambda c: _letit_domains(c)[0],
-                    describe=lambda c: (f" (the {_letit_domains(c)[1]} latent energy of the encoded image, "
-                                        f"E_{_letit_direction(c)}(Enc(x)))"),
-                    applies=lambda c: bool(set(c.get("directions") or {}) & set(LETIT_TASKS.values()))),
-}
-
-
-def tasks_for_config(kind: str, config: dict) -> list[str]:
-    return [t for t in chain_tasks(kind, config) if t in TASKS.get(kind, {})]
+def saliency_tasks_of(offered: Offer) -> list[TaskSpec]:
+    """A checkpoint's tasks this tab shows: chain tasks it can start whose output has a per-pixel saliency."""
+    return [t for t in chain_tasks(offered) if t.saliency and t.task in RUNNERS]
 
 
 def saliency_tasks(name: str) -> list[str]:
-    """The saliency-capable tasks of a local checkpoint (empty when it has none)."""
-    return tasks_for_config(*checkpoint_config(name))
+    """The saliency-capable task names of a local checkpoint (empty when it has none)."""
+    return [t.name for t in saliency_tasks_of(offer(name))]
 
 
 def saliency_models() -> list[str]:
-    return [n for n, (kind, cfg) in local_kinds().items() if tasks_for_config(kind, cfg)]
+    return [n for n, offered in local_offers().items() if saliency_tasks_of(offered)]
 
 
 def disagreement_models() -> list[str]:
-    return [n for n, (kind, cfg) in local_kinds().items() if kind in ENERGIES and ENERGIES[kind].applies(cfg)]
+    """Local checkpoints with an image-space energy (``image_energy_spec`` is not None)."""
+    return [n for n, offered in local_offers().items() if offered.energy is not None]
 
 
 def available() -> bool:
@@ -274,12 +208,13 @@ def compute(name: str, task: str, index=0, upload=None, mask: str = MASKS[0], se
     names = saliency_models()
     if name not in names:
         raise SamplingError(f"Model '{name}' has no saliency view. Choose one of: {', '.join(names) or 'none'}.")
-    kind, config = checkpoint_config(name)
-    tasks = tasks_for_config(kind, config)
-    if task not in tasks:
-        raise SamplingError(f"{name} supports {', '.join(tasks)}, not '{task}'.")
-    req = Request(name, kind, task, cached_model(name), config, _seed(seed), index, upload, mask)
-    return TASKS[kind][task].run(req)
+    offered = offer(name)
+    tasks = saliency_tasks_of(offered)
+    spec = next((t for t in tasks if t.name == task), None)
+    if spec is None:
+        raise SamplingError(f"{name} supports {', '.join(t.name for t in tasks)}, not '{task}'.")
+    req = Request(name, offered, spec, cached_model(name), _seed(seed), index, upload, mask)
+    return RUNNERS[spec.task](req)
 
 
 # One chain of up to 200 steps (LETIT, CF-EBM or CDRL, whichever costs most per step)
@@ -308,26 +243,6 @@ def rerender(state: dict | None, opacity):
 # -- disagreement ------------------------------------------------------------------------------------
 
 
-def energy_gradient(model, kind: str, config: dict, image: Tensor) -> tuple[float, Tensor]:
-    """E(x) and grad_x E(x) [C, H, W] for one image [C, H, W], through the model's public energy."""
-    if kind not in ENERGIES:
-        raise SamplingError(f"Models of kind '{kind}' have no disagreement map.")
-    # Gradients with respect to the image only; the parameters stay as they are (and get no .grad).
-    with torch.inference_mode(False), torch.enable_grad():
-        x = image[None].detach().float().to(module_device(model)).clone().requires_grad_(True)
-        energy = ENERGIES[kind].fn(model, config, x)
-        (grad,) = torch.autograd.grad(energy.sum(), x)
-    if not (torch.isfinite(energy).all() and torch.isfinite(grad).all()):
-        raise SamplingError("The energy or its gradient is not finite for this image.")
-    return float(energy.detach()[0]), grad[0].detach().cpu()
-
-
-def disagreement_map(model, kind: str, config: dict, image: Tensor) -> tuple[Tensor, Tensor, float]:
-    """(|grad E(x)| per pixel [H, W] (L2 over channels), the same min-max normalised to [0, 1], E(x))."""
-    energy, grad = energy_gradient(model, kind, config, image)
-    return grad.pow(2).sum(0).sqrt(), pixel_map(grad), energy
-
-
 @gpu.on_gpu(0)  # one energy gradient
 @user_errors
 def disagreement(name: str, index, upload, opacity):
@@ -336,11 +251,10 @@ def disagreement(name: str, index, upload, opacity):
     names = disagreement_models()
     if name not in names:
         raise SamplingError(f"Model '{name}' has no disagreement map. Choose one of: {', '.join(names) or 'none'}.")
-    kind, config = checkpoint_config(name)
-    spec = ENERGIES[kind]
-    x, source, notes = model_input(config, index, upload, spec.source(config))
-    raw, shown, energy = disagreement_map(cached_model(name), kind, config, x)
-    notes += [f"Image: {source}. Energy under {name}{spec.describe(config)}: E(x) = {energy:.4g}.",
+    spec = offer(name).energy
+    x, source, notes = model_input(offer(name).raw, index, upload, spec.source)
+    raw, shown, energy = disagreement_map(cached_model(name), x)
+    notes += [f"Image: {source}. Energy under {name}{spec.describe}: E(x) = {energy:.4g}.",
               f"Map: |grad_x E(x)| per pixel (L2 over channels), min-max normalised; raw values from {float(raw.min()):.3g} "
               f"to {float(raw.max()):.3g}. Bright = where a small change lowers the energy most, i.e. where the model "
               "disagrees with the image. Deterministic: no seed, no sampling."]
@@ -363,37 +277,33 @@ def _task_controls(name: str, task: str | None = None):
     names = saliency_models()
     if name not in names:
         raise SamplingError(f"Model '{name}' has no saliency view. Choose one of: {', '.join(names) or 'none'}.")
-    kind, config = checkpoint_config(name)
-    tasks = tasks_for_config(kind, config)
-    task = task if task in tasks else tasks[0]
-    uses = TASKS[kind][task].inputs
-    image = gr.update(visible="image" in uses)
-    return (gr.update(choices=task_choices(kind, config, tasks), value=task), image, image,
-            gr.update(visible="mask" in uses))
+    tasks = saliency_tasks_of(offer(name))
+    spec = next((t for t in tasks if t.name == task), tasks[0])
+    image = gr.update(visible="image" in spec.inputs)
+    return (gr.update(choices=task_choices(tasks), value=spec.name), image, image, gr.update(visible="mask" in spec.inputs))
 
 
 def build() -> dict:
     names, d_names = saliency_models(), disagreement_models()
     gr.Markdown("Energy-based models explain themselves: every output is the end of a chain that descends an energy, "
                 "and each step's gradient says which pixels the model wanted to change. **Generative saliency** sums "
-                "those gradients along the chain (LETIT, which moves a latent code, shows the decoded change and the "
-                "latent shift instead); no chain is re-run to draw it, the opacity slider only re-blends. "
+                "those gradients along the chain (a model that moves a latent code, such as LETIT, shows the decoded change "
+                "and the latent shift instead); no chain is re-run to draw it, the opacity slider only re-blends. "
                 "**Disagreement** shows |grad E(x)| of a single image under a model.")
     out = {}
     with gr.Tabs():
         if names:
             with gr.Tab("Generative saliency"):
                 state = gr.State()
-                kind, config = checkpoint_config(names[0])
-                tasks = tasks_for_config(kind, config)
-                uses = TASKS[kind][tasks[0]].inputs
+                tasks = saliency_tasks_of(offer(names[0]))
+                uses = tasks[0].inputs
                 with gr.Row():
                     with gr.Column(scale=1):
                         model = gr.Dropdown(names, value=names[0], label="Model", elem_id="saliency-model")
                         # Tasks differ per model; the API must accept every model's tasks, so the list is not a
                         # closed set of choices (a Radio would check API calls against its first model's list):
                         # compute() says which tasks a model supports.
-                        task = gr.Dropdown(task_choices(kind, config, tasks), value=tasks[0], label="Task",
+                        task = gr.Dropdown(task_choices(tasks), value=tasks[0].name, label="Task",
                                            allow_custom_value=True, elem_id="saliency-task")
                         index = gr.Number(value=0, precision=0, minimum=0, label="Held-out example (test-split index)",
                                           visible="image" in uses, elem_id="saliency-index")

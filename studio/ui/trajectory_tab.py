@@ -13,29 +13,35 @@ from PIL import Image
 
 from ..errors import SamplingError
 from ..langevin import Trace
-from ..nerf_lebm import TRAJECTORY_FRAMES, TRAJECTORY_POSE, TRAJECTORY_RES
 from ..paths import assets_dir
+from ..protocol import TaskSpec
 from ..viz import energy_figure, to_uint8, trajectory_gif
 from . import gpu, limits
 from .common import cached_model, user_errors
-from .inputs import LETIT_TASKS, chain_tasks, checkpoint_config, held_out, local_kinds, task_choices, translation_domains
+from .inputs import chain_tasks, held_out, local_offers, offer, task_choices
 from .masks import preset_mask
 
 MAX_FRAMES = 240
-# NeRF-LEBM frames are renders of the chain's latents (16 at 32 px: ~0.5 s on a 2-core CPU): the model's
-# defaults, named here for the note.
-NERF_FRAMES, NERF_RES, NERF_POSE = TRAJECTORY_FRAMES, TRAJECTORY_RES, TRAJECTORY_POSE
 EXAMPLE = assets_dir() / "examples" / "fmnist-test-0002-trouser.png"
 TRANSLATE_EXAMPLE = 0  # held-out emoji #0 of the source domain (shipped in assets/examples/emoji)
 
 
 def trajectory_models() -> list[str]:
-    """Local checkpoints whose kind (from their config.json) has a trajectory-capable task (``inputs.CHAIN_TASKS``)."""
-    return [name for name, (kind, config) in local_kinds().items() if chain_tasks(kind, config)]
+    """Local checkpoints with a chain task the tab can run (``inputs.chain_tasks``, from each kind's ``task_specs``)."""
+    return [name for name, offered in local_offers().items() if chain_tasks(offered)]
 
 
 def available() -> bool:
     return bool(trajectory_models())
+
+
+def _chain_tasks(name: str) -> tuple[object, list[TaskSpec]]:
+    """(the checkpoint's Offer, its chain tasks); a model without any is refused by name."""
+    names = trajectory_models()
+    if name not in names:
+        raise SamplingError(f"Model '{name}' has no trajectory view. Choose one of: {', '.join(names) or 'none'}.")
+    offered = offer(name)
+    return offered, chain_tasks(offered)
 
 
 def _example(model) -> torch.Tensor:
@@ -45,78 +51,31 @@ def _example(model) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.float32))[None] / 127.5 - 1
 
 
-def _decoded(result) -> Trace:
-    """A LETIT chain's Trace with its latent frames replaced by the decoded images translate() made of them."""
-    t = result.trace
-    return Trace(energies=list(t.energies), grad_norms=list(t.grad_norms), frames=list(result.frames),
-                 frame_steps=list(result.frame_steps), frame_labels=list(t.frame_labels), grad_sum=t.grad_sum,
-                 segments=list(t.segments))
-
-
-def _translate(name: str, kind: str, config: dict, model, task: str, seeds: str) -> tuple[Trace, str]:
-    source, target = translation_domains(kind, config, task)
-    image, label = held_out(config, TRANSLATE_EXAMPLE, source)
-    if kind == "letit":
-        result = model.translate(image, LETIT_TASKS[task], seeds=seeds, record_every=1)
-        return _decoded(result), (f"Translating {label} to {target} style: the latent chain, each frame decoded, "
-                                  f"seed {seeds}.")
-    _, trace = model.translate(image, seeds=seeds, record_every=1)
-    return trace, f"Translating {label} to {target} style, seed {seeds}."
-
-
-def _generate(model, seeds: str) -> tuple[Trace, str]:
-    """The common sampler contract (``generate(seeds=..., record_every=...) -> (images, Trace)``), unconditional."""
-    _, trace = model.generate(seeds=seeds, record_every=1)
-    return trace, f"Unconditional sample, seed {seeds}."
-
-
-def _coopflow(model, seeds: str) -> tuple[Trace, str]:
-    _, trace = model.generate(seeds=seeds, record_every=1)
-    return trace, (f"CoopFlow sample, seed {seeds}: frame 0 is the normalizing flow's proposal, the rest its "
-                   f"{trace.num_steps} Langevin refinement steps under the EBM.")
-
-
-def _egc(model, seeds: str) -> tuple[Trace, str]:
-    _, trace = model.generate(seeds=seeds, record_every=1)
-    return trace, (f"Unconditional EGC sample, seed {seeds}: {trace.num_steps} DDIM steps from Gaussian noise along "
-                   "eps = -grad logsumexp f; the energy is the free energy -logsumexp f(x_t, t) at each step's noise "
-                   "level (so it is not one fixed energy along the chain).")
-
-
-def _nerf_prior(model, seeds: str) -> tuple[Trace, str]:
-    _, _, trace = model.prior_trajectory(seeds, record_every=1, max_frames=NERF_FRAMES, resolution=NERF_RES,
-                                         azimuth=NERF_POSE[0], elevation=NERF_POSE[1])
-    states = trace.num_steps + 1
-    shown = (f"all {states} states are rendered" if len(trace.frames) == states else
-             f"{len(trace.frames)} of its {states} states, evenly spaced, are rendered (each frame is a render)")
-    return trace, (f"EBM prior chain of the shape and appearance latents, seed {seeds}: {trace.num_steps} Langevin steps "
-                   f"on E_s(z_s) + E_a(z_a) + |z|^2/2 (the energy charted); {shown}, each at {NERF_RES} px from azimuth "
-                   f"{NERF_POSE[0]:g}, elevation {NERF_POSE[1]:g} degrees.")
-
-
-# kind -> how its "generate" chain is recorded; other kinds follow the common contract (``_generate``).
-GENERATORS = {"coopflow": _coopflow, "egc": _egc, "nerf_lebm": _nerf_prior}
+def _sentence(head: str, detail: str) -> str:
+    detail = detail.strip().rstrip(".")
+    return f"{head}: {detail}." if detail else f"{head}."
 
 
 def record(name: str, task: str, seed: int) -> tuple[Trace, str]:
-    """Run one chain with a frame at every step and return its Trace (and a note)."""
-    names = trajectory_models()
-    if name not in names:
-        raise SamplingError(f"Model '{name}' has no trajectory view. Choose one of: {', '.join(names) or 'none'}.")
-    kind, config = checkpoint_config(name)
-    tasks = chain_tasks(kind, config)
-    if task not in tasks:
-        raise SamplingError(f"{name} supports {', '.join(tasks)}, not '{task}'.")
+    """Run one chain with a frame at every step (``model.run``) and return its Trace (and a note)."""
+    offered, tasks = _chain_tasks(name)
+    spec = next((t for t in tasks if t.name == task), None)
+    if spec is None:
+        raise SamplingError(f"{name} supports {', '.join(t.name for t in tasks)}, not '{task}'.")
     seeds = str(limits.seed(seed, error=SamplingError))
     model = cached_model(name)
-    if task.startswith("translate"):
-        return _translate(name, kind, config, model, task, seeds)
-    if task == "generate":
-        return GENERATORS.get(kind, _generate)(model, seeds)
+    if spec.task == "translate":
+        source, target = spec.domains
+        image, label = held_out(offered.raw, TRANSLATE_EXAMPLE, source)
+        out = model.run(spec.name, image=image, seeds=seeds, record_every=1)
+        return out.trace, _sentence(f"Translating {label} to {target} style, seed {seeds}", spec.describe)
+    if spec.task == "generate":
+        out = model.run(spec.name, seeds=seeds, record_every=1)
+        return out.trace, _sentence(f"Unconditional sample, seed {seeds}", " ".join(out.notes) or spec.describe)
     image = _example(model)
     known = torch.from_numpy(~preset_mask("centre square", image.shape[-1])).float()
-    _, trace = model.inpaint(image, known, seeds=seeds, record_every=1)
-    return trace, f"Inpainting the centre square of a held-out trouser, seed {seeds}."
+    out = model.run(spec.name, image=image, mask=known, seeds=seeds, record_every=1)
+    return out.trace, f"Inpainting the centre square of a held-out trouser, seed {seeds}."
 
 
 def _frames(trace: Trace) -> tuple[list[np.ndarray], list[str], list[int], str]:
@@ -158,9 +117,9 @@ def _controls_for(name: str, task: str, seed: int) -> tuple:
     """Updates that set the model, task and seed controls to a chain shown from elsewhere."""
     if name not in trajectory_models():
         return gr.update(), gr.update(), gr.update()
-    kind, config = checkpoint_config(name)
-    tasks = chain_tasks(kind, config)
-    return (gr.update(value=name), gr.update(choices=task_choices(kind, config, tasks), value=task if task in tasks else tasks[0]),
+    _, tasks = _chain_tasks(name)
+    names = [t.name for t in tasks]
+    return (gr.update(value=name), gr.update(choices=task_choices(tasks), value=task if task in names else names[0]),
             gr.update(value=seed))
 
 
@@ -192,13 +151,10 @@ def show_frame(state: dict | None, index: float):
 
 
 def _tasks(name: str, task: str | None = None):
-    """The chosen model's tasks (translation models translate; others generate and inpaint)."""
-    names = trajectory_models()
-    if name not in names:
-        raise SamplingError(f"Model '{name}' has no trajectory view. Choose one of: {', '.join(names) or 'none'}.")
-    kind, config = checkpoint_config(name)
-    tasks = chain_tasks(kind, config)
-    return gr.update(choices=task_choices(kind, config, tasks), value=task if task in tasks else tasks[0])
+    """The chosen model's chain tasks (from its kind's ``task_specs``)."""
+    _, tasks = _chain_tasks(name)
+    names = [t.name for t in tasks]
+    return gr.update(choices=task_choices(tasks), value=task if task in names else names[0])
 
 
 def build() -> dict:
@@ -206,13 +162,12 @@ def build() -> dict:
     gr.Markdown("Every sample is the end of a chain that descends an energy. Pick a model and a task, then scrub "
                 "through the recorded frames; the chart marks the step you are looking at.")
     state = gr.State()
-    kind, config = checkpoint_config(names[0])
-    tasks = chain_tasks(kind, config)
+    _, tasks = _chain_tasks(names[0])
     with gr.Row():
         with gr.Column(scale=1):
             model = gr.Dropdown(names, value=names[0], label="Model", elem_id="trajectory-model")
             # Not a closed choice list: API calls may ask for any model's task; record() checks it.
-            task = gr.Dropdown(task_choices(kind, config, tasks), value=tasks[0], label="Task", allow_custom_value=True,
+            task = gr.Dropdown(task_choices(tasks), value=tasks[0].name, label="Task", allow_custom_value=True,
                                elem_id="trajectory-task")
             seed = gr.Number(value=0, precision=0, label="Seed", elem_id="trajectory-seed")
             go = gr.Button("Record chain", variant="primary")
