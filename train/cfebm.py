@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
             truncate_log(log_file, prog.step)
     elif args.init_from:
         # Continue a finished checkpoint: one more pass of its last stage with train.images[<its resolution>] images.
-        model, prog = continued_model(args.init_from, ts)
+        model, prog = continued_model(args.init_from, ts, cfg.model)
         ema_state, opt_state, ema_updates = None, None, 0
         if acc.is_main_process and log_file.exists():
             log_file.unlink()
@@ -290,11 +290,20 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Exported EMA weights ({reached}px) to {path}")
 
 
-def continued_model(ref: str, ts: CFEBMTrainSettings) -> tuple[CFEBM, Progress]:
-    """The exported model of ``ref`` and the progress that trains its final stage once more."""
+# Config fields a continued run may change: they set how the model samples, not its weights.
+SAMPLER_FIELDS = ("final_steps", "scale_steps", "multiscale_steps", "multiscale_blend", "denoise_steps", "denoise_eta0")
+
+
+def continued_model(ref: str, ts: CFEBMTrainSettings, model_section: dict | None = None) -> tuple[CFEBM, Progress]:
+    """The exported model of ``ref`` and the progress that trains its final stage once more. ``model_section`` (the
+    config's ``model:``) may set sampler fields, e.g. the multi-scale steps that ``multiscale_fraction`` trains for."""
+    import dataclasses
+
     import studio
 
     model = studio.load(ref, kind="cfebm")  # raises a clear error for another kind of checkpoint
+    sampler = {k: v for k, v in (model_section or {}).items() if k in SAMPLER_FIELDS}
+    model.config = dataclasses.replace(model.config, **sampler)
     res = model.config.resolution
     if res not in ts.resolutions:
         raise ConfigError(f"--init-from {ref} is at {res}px, which is not one of train.resolutions {ts.resolutions}.")
