@@ -1,5 +1,5 @@
 """The CoopFlow tab end to end through gradio_client, on a tiny random checkpoint built by the test (trained with
-T = 3; its sampler defaults, as train/coopflow_choose_sampler.py writes them: T = 2, delta = 0.05, no noise)."""
+T = 3; its sampler defaults, as train/coopflow_choose_sampler.py writes them: T = 3, delta = 0.05, no noise)."""
 import shutil
 from pathlib import Path
 
@@ -22,7 +22,7 @@ def save_tiny_coopflow(root: Path) -> None:
                     extra={"sampler_defaults": TINY_DEFAULTS})
 
 
-TINY_DEFAULTS = {"steps": 2, "step_size": 0.05, "noise": 0.0}
+TINY_DEFAULTS = {"steps": 3, "step_size": 0.05, "noise": 0.0}  # T: what it was trained with
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_coopflow_warns_when_T_is_past_the_trained_T(client):
     (and a gr.Warning toast in the browser); T up to 3 is not warned about."""
     *_, summary = client.predict(5, 0.05, 0, 2, 0.0, api_name="/coopflow_sample")
     assert summary.startswith("Warning: T = 5 is past the T = 3 the EBM was trained with.") and "Seeds used: 0-1" in summary
-    assert "Trained with T = 3, delta = 0.03. Sampler defaults: T = 2, delta = 0.05, noise = 0." in summary
+    assert "Trained with T = 3, delta = 0.03. Sampler defaults: T = 3, delta = 0.05, noise = 0." in summary
     *_, summary = client.predict(3, 0.05, 0, 2, 0.0, api_name="/coopflow_sample")
     assert "Warning" not in summary
 
