@@ -122,8 +122,7 @@ def build() -> None:
         with gr.Column(scale=1):
             steps = gr.Slider(0, MAX_STEPS, value=defaults["steps"], step=1, label="Langevin steps T", elem_id="coopflow-steps",
                               info=f"The EBM was trained with T = {trained}; longer chains are past what it learned.")
-            steps_md = gr.Markdown(**_note_kwargs(steps_note(trained, defaults["steps"])), elem_id="coopflow-steps-note",
-                                   elem_classes=["bar-warning"])
+            steps_md = gr.Markdown(**_note_kwargs(steps_note(trained, defaults["steps"])), elem_id="coopflow-steps-note")
             delta = gr.Slider(*DELTA_RANGE, value=defaults["step_size"], step=0.001, label="Step size delta", elem_id="coopflow-delta",
                               info=f"Trained with delta = {c.train_step_size:g}.")
             with gr.Row():
