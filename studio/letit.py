@@ -74,6 +74,7 @@ from .kinds import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds
 from .protocol import EnergySpec, SampleOutput, StudioModel, TaskSpec, relative_noise
 from .saliency import pixel_saliency
+from .metrics import psnr
 
 DIRECTIONS: dict[str, tuple[str, str]] = {"t2g": ("twitter", "google"), "g2t": ("google", "twitter")}
 MAX_STEPS = 1000
@@ -94,6 +95,9 @@ class LETITConfig:
     ebm_width: int = 64
     # Per trained direction: the sampler its EBM was trained with, {"steps", "step_size", "noise"}.
     directions: dict[str, dict] = field(default_factory=dict)
+    # Translation default for the manifold projection z <- Enc(Dec(z)) (``LETIT.translate``): every this many
+    # chain steps and after the last one; 0 = never.
+    project_every: int = 0
 
     @property
     def latent_resolution(self) -> int:
@@ -231,6 +235,7 @@ class TranslationResult:
     steps: int
     step_size: float
     noise: float
+    project_every: int = 0  # > 0: the latent was replaced by Enc(Dec(z)) every this many steps and at the end
 
     def shift_map(self) -> Tensor:
         """Per-location shift [B, h, w] (summed over channels) for map latents; per dimension [B, D] for vectors."""
@@ -352,25 +357,79 @@ class LETIT(nn.Module, StudioModel):
         d = self.config.directions[direction]
         return {"steps": int(d.get("translate_steps", d["steps"])), "step_size": d["step_size"], "noise": d["noise"]}
 
+    def project(self, z: Tensor) -> Tensor:
+        """The manifold projection Enc(Dec(z)) in normalised latent units (clamped to the latent bound): the
+        code of the image the decoder draws from z. A clean output is a near fixed point of it."""
+        with torch.no_grad():
+            p = self.encode(self.decode(z))
+        b = self.config.latent_bound
+        return p.clamp(-b, b) if b > 0 else p
+
+    def reencode_psnr(self, images: Tensor, batch: int = 256) -> Tensor:
+        """Per-image PSNR [B] between images and Dec(Enc(images)): how close they are to being fixed points of
+        the autoencoder (the on-manifold check; real drawings give the reference level)."""
+        x = self.check_images(images)
+        recon = torch.cat([self.reconstruct(x[i : i + batch]) for i in range(0, len(x), batch)])
+        return psnr(recon, x).cpu()
+
     def chain(self, z0: Tensor, direction: str, steps: int, step_size: float, noise: float, generator=None,
-              record_every: int = 0, callback=None, progress: bool = False) -> tuple[Tensor, Trace]:
-        """Langevin in latent space under E_direction (used by translate and by training)."""
+              record_every: int = 0, callback=None, progress: bool = False, project_every: int = 0) -> tuple[Tensor, Trace]:
+        """Langevin in latent space under E_direction (used by translate and by training).
+
+        ``project_every`` = k > 0 replaces z by ``project(z)`` = Enc(Dec(z)) after every k-th step and after the
+        last one (k >= steps: once, at the end). The chain then runs as segments of at most k steps, one
+        ``langevin`` call each, with the same per-sample generators (their random streams continue, so the
+        noise is the same as in one long call) and one Trace over all segments (``Trace.extend``; its
+        ``segments`` name them). Frames are taken every ``record_every`` global steps after any projection at
+        that step, and always at the end. After a projection ``callback`` also gets ``{"step", "x",
+        "projected": True}``, so a running sum over states sees the jump."""
         ebm = self.ebms[self.check_direction(direction)]
         b = self.config.latent_bound
-        return langevin(ebm, z0, steps=steps, step_size=step_size, noise_std=noise, generator=generator,
-                        clamp=(-b, b) if b > 0 else None, record_every=record_every, callback=callback,
-                        progress=progress, desc=f"LETIT {direction}")
+        clamp = (-b, b) if b > 0 else None
+        if not project_every:
+            return langevin(ebm, z0, steps=steps, step_size=step_size, noise_std=noise, generator=generator, clamp=clamp,
+                            record_every=record_every, callback=callback, progress=progress, desc=f"LETIT {direction}")
+        trace, z, done = Trace(), z0, 0
+        if record_every:
+            trace.add_frame(z0, "start")
+        while True:
+            n = min(project_every, steps - done)
+            frames: list[tuple[int, Tensor]] = []
+
+            def on_step(info: dict, offset: int = done, n: int = n) -> None:
+                t = offset + info["step"] + 1  # the global step just taken
+                if record_every and t % record_every == 0 and info["step"] + 1 < n:  # a segment's end: framed after projecting
+                    frames.append((t, info["x"].detach().to("cpu", copy=True)))
+                if callback is not None:
+                    callback({**info, "step": t - 1})
+
+            z, seg = langevin(ebm, z, steps=n, step_size=step_size, noise_std=noise, generator=generator, clamp=clamp,
+                              callback=on_step, progress=progress, desc=f"LETIT {direction} (projected every {project_every})")
+            trace.extend(seg, label=f"steps {done + 1}-{done + n}" if n else "no steps")
+            for t, f in frames:  # frames taken by the callback, in step order after the segment's energies
+                trace.frames.append(f), trace.frame_steps.append(t), trace.frame_labels.append(f"step {t}")
+            done += n
+            z = self.project(z)
+            if callback is not None:
+                callback({"step": done - 1, "x": z, "projected": True})
+            if record_every and (done % record_every == 0 or done == steps):
+                trace.add_frame(z, f"step {done} projected")
+            if done >= steps:
+                return z, trace
 
     # -- translation -------------------------------------------------------------------------
 
     def translate(self, images: Tensor, direction: str = "t2g", steps: int | None = None, step_size: float | None = None,
-                  noise: float | None = None, seeds="0", record_every: int = 0, progress: bool = False) -> TranslationResult:
+                  noise: float | None = None, seeds="0", record_every: int = 0, progress: bool = False,
+                  project_every: int | None = None) -> TranslationResult:
         """Translate images (Twitter -> Google for "t2g", Google -> Twitter for "g2t").
 
         One seed per image (``"0-3"``, ``[5, 9]``); a single seed with several images means
         consecutive seeds s, s+1, ...; one image with several seeds gives one chain per seed.
         ``steps``, ``step_size`` and ``noise`` default to what the direction's EBM was trained with.
         ``record_every`` > 0 decodes the latent every that many steps into ``frames``.
+        ``project_every`` = k > 0 replaces the latent by Enc(Dec(z)) every k steps and after the last step
+        (``chain``); 0 never; None takes ``config.project_every``.
         """
         defaults = self.sampler_defaults(direction)
         steps = defaults["steps"] if steps is None else steps
@@ -382,6 +441,8 @@ class LETIT(nn.Module, StudioModel):
         if not 0 <= steps <= MAX_STEPS:
             raise SamplingError(f"steps must be between 0 and {MAX_STEPS}; got {steps}.")
         record_every = checks.integer("record_every", record_every, 0, 2**31)
+        project_every = checks.integer("project_every", self.config.project_every if project_every is None else project_every,
+                                       0, MAX_STEPS)
         x = self.check_images(images)
         seed_list = parse_seeds(seeds, max_count=1024)
         if len(seed_list) == 1 and x.shape[0] > 1:
@@ -401,7 +462,7 @@ class LETIT(nn.Module, StudioModel):
             shift.add_((info["x"] - prev[0]).abs())
             prev[0] = info["x"]
 
-        z, trace = self.chain(z0, direction, steps, step_size, noise, gens, record_every, accumulate, progress)
+        z, trace = self.chain(z0, direction, steps, step_size, noise, gens, record_every, accumulate, progress, project_every)
         with torch.no_grad():
             out = self.decode(z)
             # Recorded states decoded in batches of 256: a copy each way per batch, not per frame.
@@ -409,7 +470,8 @@ class LETIT(nn.Module, StudioModel):
             frames = list(torch.cat(decoded).split(z.shape[0])) if decoded else []
         return TranslationResult(outputs=out.cpu(), reconstructions=recon.cpu(), source_latents=z0.cpu(), latents=z.cpu(),
                                  trace=trace, frames=frames, frame_steps=list(trace.frame_steps), latent_shift=shift.cpu(),
-                                 direction=direction, seeds=seed_list, steps=steps, step_size=float(step_size), noise=float(noise))
+                                 direction=direction, seeds=seed_list, steps=steps, step_size=float(step_size), noise=float(noise),
+                                 project_every=project_every)
 
     # -- training losses (used by train/letit.py) --------------------------------------------
 

@@ -1,5 +1,6 @@
 """LETIT evaluation (``python -m train.evaluate letit-emoji``): both directions on the true held-out pairs,
-the pixel-space CF-EBM baseline on the same pairs, the autoencoder's ceiling and the training cost."""
+the pixel-space CF-EBM baseline on the same pairs, the autoencoder's ceiling, the on-manifold check and the
+training cost."""
 from __future__ import annotations
 
 import time
@@ -16,16 +17,30 @@ def evaluate_letit(model, samples: int, seed: int) -> dict:
     translation (cfebm-emoji-t2g) on the same twitter->google pairs, the autoencoder's reconstruction PSNR over
     both styles (the ceiling) and the training time of each stage.
     Chains use each direction's default sampler settings; image i of the test split gets seed i; with
-    ``--samples`` below the 512 test pairs, only the first ``samples`` pairs are translated."""
+    ``--samples`` below the 512 test pairs, only the first ``samples`` pairs are translated.
+
+    On-manifold check: ``{d}_reencode_psnr`` is the mean PSNR between a direction's outputs and
+    Dec(Enc(outputs)) (``LETIT.reencode_psnr``); a clean output is a near fixed point of the autoencoder.
+    ``reencode_psnr_real_twitter`` / ``_google`` are the same for the real test drawings of each style (all
+    test pairs), the level a real drawing reaches.
+    """
     from studio.data.emoji import load_emoji_pairs
 
     from .evaluate import translation_metrics
 
     metrics: dict = {}
     for direction in model.trained_directions:
-        metrics.update(translation_metrics(lambda x, s, d=direction: model.translate(x, d, seeds=s).outputs, direction, direction,
-                                          limit=samples))
+        outputs: list[torch.Tensor] = []  # kept for the re-encode check (translation_metrics returns numbers only)
+
+        def translate(x, s, d=direction, keep=outputs):
+            keep.append(model.translate(x, d, seeds=s).outputs)
+            return keep[-1]
+
+        metrics.update(translation_metrics(translate, direction, direction, limit=samples))
         metrics[f"{direction}_steps"] = model.sampler_defaults(direction)["steps"]
+        if model.config.project_every:
+            metrics[f"{direction}_project_every"] = model.config.project_every
+        metrics[f"{direction}_reencode_psnr"] = round(float(model.reencode_psnr(torch.cat(outputs)).mean()), 2)
     if "t2g" in model.trained_directions:
         try:
             pixel = studio.load("cfebm-emoji-t2g")
@@ -39,6 +54,9 @@ def evaluate_letit(model, samples: int, seed: int) -> dict:
     recon = torch.cat([model.reconstruct(both[i : i + 256]) for i in range(0, len(both), 256)])
     metrics["recon_psnr"] = round(float(psnr(recon, both).mean()), 2)
     metrics["recon_ssim"] = round(float(ssim(recon, both).mean()), 4)
+    n = len(pairs.twitter)  # a real drawing's re-encode PSNR is its reconstruction PSNR: split the same numbers by style
+    metrics["reencode_psnr_real_twitter"] = round(float(psnr(recon[:n], both[:n]).mean()), 2)
+    metrics["reencode_psnr_real_google"] = round(float(psnr(recon[n:], both[n:]).mean()), 2)
     stages = model.checkpoint.extra.get("stages", {})
     if "autoencoder" in stages:
         metrics["ae_train_seconds"] = round(stages["autoencoder"]["seconds"])
@@ -69,6 +87,12 @@ def card_extra(m: dict) -> str:
     if "cfebm_t2g_psnr" in m and "t2g_psnr" in m:
         lines.append(f"- Pixel-space CF-EBM on the same pairs: PSNR {m['cfebm_t2g_psnr']} dB, target-style probability "
                      f"{m['cfebm_t2g_target_score']}, FD {m['cfebm_t2g_fd']}.")
+    reencode = [f"{name} outputs {m[f'{d}_reencode_psnr']} dB (real {target} drawings {m[f'reencode_psnr_real_{target}']} dB)"
+                for d, name, target in (("t2g", "Twitter -> Google", "google"), ("g2t", "Google -> Twitter", "twitter"))
+                if f"{d}_reencode_psnr" in m and f"reencode_psnr_real_{target}" in m]
+    if reencode:
+        lines.append("- On-manifold check, PSNR between an image and Dec(Enc(image)) (a clean output is a near fixed point "
+                     "of the autoencoder): " + "; ".join(reencode) + ".")
     if "recon_psnr" in m:
         lines.append(f"- The autoencoder's reconstruction PSNR on both styles, the ceiling of any latent translation: {m['recon_psnr']} dB.")
     return "\n".join(lines)
