@@ -29,6 +29,7 @@ _ENTRIES = [
     Entry("toy-gaussian-mixture", "Analytic 2-D mixture of 8 Gaussians on a circle (Langevin playground)."),
     Entry("toy-ring", "Analytic 2-D ring energy (Langevin playground)."),
     Entry("cdrl-fmnist", "CDRL: class-conditional Fashion-MNIST EBM with an initializer and classifier-free guidance."),
+    Entry("cdrl-fmnist-attributes", "CDRL conditional on three binary Fashion-MNIST attributes (top, bright, high-contrast) for AND / NOT composition."),
     Entry("drl-fmnist", "DRL baseline: the CDRL energy without an initializer (K = 30 per level)."),
     Entry("cfebm-fmnist", "CF-EBM: Fashion-MNIST EBM grown 8 -> 16 -> 32 px; generation, denoising, inpainting, OOD scores."),
     Entry("ebm-single-fmnist", "Ablation: the CF-EBM network trained at 32 px only, on the same image budget."),
