@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
         phase = phase_at(run.state.step, ts)
         for group in flow_opt.param_groups:
             group["lr"] = ts.pretrain_lr if phase == "pretrain" else ts.flow_lr
+        for group in ebm_opt.param_groups:  # set every step: a resumed state must not restore an older rate
+            group["lr"] = ts.ebm_lr
         losses = trainer(phase, x, gen)
         total = losses.get("flow_loss", 0.0) + losses.get("ebm_loss", 0.0)
         flow_opt.zero_grad(set_to_none=True)
