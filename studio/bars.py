@@ -89,6 +89,13 @@ BARS: tuple[Bar, ...] = (
     Bar("cfebm-fmnist", "fd_multiscale", "<=", "fd", "FD of multi-scale samples vs single-scale", "multiscale", "issue 22"),
     Bar("cdrl-fmnist", "fd_uncond", "<=", 8.0, "unconditional FD", "generate", "issue 22"),
     Bar("cdrl-fmnist", "class_accuracy_w1", ">=", 0.92, "class accuracy at guidance w = 1", "generate", "issue 22"),
+    # issue 23: compositional generation
+    Bar("cdrl-fmnist-attributes", "compose_single_accuracy", ">=", 0.85,
+        "single-attribute settings: share of samples with the asked value", "compose", "issue 23"),
+    Bar("cdrl-fmnist-attributes", "compose_pair_accuracy", ">=", 0.70,
+        "two-attribute settings: share of samples with both asked values", "compose", "issue 23"),
+    Bar("cdrl-fmnist", "compose_not_rate", "<=", 0.03, "'unconditional AND NOT c': share of samples judged c", "compose",
+        "issue 23"),
     # NeRF-LEBM's claim: its EBM prior beats the Gaussian prior of the same budget
     Bar("nerf-lebm-shapes", "fd_ebm_prior", "<", "fd_gaussian_prior", "FD of EBM-prior renders vs the Gaussian prior's",
         "generate", "the NeRF-LEBM issue"),

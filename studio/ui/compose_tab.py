@@ -18,6 +18,7 @@ from ..data import fmnist_attributes as fa
 from ..errors import SamplingError
 from ..viz import energy_figure, to_uint8
 from . import gpu, limits
+from .bar_warnings import bar_warning
 from .common import cached_model, model_config, user_errors
 
 CLASS_MODEL, ATTRIBUTE_MODEL, JUDGE = "cdrl-fmnist", "cdrl-fmnist-attributes", "evaluator-fmnist"
@@ -198,6 +199,7 @@ def build() -> dict:
                                            if a in fa.ATTRIBUTES else a, elem_id=f"compose-attr-{a}") for a in attributes]
                         aw, aseed, an = _seed_controls("compose-attr", DEFAULT_GUIDANCE[ATTRIBUTE_MODEL])
                         go_attr = gr.Button("Compose attributes", variant="primary", elem_id="compose-attr-go")
+                        bar_warning(ATTRIBUTE_MODEL, "compose")
                     outputs_inputs.append((go_attr, compose_attributes, [*radios, aw, aseed, an], "compose_attributes"))
                 if CLASS_MODEL in local:
                     names = model_config(CLASS_MODEL)["class_names"]
@@ -214,6 +216,7 @@ def build() -> dict:
                                                          scale=1, min_width=80, elem_id=f"compose-weight-{i}"))
                         cw, cseed, cn = _seed_controls("compose-cls", DEFAULT_GUIDANCE[CLASS_MODEL])
                         go_cls = gr.Button("Compose classes", variant="primary", elem_id="compose-cls-go")
+                        bar_warning(CLASS_MODEL, "compose")
                     outputs_inputs.append((go_cls, compose_classes, [*roles, *weights, cw, cseed, cn], "compose_classes"))
         with gr.Column(scale=2):
             gallery = gr.Gallery(label="Samples, each judged automatically (select one to open its chain)", columns=8,
