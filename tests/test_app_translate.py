@@ -83,6 +83,42 @@ def test_letit_held_out_example_both_directions(client):
                                                             api_name="/translate")[3]))
 
 
+def test_letit_projection_option_and_the_reencode_check(client):
+    """The 9th input projects the latent chain onto the decoder's manifold; the note reports the re-encode check
+    of the output beside the input's and the true drawing's (and omitted, the projection takes its default, off)."""
+    plain = client.predict(EXAMPLE, None, tt.T2G, tt.LETIT, 4, 0.05, 0.0, 3, api_name="/translate")
+    default = client.predict(EXAMPLE, None, tt.T2G, tt.LETIT, 4, 0.05, 0.0, 3, 0, api_name="/translate")
+    projected = client.predict(EXAMPLE, None, tt.T2G, tt.LETIT, 4, 0.05, 0.0, 3, 2, api_name="/translate")
+    assert np.array_equal(_pixels(plain[2]), _pixels(default[2]))
+    assert not np.array_equal(_pixels(plain[2]), _pixels(projected[2]))
+    assert "projected onto the decoder's manifold" not in plain[-1]
+    assert "projected onto the decoder's manifold (z <- Enc(Dec(z))) every 2 steps and at the end" in projected[-1]
+    for note in (plain[-1], projected[-1]):
+        assert "Re-encode check" in note and "your twitter input" in note and "the true google drawing" in note
+    output_db = lambda note: float(note.split("Re-encode check")[1].split("output **")[1].split(" dB")[0])  # noqa: E731
+    assert output_db(projected[-1]) > output_db(plain[-1])  # a projected output is (nearly) a fixed point
+    *_, note = client.predict(EXAMPLE, None, tt.T2G, tt.PIXEL, 2, 1.0, 0.0, 0, 3, api_name="/translate")
+    assert "has no latent to project, so 'Project every' (3) was not used" in note and "Re-encode" not in note
+    with pytest.raises(Exception, match=r"'Project every \(steps\)' must be between 0 and 200; got 201"):
+        client.predict(EXAMPLE, None, tt.T2G, tt.LETIT, 4, 0.05, 0.0, 0, 201, api_name="/translate")
+    for bad in (-1, 2.5, "two"):
+        with pytest.raises(gr.Error, match=r"Project every \(steps\) must be a whole number between 0 and 200"):
+            tt.translate(EXAMPLE, None, tt.T2G, tt.LETIT, 4, 0.05, 0.0, 0, bad)
+
+
+def test_switching_method_keeps_the_users_projection_for_letit(partial):
+    save_tiny_translators(partial)
+    touched = {"steps": 80, "project_every": 5}
+    current = {"steps": 80, "step_size": 0.05, "noise": 0.1, "project_every": 5}
+    values, notes = tt.settings_for(tt.PIXEL, tt.T2G, current, touched)
+    assert values["steps"] == 80 and values["project_every"] == 0  # CF-EBM has no latent: off, and the note says so
+    assert any(n.startswith("Project every: 5 -> 0") and "kept for when it applies again" in n for n in notes)
+    back, _ = tt.settings_for(tt.LETIT, tt.T2G, values, touched)
+    assert back["steps"] == 80 and back["project_every"] == 5 and back["step_size"] == SAMPLER["step_size"]
+    untouched, notes = tt.settings_for(tt.LETIT, tt.G2T, {**current, "project_every": 0}, {})
+    assert untouched["project_every"] == 0 and not any("Project" in n for n in notes)
+
+
 def test_seeded_runs_repeat_and_differ(client):
     a = client.predict(EXAMPLE, None, tt.T2G, tt.LETIT, 3, 0.05, 0.5, 7, api_name="/translate")
     b = client.predict(EXAMPLE, None, tt.T2G, tt.LETIT, 3, 0.05, 0.5, 7, api_name="/translate")
@@ -163,7 +199,7 @@ def test_only_trained_methods_and_directions_are_offered(partial):
     shutil.rmtree(partial / tt.LETIT_NAME)
     save_tiny_translators(partial, letit_directions=None, pixel=True)
     assert tt.offered() == {tt.PIXEL: [tt.T2G]} and tt.methods_for(tt.G2T) == []
-    assert tt.sampler_defaults(tt.PIXEL, tt.T2G) == {"steps": 3, "step_size": 1.0, "noise": 0.0}
+    assert tt.sampler_defaults(tt.PIXEL, tt.T2G) == {"steps": 3, "step_size": 1.0, "noise": 0.0, "project_every": 0}
 
 
 def test_examples_are_the_shipped_pairs():

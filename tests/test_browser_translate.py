@@ -48,3 +48,35 @@ def test_translate_tab_runs_and_shows_the_output(page):
     for plot in ("#translate-shift", "#translate-energy"):  # both plotly charts drew something
         page.locator(f"{plot} .js-plotly-plot").first.wait_for(timeout=30000)
     screenshot(page, "translate")
+
+
+def _number(page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]").first
+    box.fill(value)
+    box.press("Enter")
+
+
+def _project_box(page):
+    return page.locator("#translate-project input[type=number]").first
+
+
+def test_the_projection_slider_follows_the_method_and_reaches_the_run(page):
+    """LETIT's 'Project every' is the user's while LETIT is chosen, off and disabled for CF-EBM pixel (the note says
+    so), back when LETIT is chosen again; a run with it projects the chain and reports the re-encode check."""
+    page.get_by_role("tab", name="Translate", exact=True).click()
+    page.get_by_label("twitter->google").check()
+    page.get_by_label("LETIT").check()
+    page.wait_for_timeout(1500)  # the direction change's settings update lands before the user types
+    _number(page, "translate-project", "2")
+    page.wait_for_timeout(500)
+    page.get_by_label("CF-EBM pixel").check()
+    page.wait_for_function("() => (document.querySelector('#translate-settings-note')?.innerText || '').includes('Project every: 2 -> 0')",
+                           timeout=30000)
+    assert _project_box(page).input_value() == "0" and _project_box(page).is_disabled()
+    page.get_by_label("LETIT").check()
+    page.wait_for_function("() => document.querySelector('#translate-project input[type=number]')?.value === '2'", timeout=30000)
+    assert not _project_box(page).is_disabled()
+    _number(page, "translate-steps", "4")
+    page.get_by_role("button", name="Translate", exact=True).click()
+    _wait_for_note(page, "every 2 steps and at the end")
+    assert "Re-encode check" in _note(page) and "the true google drawing" in _note(page)

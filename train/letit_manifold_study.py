@@ -17,7 +17,9 @@ blotches. Each variant changes only how the shipped EBMs are sampled or decoded:
 Per direction and variant: PSNR and SSIM to the true counterpart (beside the untranslated input's), the
 re-encode PSNR (output vs Dec(Enc(output)); real drawings give the reference), the evaluator's probability
 of the target style and its accuracy, FD to the split's target-style drawings (at this count it is biased
-upwards; compare variants with each other, not with the full-count card), and CPU seconds per image.
+upwards; compare variants with each other, not with the full-count card), CPU seconds per image, and the
+95% interval of each variant's paired PSNR and SSIM difference to ``default`` (a bootstrap over whole base
+emoji, since skin-tone variants of one emoji are not independent pairs).
 
 Splits: ``test`` is the held-out test pairs (evenly spaced ``--pairs`` of the 512; the numbers to report);
 ``validation`` is the fold of the train split that train/letit.py leaves out with ``holdout_fraction=0.1``
@@ -37,7 +39,7 @@ import torch.nn.functional as F
 
 import studio
 from studio.letit import DIRECTIONS
-from studio.metrics import batched_features, frechet_distance, psnr, ssim
+from studio.metrics import batched_features, frechet_distance, grouped_bootstrap_lower_bound, psnr, ssim
 
 VARIANTS = ["default", "project_end", "project_12", "project_6", "project_3", "noise0", "steps_16", "steps_32",
             "half_step", "blur_1", "blur_2"]
@@ -86,15 +88,38 @@ def measure(model, judge, direction: str, name: str, source, target, target_feat
     with torch.no_grad():
         probs = judge(out).softmax(-1)
     fd = frechet_distance(batched_features(judge.features, out), target_feats)
-    return {"direction": direction, "variant": name, "psnr": float(psnr(out, target).mean()),
-            "psnr_gain": float(psnr(out, target).mean() - psnr(source, target).mean()),
-            "ssim": float(ssim(out, target).mean()), "reencode_psnr": float(model.reencode_psnr(out).mean()),
+    per_psnr, per_ssim = psnr(out, target), ssim(out, target)
+    return {"direction": direction, "variant": name, "psnr": float(per_psnr.mean()),
+            "psnr_gain": float(per_psnr.mean() - psnr(source, target).mean()),
+            "ssim": float(per_ssim.mean()), "reencode_psnr": float(model.reencode_psnr(out).mean()),
             "target_score": float(probs[:, style].mean()), "target_accuracy": float((probs.argmax(1) == style).float().mean()),
-            "fd": fd, "cpu_seconds_per_image": seconds}
+            "fd": fd, "cpu_seconds_per_image": seconds,
+            "per_image": {"psnr": per_psnr.tolist(), "ssim": per_ssim.tolist(), "target_score": probs[:, style].tolist()}}
+
+
+def paired_interval(a: list[float], b: list[float], groups: list[str], confidence: float = 0.95) -> tuple[float, float]:
+    """A two-sided interval of mean(a - b) over paired items, by a bootstrap over whole groups (base emoji)."""
+    diff = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)
+    tail = 1 - (1 - confidence) / 2
+    return grouped_bootstrap_lower_bound(diff, groups, tail), -grouped_bootstrap_lower_bound(-diff, groups, tail)
+
+
+def compare_with_default(result: dict, groups: list[str]) -> None:
+    """Add to every row its 95% interval of the paired PSNR, SSIM and target-score differences to ``default``."""
+    for d in result["reference"]:
+        base = next((r for r in result["rows"] if r["direction"] == d and r["variant"] == "default"), None)
+        if base is None:
+            continue
+        for r in result["rows"]:
+            if r["direction"] == d and r is not base:
+                r["vs_default"] = {k: paired_interval(r["per_image"][k], base["per_image"][k], groups)
+                                   for k in ("psnr", "ssim", "target_score")}
 
 
 def pairs_for(split: str, count: int, size: int):
     from studio.data.emoji import holdout_mask, load_emoji_pairs
+
+    from studio.data.emoji import base_names
 
     if split == "test":
         pairs = load_emoji_pairs("test", size=size)
@@ -103,22 +128,32 @@ def pairs_for(split: str, count: int, size: int):
         pairs = load_emoji_pairs("train", size=size)
         pool = holdout_mask(pairs.names, 0.1).nonzero().flatten()
     pick = pool[torch.linspace(0, len(pool) - 1, min(count, len(pool))).round().long()]
-    return pairs.twitter[pick], pairs.google[pick], pairs.twitter[pool], pairs.google[pool]
+    bases = base_names(pairs.names)
+    groups = [bases[i] for i in pick.tolist()]  # base emoji: skin-tone variants are not independent draws
+    return pairs.twitter[pick], pairs.google[pick], pairs.twitter[pool], pairs.google[pool], groups
+
+
+def _intervals(row: dict) -> str:
+    v = row.get("vs_default")
+    if not v:
+        return ""
+    return f"[{v['psnr'][0]:+.3f}, {v['psnr'][1]:+.3f}] dB; [{v['ssim'][0]:+.4f}, {v['ssim'][1]:+.4f}]"
 
 
 def markdown(result: dict) -> str:
     lines = [f"Split `{result['split']}`, {result['pairs']} pairs, checkpoint `{result['checkpoint']}`.", "",
-             "| direction | variant | PSNR (dB) | gain (dB) | SSIM | re-encode PSNR (dB) | target prob | target acc | FD | CPU s/img |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| direction | variant | PSNR (dB) | gain (dB) | SSIM | re-encode PSNR (dB) | target prob | target acc | FD | CPU s/img "
+             "| vs default: PSNR, SSIM (95% intervals) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d, ref in result["reference"].items():
         lines.append(f"| {d} | untranslated input | {ref['identity_psnr']:.3f} | 0 | {ref['identity_ssim']:.4f} | "
-                     f"{ref['reencode_psnr_source']:.2f} (real source) | {ref['source_target_score']:.3f} | | | |")
-        lines.append(f"| {d} | real target drawings | | | | {ref['reencode_psnr_target']:.2f} | {ref['target_target_score']:.3f} | | | |")
+                     f"{ref['reencode_psnr_source']:.2f} (real source) | {ref['source_target_score']:.3f} | | | | |")
+        lines.append(f"| {d} | real target drawings | | | | {ref['reencode_psnr_target']:.2f} | {ref['target_target_score']:.3f} | | | | |")
         for r in result["rows"]:
             if r["direction"] == d:
                 lines.append(f"| {d} | {r['variant']} | {r['psnr']:.3f} | {r['psnr_gain']:+.3f} | {r['ssim']:.4f} | "
                              f"{r['reencode_psnr']:.2f} | {r['target_score']:.3f} | {r['target_accuracy']:.3f} | {r['fd']:.2f} | "
-                             f"{r['cpu_seconds_per_image']:.3f} |")
+                             f"{r['cpu_seconds_per_image']:.3f} | {_intervals(r)} |")
     return "\n".join(lines)
 
 
@@ -137,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown variants {bad}" if bad else "--pairs must be >= 2")
     model = studio.load(args.name)
     judge = studio.load("evaluator-emoji")
-    twitter, google, all_twitter, all_google = pairs_for(args.split, args.pairs, model.config.image_size)
+    twitter, google, all_twitter, all_google, groups = pairs_for(args.split, args.pairs, model.config.image_size)
     styles = {"twitter": twitter, "google": google}
     everything = {"twitter": all_twitter, "google": all_google}
     directions = [d.strip() for d in args.directions.split(",") if d.strip()] or model.trained_directions
@@ -156,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
         for v in variants:
             row = measure(model, judge, d, v, source, target, target_feats)
             result["rows"].append(row)
-            print(json.dumps({k: round(x, 4) if isinstance(x, float) else x for k, x in row.items()}), flush=True)
+            compare_with_default(result, groups)
+            print(json.dumps({k: round(x, 4) if isinstance(x, float) else x for k, x in row.items() if k != "per_image"}), flush=True)
             if args.out:
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.out).write_text(json.dumps(result, indent=1))

@@ -3,6 +3,9 @@
 Only what is trained is offered: LETIT in the directions whose latent EBM its checkpoint holds
 (``LETIT.trained_directions``), the CF-EBM pixel baseline in the one direction it was trained for.
 Everything shown comes from one run: the strip, shifts and energies are read from its Trace.
+LETIT runs also report the re-encode check (PSNR of an image to Dec(Enc(image)): a clean drawing is a
+near fixed point of the autoencoder) for the output, the input and the true drawing, and can project the
+latent chain back onto the decoder's manifold every k steps (``LETIT.translate(project_every=k)``).
 """
 from __future__ import annotations
 
@@ -34,6 +37,9 @@ STYLES = {"t2g": ("twitter", "google"), "g2t": ("google", "twitter")}  # (source
 MAX_STEPS, MAX_STEP_SIZE, MAX_NOISE, MAX_SEED = 200, 2.0, 1.0, 2**63 - 1
 STRIP_FRAMES, SHOW = 11, 128  # frames in the trajectory strip (incl. both ends); displayed image size (2x of 64 px)
 STRIP_COLUMNS, STRIP_TILE = 6, 96  # the strip wraps into rows so each frame stays at least 1.5x
+# CPU seconds of one projection Enc(Dec(z)) of one 64 px image on the reference machine (time.process_time,
+# one thread): at most one per step, so it bounds the extra cost of projecting every step.
+LETIT_PROJECTION = 0.012
 EMOJI_DIR = assets_dir() / "examples" / "emoji"
 
 
@@ -113,12 +119,15 @@ def _size(model) -> int:
 
 
 def sampler_defaults(method: str, direction: str) -> dict:
-    """Steps, step size and noise the chosen model was trained with (CF-EBM: its translation defaults)."""
+    """Steps, step size, noise and manifold projection (every k steps, 0 = off) the chosen model translates
+    with by default (CF-EBM: its translation defaults; it has no latent, so no projection)."""
     model = _model(method, direction)
     if method == LETIT:
         d = model.sampler_defaults(CODES[direction])
-        return {"steps": int(d["steps"]), "step_size": float(d["step_size"]), "noise": float(d["noise"])}
-    return {"steps": model.trained_steps(), "step_size": float(model.config.grad_step), "noise": float(model.config.translate_eta0)}
+        return {"steps": int(d["steps"]), "step_size": float(d["step_size"]), "noise": float(d["noise"]),
+                "project_every": int(model.config.project_every)}
+    return {"steps": model.trained_steps(), "step_size": float(model.config.grad_step), "noise": float(model.config.translate_eta0),
+            "project_every": 0}
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -180,6 +189,10 @@ def _steps(value) -> int:
     return checks.integer("Steps", value, 1, MAX_STEPS)
 
 
+def _project_every(value) -> int:
+    return checks.integer("Project every (steps)", value, 0, MAX_STEPS)  # named as the slider is
+
+
 def _seed(value) -> int:
     return limits.seed(value, error=SamplingError)
 
@@ -237,24 +250,29 @@ def _strip_indices(frame_steps: list[int], every: int) -> list[int]:
 # -- translate -------------------------------------------------------------------------------------
 
 
-@gpu.on_gpu(MAX_STEPS * max(gpu.LETIT_STEP, gpu.PIXEL_STEP_64))
+@gpu.on_gpu(MAX_STEPS * max(gpu.LETIT_STEP + LETIT_PROJECTION, gpu.PIXEL_STEP_64))
 @user_errors
-def translate(example, upload, direction, method, steps, step_size, noise, seed, progress=gr.Progress(track_tqdm=True)):
-    """Translate one emoji: images, trajectory strip, shift chart and map, energy plot and a note."""
+def translate(example, upload, direction, method, steps, step_size, noise, seed, project_every=None,
+              progress=gr.Progress(track_tqdm=True)):
+    """Translate one emoji: images, trajectory strip, shift chart and map, energy plot and a note.
+    ``project_every`` (LETIT only): replace the latent by Enc(Dec(z)) every k steps and at the end; 0 = off,
+    None = the model's default."""
     code = _direction(direction)
     model = _model(method, direction)
     steps = _steps(steps)
     step_size = _in_range("Step size", step_size, 0.0, MAX_STEP_SIZE)
     noise = _in_range("Noise", noise, 0.0, MAX_NOISE)
     seed = _seed(seed)
+    trained = sampler_defaults(method, direction)
+    project_every = trained["project_every"] if project_every is None else _project_every(project_every)
     size = _size(model)
     x, truth, source, notes = inputs(example, upload, code, size)
-    trained = sampler_defaults(method, direction)
+    src_style, tgt_style = STYLES[code]
     every = max(1, math.ceil(steps / (STRIP_FRAMES - 1)))
     start = time.perf_counter()
     if method == LETIT:
         r = model.translate(x, code, steps=steps, step_size=step_size, noise=noise, seeds=str(seed), record_every=every,
-                            progress=True)
+                            progress=True, project_every=project_every)
         out, recon, trace = r.outputs[0], r.reconstructions[0], r.trace
         shown = list(range(len(r.frames)))
         frames, frame_steps = r.frames, r.frame_steps
@@ -266,7 +284,12 @@ def translate(example, upload, direction, method, steps, step_size, noise, seed,
         shift_note = (f"Latent shift: {float(lat.sum()):.3g} in total over {lat[0].numel()} latent numbers; the map is its "
                       f"sum over channels at each of the {where.shape[-2]}x{where.shape[-1]} latent locations.")
         sampler = f"{steps} latent Langevin steps, step size {step_size:g}, noise std {noise:g}"
+        if project_every:
+            sampler += (", the latent projected onto the decoder's manifold (z <- Enc(Dec(z))) "
+                        + (f"every {project_every} steps and at the end" if project_every < steps else "at the end"))
     else:
+        if project_every:
+            notes.append(f"CF-EBM works on pixels and has no latent to project, so 'Project every' ({project_every}) was not used.")
         if step_size != trained["step_size"]:
             notes.append(f"CF-EBM's step size is fixed at its trained value {trained['step_size']:g} (its translate() has "
                          f"no step-size argument), so the {step_size:g} given was not used.")
@@ -287,7 +310,6 @@ def translate(example, upload, direction, method, steps, step_size, noise, seed,
         sampler = f"{steps} pixel Langevin steps, step size {step_size:g}, eta0 {noise:g} (noise variance decaying to 0)"
     seconds = time.perf_counter() - start
     frames = [frames[i] if frames[i].dim() == 3 else frames[i][0] for i in shown]
-    src_style, tgt_style = STYLES[code]
     lines = [f"Input: {source}. {method} {direction} on {size}x{size} RGB: {sampler}, seed {seed}, {seconds:.1f} s."]
     if steps > trained["steps"]:
         lines.append(f"**Warning: {steps} steps exceed the {trained['steps']} this model was trained with; "
@@ -298,6 +320,7 @@ def translate(example, upload, direction, method, steps, step_size, noise, seed,
     if recon is not None:
         lines.append(f"Autoencoder reconstruction vs input: {float(psnr(recon[None], x[None])[0]):.2f} dB "
                      "(the ceiling: the chain can only reach what the decoder can draw).")
+        lines.append(reencode_line(model, out, x, truth, src_style, tgt_style))
     lines.append(shift_note)
     lines.append(f"The strip shows {len(frames)} frames of the same run (" + ("every step)." if every == 1 else
                  f"every {every} steps and the last)."))
@@ -308,31 +331,41 @@ def translate(example, upload, direction, method, steps, step_size, noise, seed,
             "\n\n".join(notes + lines))
 
 
+def reencode_line(model, out: torch.Tensor, x: torch.Tensor, truth: torch.Tensor | None, src_style: str, tgt_style: str) -> str:
+    """The on-manifold check of a LETIT output beside the same check of the input and of the true drawing."""
+    images = torch.stack([out, x] + ([truth] if truth is not None else []))
+    values = [float(v) for v in model.reencode_psnr(images)]
+    refs = f"your {src_style} input {values[1]:.1f} dB" + (f", the true {tgt_style} drawing {values[2]:.1f} dB" if truth is not None else "")
+    return (f"Re-encode check, PSNR of an image to Dec(Enc(image)) (a clean drawing is a near fixed point of the "
+            f"autoencoder): output **{values[0]:.1f} dB**; {refs}.")
+
+
 # -- layout ----------------------------------------------------------------------------------------
 
-PARAMS = {"steps": "Steps", "step_size": "Step size", "noise": "Noise"}
-RANGES = {"steps": (1, MAX_STEPS), "step_size": (0.0, MAX_STEP_SIZE), "noise": (0.0, MAX_NOISE)}
+PARAMS = {"steps": "Steps", "step_size": "Step size", "noise": "Noise", "project_every": "Project every"}
+RANGES = {"steps": (1, MAX_STEPS), "step_size": (0.0, MAX_STEP_SIZE), "noise": (0.0, MAX_NOISE), "project_every": (0, MAX_STEPS)}
+FIXED_FOR_PIXEL = ("step_size", "project_every")  # CF-EBM's translate() takes neither: they stay at its values
 
 
 def settings_for(method: str, direction: str, current: dict, touched: dict) -> tuple[dict, list[str]]:
     """The sampler settings after a change of method or direction, and a note for every value that changed.
 
     A value the user set (``touched``) is kept while the new method accepts it; CF-EBM's step size is fixed
-    at its trained value. A value the user never set follows the new model's trained default. A value the
+    at its trained value and it has no latent to project (``FIXED_FOR_PIXEL``). A value the user never set follows the new model's trained default. A value the
     user set that had to give way comes back when the method accepts it again (it stays in ``touched``)."""
     trained = sampler_defaults(method, direction)
     values, notes = {}, []
     for key, label in PARAMS.items():
         lo, hi = RANGES[key]
         mine = touched.get(key)
-        fixed = method == PIXEL and key == "step_size"
+        fixed = method == PIXEL and key in FIXED_FOR_PIXEL
         if mine is not None and not fixed and lo <= mine <= hi:
             value, why = mine, "your value"
         else:
             value = min(trained[key], hi)
             why = (f"{method} uses its trained value; yours ({_fmt(mine)}) is kept for when it applies again" if fixed and mine is not None
                    else f"the default of {method} {direction}" + (", fixed" if fixed else ""))
-        values[key] = int(value) if key == "steps" else float(value)
+        values[key] = int(value) if key in ("steps", "project_every") else float(value)
         old = current.get(key)
         if old is not None and not _same(old, values[key]):
             notes.append(f"{label}: {_fmt(old)} -> {_fmt(values[key])} ({why}).")
@@ -350,8 +383,12 @@ def _same(a, b) -> bool:
         return False
 
 
+PROJECT_INFO = {LETIT: "Replace the latent by Enc(Dec(z)) every k steps and at the end (0 = off).",
+                PIXEL: "LETIT only: CF-EBM works on pixels and has no latent to project."}
+
+
 def _controls(method: str, direction: str, current: dict, touched: dict, extra: list[str]) -> tuple:
-    """Updates of steps, step size, noise, the settings note, the reconstruction panel and the bar warning."""
+    """Updates of steps, step size, noise, projection, the settings note, the reconstruction panel and the bar warning."""
     values, notes = settings_for(method, direction, current, touched)
     if method == LETIT:
         size = gr.update(value=values["step_size"], interactive=True, info="Latent step size (the EBM was trained with this value).")
@@ -359,8 +396,9 @@ def _controls(method: str, direction: str, current: dict, touched: dict, extra: 
     else:
         size = gr.update(value=values["step_size"], interactive=False, info="Fixed for CF-EBM (its trained grad_step).")
         noise = gr.update(value=values["noise"], info="CF-EBM eta0: initial noise variance, decaying to 0 at the last step.")
+    project = gr.update(value=values["project_every"], interactive=method == LETIT, info=PROJECT_INFO[method])
     note = " ".join(extra + notes)
-    return (gr.update(value=values["steps"]), size, noise, gr.update(value=note, visible=bool(note)),
+    return (gr.update(value=values["steps"]), size, noise, project, gr.update(value=note, visible=bool(note)),
             gr.update(visible=method == LETIT), *BarWarning.update(*_bar_subject(method, direction)))
 
 
@@ -374,25 +412,25 @@ def _gallery(direction: str) -> list[tuple[str, str]]:
     return [(str(example_path(n, style)), "#" + n.split("-")[2]) for n in example_names()]
 
 
-def _direction_changed(direction: str, method: str, touched: dict | None, steps, step_size, noise):
+def _direction_changed(direction: str, method: str, touched: dict | None, steps, step_size, noise, project_every):
     """Keep the method if it translates this direction, else switch to one that does (and say so)."""
     _direction(direction)
     methods = methods_for(direction)
     keep = method if method in methods else methods[0]
     extra = [] if keep == method else [f"{method} does not translate {direction}, so the method is now {keep}."]
-    current = {"steps": steps, "step_size": step_size, "noise": noise}
+    current = {"steps": steps, "step_size": step_size, "noise": noise, "project_every": project_every}
     return (gr.update() if keep == method else gr.update(value=keep),
             *_controls(keep, direction, current, touched or {}, extra), gr.update(value=_gallery(direction)))
 
 
-def _method_changed(direction: str, method: str, touched: dict | None, steps, step_size, noise):
+def _method_changed(direction: str, method: str, touched: dict | None, steps, step_size, noise, project_every):
     """Keep the direction if this method translates it, else switch to the method's first trained direction (and say so)."""
     dirs = offered().get(method, [])
     if not dirs:
         raise SamplingError(f"Unknown method {method!r}.")
     keep = direction if direction in dirs else dirs[0]
     extra = [] if keep == direction else [f"{method} translates {', '.join(dirs)} only, so the direction is now {keep}."]
-    current = {"steps": steps, "step_size": step_size, "noise": noise}
+    current = {"steps": steps, "step_size": step_size, "noise": noise, "project_every": project_every}
     return (gr.update() if keep == direction else gr.update(value=keep), *_controls(method, keep, current, touched or {}, extra),
             gr.update() if keep == direction else gr.update(value=_gallery(keep)))
 
@@ -449,6 +487,8 @@ def build() -> None:
             step_size = gr.Slider(0, MAX_STEP_SIZE, value=d["step_size"], step=0.001, label="Step size",
                                   interactive=method0 == LETIT)
             noise = gr.Slider(0, MAX_NOISE, value=d["noise"], step=0.001, label="Noise")
+            project = gr.Slider(0, MAX_STEPS, value=d["project_every"], step=1, label="Project every (steps)",
+                                info=PROJECT_INFO[method0], interactive=method0 == LETIT, elem_id="translate-project")
             settings_note = gr.Markdown(visible=False, elem_id="translate-settings-note")
             seed = gr.Number(value=0, precision=0, label="Seed")
             go_btn = gr.Button("Translate", variant="primary")
@@ -474,12 +514,14 @@ def build() -> None:
     # each handler sets every control that depends on it, so neither re-triggers the other.
     example.change(lambda _: None, example, upload, api_visibility="private")
     gallery.select(_pick, None, example, api_visibility="private")
-    for key, slider in (("steps", steps), ("step_size", step_size), ("noise", noise)):
+    for key, slider in (("steps", steps), ("step_size", step_size), ("noise", noise), ("project_every", project)):
         slider.input(_touch(key), [touched, slider], touched, api_visibility="private", show_progress="hidden")
-    controls = [steps, step_size, noise, settings_note, recon_panel, *warning.outputs]
-    direction.input(user_errors(_direction_changed), [direction, method, touched, steps, step_size, noise],
+    controls = [steps, step_size, noise, project, settings_note, recon_panel, *warning.outputs]
+    direction.input(user_errors(_direction_changed), [direction, method, touched, steps, step_size, noise, project],
                     [method, *controls, gallery], api_visibility="private")
-    method.input(user_errors(_method_changed), [direction, method, touched, steps, step_size, noise],
+    method.input(user_errors(_method_changed), [direction, method, touched, steps, step_size, noise, project],
                  [direction, *controls, gallery], api_visibility="private")
-    go_btn.click(translate, [example, upload, direction, method, steps, step_size, noise, seed],
+    # The projection slider comes last, after the seed, so API calls that stop at the seed keep working
+    # (gradio_client fills it with the slider's default).
+    go_btn.click(translate, [example, upload, direction, method, steps, step_size, noise, seed, project],
                  [shown_in, recon, out, truth, strip_img, chart, shift_map, energy, note], api_name="translate")
