@@ -37,9 +37,10 @@ STYLES = {"t2g": ("twitter", "google"), "g2t": ("google", "twitter")}  # (source
 MAX_STEPS, MAX_STEP_SIZE, MAX_NOISE, MAX_SEED = 200, 2.0, 1.0, 2**63 - 1
 STRIP_FRAMES, SHOW = 11, 128  # frames in the trajectory strip (incl. both ends); displayed image size (2x of 64 px)
 STRIP_COLUMNS, STRIP_TILE = 6, 96  # the strip wraps into rows so each frame stays at least 1.5x
-# CPU seconds of one projection Enc(Dec(z)) of one 64 px image on the reference machine (time.process_time,
-# one thread): at most one per step, so it bounds the extra cost of projecting every step.
-LETIT_PROJECTION = 0.012
+# Reference-CPU seconds of one projection Enc(Dec(z)) of one 64 px image (letit-emoji): 0.021 s of CPU time with
+# one thread on a loaded machine where a default 24-step translation took 0.069 s against gpu.LETIT_STEP's 0.044 s,
+# scaled by that ratio. At most one per step, so it bounds the extra cost of projecting every step.
+LETIT_PROJECTION = 0.013
 EMOJI_DIR = assets_dir() / "examples" / "emoji"
 
 
