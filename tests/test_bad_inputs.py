@@ -452,7 +452,7 @@ SALIENCY_BAD = [
 ]
 DISAGREEMENT_OK = ("cdrl-fmnist", 0, None, 0.6)
 DISAGREEMENT_BAD = [
-    ("model unknown", 0, "stylegan"), ("model None", 0, None), ("model without an energy map", 0, "coopflow-fmnist"),
+    ("model unknown", 0, "stylegan"), ("model None", 0, None), ("model without an energy map (NeRF-LEBM)", 0, "nerf-lebm-shapes"),
     ("LETIT without a trained direction", 0, "letit-untrained"), ("index -1", 1, -1), ("index 10**9", 1, 10**9), ("index None", 1, None),
     ("index text", 1, "x"), ("opacity -0.1", 3, -0.1), ("opacity text", 3, "half"), *[(label, 2, value) for label, value in NOT_A_FILE],
 ]
@@ -624,7 +624,7 @@ def test_nerf_endpoints(client, files):
 
 
 def test_trajectory_of_the_newer_kinds(client):
-    """Trajectory offers a task list per kind (inputs.CHAIN_TASKS): another kind's task, or a model with no chain, is refused."""
+    """Trajectory offers each model the tasks its kind declares (task_specs): another kind's task, or a model with no chain, is refused."""
     for label, args in [("CoopFlow inpaint", ("coopflow-fmnist", "inpaint", 0)), ("EGC translate", ("egc-fmnist", "translate", 0)),
                         ("NeRF-LEBM inpaint", (NERF, "inpaint", 0)), ("LETIT generate", ("letit-emoji", "generate", 0)),
                         ("NeRF-VAE (a Gaussian prior has no chain)", ("nerf-vae-shapes", "generate", 0)),
