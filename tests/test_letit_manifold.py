@@ -115,11 +115,18 @@ def test_evaluation_reports_the_reencode_check_beside_the_real_drawings(emoji_da
     monkeypatch.setattr(studio, "load", no_pixel_baseline)
     m = eval_letit.evaluate_letit(model, samples=512, seed=0)
     pairs = load_emoji_pairs("test", size=64)
+    rms = lambda a, b: float((a - b).pow(2).flatten(1).mean(1).sqrt().mean())  # noqa: E731
     for d, source, target in (("t2g", pairs.twitter, "google"), ("g2t", pairs.google, "twitter")):
-        out = model.translate(source, d, seeds=f"0-{len(source) - 1}").outputs
+        r = model.translate(source, d, seeds=f"0-{len(source) - 1}")
+        out = r.outputs
         assert m[f"{d}_reencode_psnr"] == round(float(psnr(model.reconstruct(out), out).mean()), 2)
+        z = r.latents
+        assert abs(m[f"{d}_latent_gap"] - rms(model.encode(model.decode(z)).clamp(-6, 6), z)) < 2e-3
         real = pairs.style(target)
         assert m[f"reencode_psnr_real_{target}"] == round(float(psnr(model.reconstruct(real), real).mean()), 2)
+        code = model.encode(real)
+        assert abs(m[f"latent_gap_real_{target}"] - rms(model.encode(model.decode(code)), code)) < 2e-3
     assert not any(k.endswith("_project_every") for k in m)  # only reported when the projection is on
     text = eval_letit.card_extra(m)
     assert f"Twitter -> Google outputs {m['t2g_reencode_psnr']} dB (real google drawings {m['reencode_psnr_real_google']} dB)" in text
+    assert f"Google -> Twitter chain ends {m['g2t_latent_gap']} (codes of real twitter drawings {m['latent_gap_real_twitter']})" in text
