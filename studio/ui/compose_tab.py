@@ -13,7 +13,7 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from ..compose import MAX_WEIGHT, composition
+from ..compose import ATTRIBUTE_GUIDANCE, MAX_WEIGHT, composition
 from ..data import fmnist_attributes as fa
 from ..errors import SamplingError
 from ..viz import energy_figure, to_uint8
@@ -25,7 +25,7 @@ CLASS_MODEL, ATTRIBUTE_MODEL, JUDGE = "cdrl-fmnist", "cdrl-fmnist-attributes", "
 ATTRIBUTE_CHOICES = ["True", "False", "No control"]
 ROLES = ["off", "AND", "NOT"]
 MAX_SAMPLES = 32  # every step of every chain is recorded for "record chain"
-DEFAULT_GUIDANCE = {ATTRIBUTE_MODEL: 3.0, CLASS_MODEL: 1.0}  # the thesis composes attributes at w = 3
+DEFAULT_GUIDANCE = {ATTRIBUTE_MODEL: ATTRIBUTE_GUIDANCE, CLASS_MODEL: 1.0}  # attributes: chosen on held-out seeds
 SHOWN = 96  # pixels per sample in the gallery
 # ZeroGPU duration: 32 samples, each evaluation through at most 10 concepts plus the unconditional term
 # (CDRL_SAMPLE_STEP is a guided step: 2 evaluations), at the composed model's own K (10 for cdrl-fmnist; 15 allowed)
