@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from . import checks
 from .errors import CheckpointError, SamplingError
 from .kinds import register_model
-from .langevin import MAX_SEED, Trace, langevin, make_generators, parse_seeds, randn
+from .langevin import Trace, langevin, make_generators, parse_seeds, randn
 from .nn import sn_conv
 from .protocol import EnergySpec, SampleOutput, StudioModel, TaskSpec, relative_noise
 
@@ -418,15 +418,22 @@ class CoopFlow(nn.Module, StudioModel):
             raise SamplingError(f"temperature must be in (0, 2]; got {temperature}.")
         seed_list = parse_seeds(seeds, max_count=1024)
         gens = make_generators(seed_list)
+        x_flow, refined, trace = self._decode_and_refine(self.latents(gens, temperature), gens, steps, step_size, noise,
+                                                         record_every, progress, "")
+        return CoopFlowSamples(x_flow, refined, trace, seed_list)
+
+    def _decode_and_refine(self, z: Tensor, gens, steps, step_size, noise, record_every: int, progress: bool,
+                           where: str) -> tuple[Tensor, Tensor, Trace]:
+        """Flow images of latents ``z`` (refused when non-finite) and their Langevin refinement, frame 0 labelled."""
         with torch.no_grad():
-            x_flow = self.decode(self.latents(gens, temperature))
+            x_flow = self.decode(z)
         if not torch.isfinite(x_flow).all():
-            raise SamplingError("The flow produced non-finite values; lower the temperature.")
+            raise SamplingError(f"The flow produced non-finite values{where}; lower the temperature.")
         refined, trace = self.refine(x_flow, steps=steps, step_size=step_size, noise=noise, generator=gens,
                                      record_every=record_every, progress=progress)
         if record_every and trace.frame_labels:
             trace.frame_labels[0] = "flow proposal"
-        return CoopFlowSamples(x_flow, refined, trace, seed_list)
+        return x_flow, refined, trace
 
     def interpolate(self, seed_a, seed_b, n: int = 8, *, steps: int | None = None, step_size: float | None = None,
                     noise: float | None = None, temperature: float = 1.0, record_every: int = 0,
@@ -436,8 +443,8 @@ class CoopFlow(nn.Module, StudioModel):
         is the image of one latent. Frame 0 is exactly ``sample(seed_a)`` and frame n - 1 ``sample(seed_b)`` (at
         noise 0, the default; with noise every frame's chain gets seed_a's noise, so the frames differ only by
         their start and the path stays smooth)."""
-        a = checks.integer("seed_a", seed_a, 0, MAX_SEED)
-        b = checks.integer("seed_b", seed_b, 0, MAX_SEED)
+        a = checks.seed("seed_a", seed_a)
+        b = checks.seed("seed_b", seed_b)
         n = checks.integer("Interpolation frames n", n, 2, MAX_INTERPOLATION_FRAMES)
         if checks.number("temperature", temperature, 0, 2) <= 0:
             raise SamplingError(f"temperature must be in (0, 2]; got {temperature}.")
@@ -445,15 +452,9 @@ class CoopFlow(nn.Module, StudioModel):
         z_a = self.latents(gens, temperature)
         z_b = self.latents(make_generators([b]), temperature)
         alphas = torch.linspace(0, 1, n, dtype=z_a.dtype, device=z_a.device)[:, None]
-        with torch.no_grad():
-            # (1 - a) z_a + a z_b is exactly z_a at a = 0 and z_b at a = 1 (a lerp's rounding would not be).
-            x_flow = self.decode((1 - alphas) * z_a + alphas * z_b)
-        if not torch.isfinite(x_flow).all():
-            raise SamplingError("The flow produced non-finite values along the interpolation; lower the temperature.")
-        refined, trace = self.refine(x_flow, steps=steps, step_size=step_size, noise=noise, generator=gens,
-                                     record_every=record_every, progress=progress)
-        if record_every and trace.frame_labels:
-            trace.frame_labels[0] = "flow proposal"
+        # (1 - a) z_a + a z_b is exactly z_a at a = 0 and z_b at a = 1 (a lerp's rounding would not be).
+        x_flow, refined, trace = self._decode_and_refine((1 - alphas) * z_a + alphas * z_b, gens, steps, step_size, noise,
+                                                         record_every, progress, " along the interpolation")
         return CoopFlowInterpolation(x_flow, refined, trace, (a, b), [float(v) for v in alphas.flatten()])
 
     def generate(self, seeds="0-15", **kwargs) -> tuple[Tensor, Trace]:
