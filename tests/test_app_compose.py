@@ -84,7 +84,7 @@ def test_every_attribute_on_no_control_says_so(client):
     ((*_classes(c1="AND"), 9.0, *ONES[1:], 1.0, 0, 1), "/compose_classes", "'T-shirt/top weight' must be between 0.1 and 5"),
     ((*_classes(c0="AND"), 0.0, *ONES[1:], 1.0, 0, 1), "/compose_classes", "'T-shirt/top weight' must be between 0.1 and 5"),
     ((*_classes(c1="MAYBE"), *ONES, 1.0, 0, 1), "/compose_classes", "'MAYBE'.*is not in the list of choices"),
-    ((*_classes(c1="AND"), *ONES, 9.0, 0, 1), "/compose_classes", "'Guidance w' must be between 0 and 5"),
+    ((*_classes(c1="AND"), *ONES, 21.0, 0, 1), "/compose_classes", "'Guidance w' must be between 0 and 20"),
     (("True", "Yes", "False", 3.0, 0, 1), "/compose_attributes", "'Yes'.*is not in the list of choices"),
     (("True", "False", "False", 3.0, 0, 99), "/compose_attributes", "'Samples' must be between 1 and 32"),
 ])

@@ -127,6 +127,13 @@ ROWS: tuple[Row, ...] = (
             lambda c: f"{c.m('cdrl_evals')} network evaluations per sample; {c.m('seconds_per_16_samples'):.2f} s per 16 samples",
             lambda c: (f"inpainting (200 images x 4 completions, centre 12x12) hole PSNR {c.m('inpaint_200x4_psnr_hole'):.2f} "
                        f"vs {c.m('inpaint_200x4_psnr_hole_meanfill'):.2f} mean-fill, diversity {c.m('inpaint_200x4_diversity'):.2f}"))),
+    Row("cdrl-fmnist-attributes", lambda c: (f"CDRL conditional on {len(c.c('attributes'))} binary attributes "
+                                             f"({', '.join(c.c('attributes'))}), composed AND / NOT"), "Fashion-MNIST 32x32", (
+        lambda c: (f"composition at w = {c.m('compose_guidance'):g} ({c.m('compose_samples_per_setting')} samples per setting): "
+                   f"single-attribute accuracy {c.m('compose_single_accuracy'):.3f}, pairs {c.m('compose_pair_accuracy'):.3f}, "
+                   f"triples {c.m('compose_triple_accuracy'):.3f}"),
+        lambda c: (f"unconditional FD {c.m('fd_uncond'):.2f} ({n(c.m('samples'))} samples); "
+                   f"{c.m('seconds_per_16_single_attribute_samples'):.2f} s per 16 single-attribute samples"))),
     Row("drl-fmnist", lambda c: f"DRL baseline (no initializer), T = {c.c('num_levels')}, K = {c.c('langevin_steps')}",
         "Fashion-MNIST 32x32", (
             _cdrl_like,

@@ -13,7 +13,7 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from ..compose import ATTRIBUTE_GUIDANCE, MAX_WEIGHT, composition
+from ..compose import ATTRIBUTE_GUIDANCE, MAX_GUIDANCE, MAX_WEIGHT, composition
 from ..data import fmnist_attributes as fa
 from ..errors import SamplingError
 from ..viz import energy_figure, to_uint8
@@ -125,7 +125,7 @@ def compose_attributes(*args, progress=gr.Progress(track_tqdm=True)):
         value = limits.choice(f"value for '{attr}'", value, ATTRIBUTE_CHOICES)
         if value != "No control":
             asked[attr] = value == "True"
-    guidance = limits.number("Guidance w", guidance, 0, limits.MAX_GUIDANCE)
+    guidance = limits.number("Guidance w", guidance, 0, MAX_GUIDANCE)
     lead = [] if asked else ["Every attribute is on 'No control': this is plain unconditional sampling (guidance unused)."]
     model = cached_model(ATTRIBUTE_MODEL)
     yield from _run(ATTRIBUTE_MODEL, asked, guidance, first_seed, n, lambda x, _c: _attribute_captions(model, x, asked), lead)
@@ -146,7 +146,7 @@ def compose_classes(*args, progress=gr.Progress(track_tqdm=True)):
         if role != "off":
             w = limits.number(f"{name} weight", weight, 0.1, MAX_WEIGHT)
             concepts.append((name, w if role == "AND" else -w))
-    guidance = limits.number("Guidance w", guidance, 0, limits.MAX_GUIDANCE)
+    guidance = limits.number("Guidance w", guidance, 0, MAX_GUIDANCE)
     lead = [] if concepts else ["No class is AND or NOT: this is plain unconditional sampling (guidance unused)."]
     yield from _run(CLASS_MODEL, concepts, guidance, first_seed, n, _class_captions, lead)
 
@@ -174,7 +174,7 @@ def open_chain(traces: dict | None, selected: int | None):
 
 
 def _seed_controls(prefix: str, guidance: float):
-    w = gr.Slider(0, limits.MAX_GUIDANCE, value=guidance, step=0.1, label="Guidance w", elem_id=f"{prefix}-w")
+    w = gr.Slider(0, MAX_GUIDANCE, value=guidance, step=0.1, label="Guidance w", elem_id=f"{prefix}-w")
     with gr.Row():
         seed = gr.Number(value=0, precision=0, label="First seed", elem_id=f"{prefix}-seed")
         n = gr.Slider(1, MAX_SAMPLES, value=8, step=1, label="Samples", elem_id=f"{prefix}-n")
