@@ -94,12 +94,8 @@ def files(tmp_path_factory) -> dict[str, str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    """The app on tiny random checkpoints of every kind with a tab (CDRL, DRL, CF-EBM, single-scale, LETIT, the
-    CF-EBM t2g baseline, EGC, CoopFlow, NeRF-LEBM and NeRF-VAE, and a LETIT with no trained direction, which no
-    tab may offer) plus the shipped toys and evaluator-fmnist (EGC's FGSM comparison)."""
-    root = tmp_path_factory.mktemp("ckpts")
+def save_tiny_app_checkpoints(root) -> None:
+    """Tiny random checkpoints of every kind the app has a tab for, plus the shipped toys and evaluator-fmnist."""
     for name in ("toy-ring", "toy-gaussian-mixture", "evaluator-fmnist"):
         shutil.copytree(checkpoints_dir() / name, root / name)
     for name, cls, cfg in (("cdrl-fmnist", CDRL, CDRLConfig), ("drl-fmnist", DRL, DRLConfig)):
@@ -111,6 +107,15 @@ def client(tmp_path_factory):
     save_tiny_egc(root)
     save_tiny_coopflow(root)
     save_tiny_nerfs(root)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    """The app on tiny random checkpoints of every kind with a tab (CDRL, DRL, CF-EBM, single-scale, LETIT, the
+    CF-EBM t2g baseline, EGC, CoopFlow, NeRF-LEBM and NeRF-VAE, and a LETIT with no trained direction, which no
+    tab may offer) plus the shipped toys and evaluator-fmnist (EGC's FGSM comparison)."""
+    root = tmp_path_factory.mktemp("ckpts")
+    save_tiny_app_checkpoints(root)
     save_tiny_attribute_model(root)
     untrained = tiny_letit(directions=())
     save_checkpoint(root / "letit-untrained", "letit", untrained.config, untrained.state_dict(), ModelCard(summary="untrained"))
