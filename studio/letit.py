@@ -72,9 +72,9 @@ from . import checks
 from .errors import SamplingError
 from .kinds import register_model
 from .langevin import Trace, langevin, make_generators, parse_seeds
+from .metrics import psnr
 from .protocol import EnergySpec, SampleOutput, StudioModel, TaskSpec, relative_noise
 from .saliency import pixel_saliency
-from .metrics import psnr
 
 DIRECTIONS: dict[str, tuple[str, str]] = {"t2g": ("twitter", "google"), "g2t": ("google", "twitter")}
 MAX_STEPS = 1000
@@ -396,7 +396,7 @@ class LETIT(nn.Module, StudioModel):
             n = min(project_every, steps - done)
             frames: list[tuple[int, Tensor]] = []
 
-            def on_step(info: dict, offset: int = done, n: int = n) -> None:
+            def on_step(info: dict, offset: int = done, n: int = n, frames: list = frames) -> None:
                 t = offset + info["step"] + 1  # the global step just taken
                 if record_every and t % record_every == 0 and info["step"] + 1 < n:  # a segment's end: framed after projecting
                     frames.append((t, info["x"].detach().to("cpu", copy=True)))

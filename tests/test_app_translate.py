@@ -95,7 +95,7 @@ def test_letit_projection_option_and_the_reencode_check(client):
     assert "projected onto the decoder's manifold (z <- Enc(Dec(z))) every 2 steps and at the end" in projected[-1]
     for note in (plain[-1], projected[-1]):
         assert "Re-encode check" in note and "your twitter input" in note and "the true google drawing" in note
-    output_db = lambda note: float(note.split("Re-encode check")[1].split("output **")[1].split(" dB")[0])  # noqa: E731
+    output_db = lambda note: float(note.split("Re-encode check")[1].split("output **")[1].split(" dB")[0])
     assert output_db(projected[-1]) > output_db(plain[-1])  # a projected output is (nearly) a fixed point
     *_, note = client.predict(EXAMPLE, None, tt.T2G, tt.PIXEL, 2, 1.0, 0.0, 0, 3, api_name="/translate")
     assert "has no latent to project, so 'Project every' (3) was not used" in note and "Re-encode" not in note

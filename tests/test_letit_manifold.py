@@ -1,6 +1,5 @@
 """LETIT's on-manifold check (re-encode PSNR) and the manifold projection z <- Enc(Dec(z)) of the latent chain."""
 import math
-import shutil
 
 import pytest
 import torch
@@ -115,7 +114,7 @@ def test_evaluation_reports_the_reencode_check_beside_the_real_drawings(emoji_da
     monkeypatch.setattr(studio, "load", no_pixel_baseline)
     m = eval_letit.evaluate_letit(model, samples=512, seed=0)
     pairs = load_emoji_pairs("test", size=64)
-    rms = lambda a, b: float((a - b).pow(2).flatten(1).mean(1).sqrt().mean())  # noqa: E731
+    rms = lambda a, b: float((a - b).pow(2).flatten(1).mean(1).sqrt().mean())
     for d, source, target in (("t2g", pairs.twitter, "google"), ("g2t", pairs.google, "twitter")):
         r = model.translate(source, d, seeds=f"0-{len(source) - 1}")
         out = r.outputs

@@ -39,7 +39,13 @@ import torch.nn.functional as F
 
 import studio
 from studio.letit import DIRECTIONS
-from studio.metrics import batched_features, frechet_distance, grouped_bootstrap_lower_bound, psnr, ssim
+from studio.metrics import (
+    batched_features,
+    frechet_distance,
+    grouped_bootstrap_lower_bound,
+    psnr,
+    ssim,
+)
 
 VARIANTS = ["default", "project_end", "project_12", "project_6", "project_3", "noise0", "steps_16", "steps_32",
             "half_step", "blur_1", "blur_2"]
@@ -117,9 +123,7 @@ def compare_with_default(result: dict, groups: list[str]) -> None:
 
 
 def pairs_for(split: str, count: int, size: int):
-    from studio.data.emoji import holdout_mask, load_emoji_pairs
-
-    from studio.data.emoji import base_names
+    from studio.data.emoji import base_names, holdout_mask, load_emoji_pairs
 
     if split == "test":
         pairs = load_emoji_pairs("test", size=size)
@@ -142,8 +146,8 @@ def _intervals(row: dict) -> str:
 
 def markdown(result: dict) -> str:
     lines = [f"Split `{result['split']}`, {result['pairs']} pairs, checkpoint `{result['checkpoint']}`.", "",
-             "| direction | variant | PSNR (dB) | gain (dB) | SSIM | re-encode PSNR (dB) | target prob | target acc | FD | CPU s/img "
-             "| vs default: PSNR, SSIM (95% intervals) |",
+             ("| direction | variant | PSNR (dB) | gain (dB) | SSIM | re-encode PSNR (dB) | target prob | target acc | FD | "
+              "CPU s/img | vs default: PSNR, SSIM (95% intervals) |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d, ref in result["reference"].items():
         lines.append(f"| {d} | untranslated input | {ref['identity_psnr']:.3f} | 0 | {ref['identity_ssim']:.4f} | "
