@@ -216,8 +216,9 @@ def read_validation_curve(log_file: Path) -> list[tuple[int, float]]:
 
 def model_card(name: str, config_path: str, c: CoopFlowConfig, done: dict, curve: list[tuple[int, float]]) -> ModelCard:
     """The card: how to sample, the sizes and why, the phases, and the flow's validation bits/dim during training."""
-    flow_params = sum(p.numel() for p in CoopFlow(c).flow.parameters())
-    ebm_params = sum(p.numel() for p in CoopFlow(c).ebm.parameters())
+    sized = CoopFlow(c)
+    flow_params = sum(p.numel() for p in sized.flow.parameters())
+    ebm_params = sum(p.numel() for p in sized.ebm.parameters())
     curve_md = ""
     if curve:
         curve_md = ("\n\nThe flow's bits/dim on 500 *validation* images (EMA weights, one fixed dequantisation draw), "
