@@ -112,3 +112,10 @@ def serve_app_client(root, cleanups=()):
         for cleanup in cleanups:
             cleanup()
         mp.undo()
+
+
+def type_and_enter(page, selector: str, value: str) -> None:
+    """Type ``value`` into the input at ``selector`` and press Enter, as a user commits a number."""
+    box = page.locator(selector)
+    box.fill(value)
+    box.press("Enter")

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from conftest import app_in_chromium, checkpoint_root, screenshot
+from conftest import app_in_chromium, checkpoint_root, screenshot, type_and_enter
 from test_app_compose import save_tiny_compose_models
 from test_browser import CHROMIUM
 
@@ -23,9 +23,7 @@ def _summary_has(page, needle: str) -> None:
 
 
 def _set_number(page, elem_id: str, value: str) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(value)
-    box.press("Enter")
+    type_and_enter(page, f"#{elem_id} input[type=number]", value)
 
 
 def test_attributes_give_a_judged_grid_and_a_chain(page):

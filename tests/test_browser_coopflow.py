@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 
-from conftest import app_in_chromium, checkpoint_root, screenshot
+from conftest import app_in_chromium, checkpoint_root, screenshot, type_and_enter
 from test_app_coopflow import save_tiny_coopflow
 from test_browser import CHROMIUM
 
@@ -41,12 +41,8 @@ def test_coopflow_tab_samples_side_by_side(page):
     assert flow.shape == refined.shape and flow.shape[0] > 100 and (flow != refined).any()
     screenshot(page, "coopflow")
     # T = 0: the right grid is the flow's samples unchanged; a new seed changes both.
-    steps = page.locator("#coopflow-steps input[type=number]")
-    steps.fill("0")
-    steps.press("Enter")
-    seed = page.locator("#coopflow-seed input")
-    seed.fill("7")
-    seed.press("Enter")
+    type_and_enter(page, "#coopflow-steps input[type=number]", "0")
+    type_and_enter(page, "#coopflow-seed input", "7")
     _run(page, "7-22")
     flow2, refined2 = _image(page, "coopflow-flow"), _image(page, "coopflow-refined")
     assert (flow2 == refined2).all() and (flow2 != flow).any()
@@ -56,17 +52,11 @@ def test_coopflow_tab_shows_the_trained_T_warns_past_it_and_interpolates(page):
     page.get_by_role("tab", name="CoopFlow", exact=True).click()
     assert "The EBM was trained with T = 3" in page.locator("#coopflow-steps").inner_text()
     # T past the trained T: the note under the slider appears as soon as it moves, before anything runs.
-    steps = page.locator("#coopflow-steps input[type=number]")
-    steps.fill("6")
-    steps.press("Enter")
+    type_and_enter(page, "#coopflow-steps input[type=number]", "6")
     page.wait_for_function(
         "() => (document.querySelector('#coopflow-steps-note')?.innerText || '').includes('T = 6 is past the T = 3')", timeout=30000)
-    frames = page.locator("#coopflow-frames input[type=number]")
-    frames.fill("5")
-    frames.press("Enter")
-    seed_b = page.locator("#coopflow-seed-b input")
-    seed_b.fill("9")
-    seed_b.press("Enter")
+    type_and_enter(page, "#coopflow-frames input[type=number]", "5")
+    type_and_enter(page, "#coopflow-seed-b input", "9")
     page.locator("#coopflow-interpolate").click()
     page.wait_for_function(
         "() => (document.querySelector('#coopflow-line-summary textarea')?.value || '').includes('Line from seed 0 to seed 9 in 5 frames')",
@@ -79,7 +69,6 @@ def test_coopflow_tab_shows_the_trained_T_warns_past_it_and_interpolates(page):
     assert flow.shape == refined.shape == ((32 + 4) * 3, (5 * 34 + 2) * 3) and (flow != refined).any()
     screenshot(page, "coopflow-interpolation")
     # Back within the trained T, the note goes away.
-    steps.fill("3")
-    steps.press("Enter")
+    type_and_enter(page, "#coopflow-steps input[type=number]", "3")
     page.wait_for_function("() => !(document.querySelector('#coopflow-steps-note')?.innerText || '').includes('is past')",
                            timeout=30000)
