@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("name", help="a CF-EBM checkpoint trained on Fashion-MNIST")
     parser.add_argument("--samples", type=int, default=1000, help="samples per candidate (and validation images)")
     parser.add_argument("--final-grid", default="0,1,2,3,5,8,12,16,24", help="noise-free final steps to try")
-    parser.add_argument("--scale-steps-grid", default="15,30", help="multi-scale steps per scale to try")
+    parser.add_argument("--scale-steps-grid", default="trained,15,30",
+                        help="multi-scale steps per scale to try; 'trained' is the config's multiscale_steps")
     parser.add_argument("--blend-grid", default="0,0.3,0.5,0.7,0.9", help="multi-scale noise blends to try")
     parser.add_argument("--json", default=None, help="also write the scan here")
     args = parser.parse_args(argv)
@@ -75,7 +76,11 @@ def main(argv: list[str] | None = None) -> None:
     best_final = min(single, key=lambda r: r["fd_val"])["final_steps"]
     multi = []
     if model.coarse:
-        for k in map(int, args.scale_steps_grid.split(",")):
+        trained = model.config.multiscale_steps or None
+        for text in args.scale_steps_grid.split(","):
+            k = trained if text == "trained" else int(text)
+            if k is None:
+                continue  # 'trained' asked of a model without multiscale_steps: scale_steps is in the grid anyway
             for b in map(float, args.blend_grid.split(",")):
                 multi.append(score(f"multi steps={k} blend={b}", multiscale=True, steps=k, blend=b, final_steps=best_final))
     out = {"validation_images": len(val), "samples": args.samples, "seed_offset": SEED_OFFSET, "single": single,

@@ -21,6 +21,7 @@ import studio
 from studio.hub import update_card_metrics
 from studio.metrics import auroc, batched_features, class_accuracy, fd_floor, frechet_distance, psnr, spearman, ssim
 
+from .cdrl_compare_init_targets import COMPARISON_FILE
 from .datasets import labelled_split
 from .eval_coopflow import card_extra as coopflow_card_extra
 from .eval_letit import card_extra as letit_card_extra
@@ -84,11 +85,34 @@ def evaluate_cdrl(model, samples: int, seed: int) -> dict:
     if model.checkpoint.kind == "cdrl":
         metrics.update(_drl_baseline(run, real_feats, judge, samples))
         metrics.update(evaluate_inpainting(model, samples, seed))
+        metrics.update(init_target_comparison(Path(model.checkpoint.path)))
     start = time.perf_counter()
     model.generate(None, seeds="0-15", steps=15)
     metrics["seconds_per_16_samples"] = round(time.perf_counter() - start, 2)
     metrics["samples"] = samples
     return metrics
+
+
+def init_target_comparison(path: Path) -> dict:
+    """The initializer-target comparison stored with the checkpoint by ``train.cdrl_compare_init_targets --write``
+    (validation FD and accuracy of the candidates after equal fine-tuning time); empty when there is none."""
+    stored = path / COMPARISON_FILE
+    if not stored.exists():
+        return {}
+    table = json.loads(stored.read_text())["candidates"]
+    keys = ("fd_uncond_val", "class_accuracy_w1_val", "fd_w1_val", "steps", "wall_time_minutes")
+    return {"init_target_comparison": {label: {k: row.get(k) for k in keys} for label, row in table.items()}}
+
+
+def init_target_markdown(metrics: dict) -> str:
+    table = metrics.get("init_target_comparison")
+    if not table:
+        return ""
+    rows = "\n".join(f"| {label} | {r['wall_time_minutes']} min, {r['steps']} steps | {r['fd_uncond_val']} | "
+                     f"{r['class_accuracy_w1_val']} | {r['fd_w1_val']} |" for label, r in table.items())
+    return ("Initializer target, after equal fine-tuning time from the same start (`python -m train.cdrl_compare_init_targets`;"
+            " validation images, the same seeds for every row):\n\n| candidate | fine-tuning | unconditional FD | "
+            f"accuracy at w = 1 | FD at w = 1 |\n|---|---|---|---|---|\n{rows}")
 
 
 def card_extra(kind: str, name: str, metrics: dict) -> str:
@@ -108,7 +132,8 @@ def card_extra(kind: str, name: str, metrics: dict) -> str:
     svg = write_guidance_tradeoff(metrics, Path(name).name)
     rows = "\n".join(f"| {w} | {metrics[f'class_accuracy_w{w}']} | {metrics[f'fd_w{w}']} |" for w in (0, 1, 3))
     return (f"Guidance trade-off (FD floor at the same sample count: {metrics['fd_floor']}):\n\n"
-            f"| w | class accuracy | FD |\n|---|---|---|\n{rows}\n\n![guidance trade-off](../../assets/{svg.name})")
+            f"| w | class accuracy | FD |\n|---|---|---|\n{rows}\n\n![guidance trade-off](../../assets/{svg.name})"
+            + ("\n\n" + init_target_markdown(metrics) if "init_target_comparison" in metrics else ""))
 
 
 def cfebm_card_extra(m: dict) -> str:
