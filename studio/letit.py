@@ -500,7 +500,8 @@ class LETIT(nn.Module, StudioModel):
                 continue
             step = float(stored["step_size"])
             params = {"steps": int(stored.get("translate_steps", stored["steps"])), "step_size": step,
-                      "noise": float(stored["noise"]) / (2 * step) ** 0.5 if step > 0 else 0.0}
+                      "noise": float(stored["noise"]) / (2 * step) ** 0.5 if step > 0 else 0.0,
+                      "project_every": config.project_every}
             specs.append(TaskSpec(cls.TASK_NAMES[direction], "translate", params, frozenset({"image"}),
                                   label=f"translate ({source} -> {target})", domains=(source, target), saliency=True,
                                   describe="the latent chain, each frame decoded"))
@@ -528,8 +529,9 @@ class LETIT(nn.Module, StudioModel):
         return self.energy(self.encode(x), direction)
 
     def _run(self, spec: TaskSpec, image, mask, *, seeds="0", record_every: int = 0, progress: bool = False,
-             steps: int | None = None, step_size: float | None = None, noise=None) -> SampleOutput:
-        """``translate`` in the shared meanings. ``step_size`` is the engine's (unchanged); LETIT's own ``noise`` is the
+             steps: int | None = None, step_size: float | None = None, noise=None,
+             project_every: int | None = None) -> SampleOutput:
+        """``translate`` in the shared meanings (``project_every`` as in ``translate``). ``step_size`` is the engine's (unchanged); LETIT's own ``noise`` is the
         engine's noise std, so the shared fraction converts as ``noise_std = noise * sqrt(2 step_size)``.
 
         The SampleOutput's Trace has the decoded frames (the latent chain is ``extras["latent_trace"]``); ``extras``
@@ -541,7 +543,7 @@ class LETIT(nn.Module, StudioModel):
             step = self.sampler_defaults(direction)["step_size"] if step_size is None else checks.number("step_size", step_size, 0)
             std = relative_noise(noise, hi=10.0) * (2 * step) ** 0.5
         r = self.translate(image, direction, steps=steps, step_size=step_size, noise=std, seeds=seeds,
-                           record_every=record_every, progress=progress)
+                           record_every=record_every, progress=progress, project_every=project_every)
         t = r.trace
         decoded = Trace(energies=list(t.energies), grad_norms=list(t.grad_norms), frames=list(r.frames),
                         frame_steps=list(r.frame_steps), frame_labels=list(t.frame_labels), grad_sum=t.grad_sum,

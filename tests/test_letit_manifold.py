@@ -129,3 +129,18 @@ def test_evaluation_reports_the_reencode_check_beside_the_real_drawings(emoji_da
     text = eval_letit.card_extra(m)
     assert f"Twitter -> Google outputs {m['t2g_reencode_psnr']} dB (real google drawings {m['reencode_psnr_real_google']} dB)" in text
     assert f"Google -> Twitter chain ends {m['g2t_latent_gap']} (codes of real twitter drawings {m['latent_gap_real_twitter']})" in text
+
+
+def test_the_protocol_task_offers_and_passes_the_projection():
+    model = tiny()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    spec = model.task(model.TASK_NAMES["t2g"])
+    assert spec.params["project_every"] == model.config.project_every == 0
+    via_run = model.run(spec.name, image=x, seeds="3-4", steps=4, project_every=2)
+    direct = model.translate(x, "t2g", steps=4, seeds="3-4", project_every=2)
+    assert via_run.extras["result"].project_every == 2
+    torch.testing.assert_close(via_run.images, direct.outputs)
+    plain = model.run(spec.name, image=x, seeds="3-4", steps=4)
+    assert plain.extras["result"].project_every == 0 and not torch.allclose(plain.images, via_run.images)
+    with pytest.raises(SamplingError, match="project_every"):
+        model.run(spec.name, image=x, seeds="3-4", project_every=-1)
