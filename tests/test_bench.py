@@ -1,12 +1,12 @@
-"""studio.bench and studio.loadtest on tiny checkpoints: keys, bars, the skip path and argument errors."""
+"""tools.bench and tools.loadtest on tiny checkpoints: keys, bars, the skip path and argument errors."""
 import json
 
 import pytest
 import torch
 
-from studio import bench, loadtest
 from studio.cdrl import CDRL, CDRLConfig
 from studio.hub import ModelCard, save_checkpoint
+from tools import bench, loadtest
 
 
 @pytest.fixture

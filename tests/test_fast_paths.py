@@ -7,11 +7,11 @@ import torch
 from torch import nn
 
 from studio import runtime
-from studio.bench import naive_cdrl_generate
 from studio.cdrl import CDRL, CDRLConfig
 from studio.cfebm import CFEBM, CFEBMConfig
 from studio.errors import SamplingError, StudioError
 from studio.langevin import fast_paths, langevin
+from tools.bench import naive_cdrl_generate
 
 engine = importlib.import_module("studio.langevin")  # the module (``studio.langevin`` is also the function)
 

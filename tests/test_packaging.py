@@ -7,7 +7,7 @@
   WORKDIR, COPY (honouring .dockerignore), ``RUN pip install -r requirements.txt``, ENV, and CMD
   serving the app. Only the apt-get step is skipped: it installs the base image's system libraries.
 
-Both environments are fresh venvs *layered* on the running one (``studio.fresh_install``): a ``.pth``
+Both environments are fresh venvs *layered* on the running one (``tools.fresh_install``): a ``.pth``
 file puts the running environment's site-packages on their path, so pip finds torch, gradio and the
 rest already installed instead of copying gigabytes from the local wheel store (a minute or more on a
 2-core machine), while the studio itself is installed into (or copied for) the fresh environment only.
@@ -19,18 +19,15 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import tomllib
-import urllib.request
 from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 
-from studio.fresh_install import install, layered_venv, pip
+from tools.fresh_install import install, layered_venv, pip
+from tools.processes import free_port, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,34 +49,10 @@ def test_pyproject_reads_the_requirement_files():
     assert "spaces" in " ".join(_pins(ROOT / "requirements.txt")) and not any("accelerate" in p for p in _pins(ROOT / "requirements.txt"))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve(cmd: list[str], cwd: Path, env: dict, port: int, timeout: float = 240.0) -> str:
     """Start ``cmd``, wait for the app's page on ``port``, return its HTML; the process is stopped after."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    start = time.monotonic()
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
-                    return response.read().decode(errors="replace")
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"{shlex.join(cmd)} exited with {proc.returncode}: {proc.stderr.read()[-3000:]}")
-                if time.monotonic() - start > timeout:
-                    pytest.fail(f"{shlex.join(cmd)} did not answer on port {port} within {timeout:.0f} s")
-                time.sleep(0.5)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving(cmd, port=port, cwd=cwd, env=env, timeout=timeout) as (_, _, page):
+        return page
 
 
 def app_env(checkpoints: Path) -> dict:
@@ -108,8 +81,8 @@ def test_pip_install_then_ebm_studio_outside_the_repository(tmp_path, checkpoint
     module, repo, assets, examples, ckpts = json.loads(where.stdout)
     assert module.startswith(str(tmp_path / "venv")) and repo == "None"  # the installed copy, not the checkout
     assert assets.startswith(str(tmp_path / "venv")) and examples >= 10 and ckpts == str(checkpoints)
-    # The benchmark's import_seconds, measured on this installation (its bar, <= 3 s, is checked by studio.bench's table).
-    from studio import bench
+    # The benchmark's import_seconds, measured on this installation (its bar, <= 3 s, is checked by tools.bench's table).
+    from tools import bench
 
     assert 0 < bench.bench_import(1, python=python)["import_seconds"] < 60
     help_text = subprocess.run([str(python), "-m", "studio", "--help"], cwd=outside, env=env, capture_output=True, text=True).stdout

@@ -1,6 +1,6 @@
 """Measure the studio's samplers and app on whatever device is present.
 
-    python -m studio.bench [--json] [--only KEY[,KEY...]] [--repeats N]
+    python -m tools.bench [--json] [--only KEY[,KEY...]] [--repeats N]
 
 Each benchmark needs its checkpoint in checkpoints/ (or its module); a missing one is skipped with a
 note instead of failing. Timings are medians over ``--repeats`` runs after one warm-up run, with fixed
@@ -17,7 +17,7 @@ Keys with a bar (see ``BARS``):
 * ``nerf_seconds_view_64`` / ``nerf_seconds_orbit_24``: one 64x64 view; a 24-view orbit (per view <= 0.5 s).
 * ``app_cold_start_seconds``: from spawning ``python app.py`` to the app answering HTTP.
 * ``import_seconds``: ``python -c "import studio"`` started outside the repository, after ``pip install .``
-  into a fresh venv (``studio.fresh_install``; median after a warm-up run).
+  into a fresh venv (``tools.fresh_install``; median after a warm-up run).
 * ``device``: the device the benchmark ran on (``studio.device.resolve_device``: ``STUDIO_DEVICE``, else CUDA, ...).
 * ``first_frame_seconds``: a gradio_client caller's wait for the first streamed frame of CDRL generate
   (median over warm requests; ``first_frame_seconds_first_request`` includes loading the model).
@@ -31,13 +31,10 @@ import json
 import math
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -45,10 +42,11 @@ import torch
 from torch import Tensor
 from torch.nn.utils import parametrize
 
-from .device import resolve_device
-from .errors import CheckpointError, SamplingError
-from .langevin import frozen, make_generators, parse_seeds, randn
-from .runtime import configure_threads
+from studio.device import resolve_device
+from studio.errors import CheckpointError, SamplingError
+from studio.langevin import frozen, make_generators, parse_seeds, randn
+from studio.runtime import configure_threads
+from tools.processes import free_port, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,8 +81,8 @@ def timed(fn: Callable[[], object], repeats: int, warmup: bool = True) -> float:
 
 def _load(name: str):
     """A checkpoint from checkpoints/ (never the Hub: a missing one is skipped, not downloaded)."""
-    from . import load
-    from .registry import local_names
+    from studio import load
+    from studio.registry import local_names
 
     if name not in local_names():
         raise Skipped(f"checkpoints/{name} is absent")
@@ -252,7 +250,7 @@ def bench_nerf(repeats: int) -> dict:
     """One 64x64 view and a 24-view orbit of one object of the NeRF latent EBM (``studio.nerf_lebm``),
     latents drawn from its prior by Langevin (not timed)."""
     try:
-        from . import nerf_lebm  # noqa: F401  (registers the model kind)
+        from studio import nerf_lebm  # noqa: F401  (registers the model kind)
     except ImportError:
         raise Skipped("studio.nerf_lebm is not in this checkout") from None
     model = _load("nerf-lebm-shapes")
@@ -266,43 +264,14 @@ def bench_nerf(repeats: int) -> dict:
 # ----------------------------------------------------------------------------- the app
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve_app(timeout: float = 120.0, env: dict | None = None) -> Iterator[tuple[str, float]]:
     """Spawn ``python app.py`` on a free port; yield (url, seconds from spawn to the first HTTP answer)."""
     port = free_port()
     child_env = {**os.environ, **(env or {}), "PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
                  "GRADIO_ANALYTICS_ENABLED": "False"}
-    url = f"http://127.0.0.1:{port}/"
-    with tempfile.TemporaryFile() as log:
-        start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=child_env,
-                                stdout=subprocess.DEVNULL, stderr=log)
-        try:
-            while True:
-                try:
-                    with urllib.request.urlopen(url, timeout=2) as response:
-                        response.read(1)
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.perf_counter() - start > timeout:
-                        log.seek(0)
-                        tail = log.read().decode(errors="replace")[-600:]
-                        raise RuntimeError(f"app.py did not answer on {url} (exit code {proc.poll()}): {tail}") from None
-                    time.sleep(0.05)
-            yield url, time.perf_counter() - start
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with serving([sys.executable, str(ROOT / "app.py")], port=port, cwd=ROOT, env=child_env, timeout=timeout) as (url, cold, _):
+        yield url, cold
 
 
 # The CDRL tab's inputs: class, guidance w, K, first seed, samples, noise, Tweedie, initializer only, compare with DRL.
@@ -324,7 +293,7 @@ def bench_app(repeats: int) -> dict:
     """Cold start of ``python app.py`` and the first streamed CDRL frame seen by a gradio_client caller."""
     from gradio_client import Client
 
-    from .registry import local_names
+    from studio.registry import local_names
 
     out = {}
     with serve_app() as (url, cold):
@@ -342,7 +311,7 @@ def bench_app(repeats: int) -> dict:
 
 def bench_import(repeats: int, python: Path | None = None) -> dict:
     """``import studio`` in a fresh venv after ``pip install .`` (``python``: an environment installed already)."""
-    from .fresh_install import import_seconds, install
+    from tools.fresh_install import import_seconds, install
 
     with tempfile.TemporaryDirectory() as where:
         return {"import_seconds": round(import_seconds(python or install(Path(where)), repeats), 3)}

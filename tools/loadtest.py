@@ -1,8 +1,8 @@
 """A short load run on the app: concurrent gradio_client callers on the CDRL tab.
 
-    python -m studio.loadtest [--callers 8] [--requests 3] [--samples 16] [--steps 10] [--json]
+    python -m tools.loadtest [--callers 8] [--requests 3] [--samples 16] [--steps 10] [--json]
 
-Spawns ``python app.py`` on a free port (as ``studio.bench`` does), sends one warm-up request (which
+Spawns ``python app.py`` on a free port (as ``tools.bench`` does), sends one warm-up request (which
 loads the model), then lets ``--callers`` clients send ``--requests`` generate requests each, one
 after another, all clients at once. Reports latency percentiles (submit to final result), the
 failures, the wall time and the app's queue settings (``studio.ui.QUEUE``).
@@ -15,7 +15,7 @@ import statistics
 import threading
 import time
 
-from .bench import CDRL_REQUEST, serve_app
+from tools.bench import CDRL_REQUEST, serve_app
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -75,8 +75,8 @@ def run(url: str, callers: int, requests: int, args: tuple) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from .bench import machine
-    from .ui import QUEUE
+    from studio.ui import QUEUE
+    from tools.bench import machine
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--callers", type=int, default=8, help="concurrent gradio_client callers")

@@ -41,6 +41,8 @@ from studio.compose import ATTRIBUTE_GUIDANCE
 from studio.data import fmnist_attributes as fa
 from studio.metrics import batched_features, frechet_distance
 
+from .eval_common import fmnist_reference
+
 NOT_GUIDANCE = 1.0  # w for "unconditional AND NOT c" (see NOT_WEIGHT)
 NOT_WEIGHT = 1.0  # |lambda| of the NOT term
 PER_SETTING = 200  # samples per attribute setting (the issue's count)
@@ -127,9 +129,7 @@ def evaluate_compose_attributes(model, per_setting: int = PER_SETTING, seed: int
 
 def evaluate_cdrl_attributes(model, samples: int, seed: int) -> dict:
     """Everything measured for an attribute model: unconditional FD at ``samples`` and the composition metrics."""
-    from .evaluate import _fmnist_reference
-
-    judge, _, _, real_feats = _fmnist_reference(samples, seed)
+    judge, _, _, real_feats = fmnist_reference(samples, seed)
     uncond = _composed(model, [], _seeds(seed, samples), 0.0)
     metrics = {"fd_uncond": round(frechet_distance(batched_features(judge.features, uncond), real_feats), 3), "samples": samples}
     metrics.update(evaluate_compose_attributes(model, seed=seed))

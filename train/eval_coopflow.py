@@ -26,6 +26,8 @@ import torch
 
 from studio.metrics import batched_features, fd_floor, frechet_distance
 
+from .eval_common import fmnist_reference, training_cost
+
 BPD_IMAGES = 1000  # test images for the flow's bits/dim
 SEED_STRIDE = 100000  # evaluation seed s uses sample seeds s * SEED_STRIDE + i
 
@@ -67,9 +69,7 @@ def chain_states(model, seeds: list[int], steps: list[int], batch: int = 100, **
 def _reference(samples: int, seed: int, reference):
     if reference is not None:
         return reference
-    from .evaluate import _fmnist_reference
-
-    judge, _, _, real_feats = _fmnist_reference(samples, seed)
+    judge, _, _, real_feats = fmnist_reference(samples, seed)
     return judge, real_feats
 
 
@@ -92,9 +92,7 @@ def fd_table_steps(trained: int, default: int) -> list[int]:
 
 def evaluate_coopflow(model, samples: int, seed: int) -> dict:
     from .datasets import labelled_split
-    from .evaluate import _fmnist_reference, training_cost
-
-    judge, test, perm, real_feats = _fmnist_reference(samples, seed)
+    judge, test, perm, real_feats = fmnist_reference(samples, seed)
     defaults, trained = model.sampler_defaults(), model.trained_steps
     ts = fd_table_steps(trained, defaults["steps"])
     seeds = eval_seeds(samples, seed)

@@ -24,6 +24,8 @@ import torch
 from studio.egc import fgsm
 from studio.metrics import batched_features, class_accuracy, fd_floor, frechet_distance
 
+from .eval_common import fmnist_reference
+
 FGSM_EPS = 0.1
 FGSM_IMAGES = 1000
 DENOISE_IMAGES = 1000
@@ -54,10 +56,9 @@ def fgsm_metrics(model, judge, images: torch.Tensor, labels: torch.Tensor, eps: 
 
 def evaluate_egc(model, samples: int, seed: int) -> dict:
     from .datasets import labelled_split
-    from .evaluate import _fmnist_reference
 
     started = time.time()
-    judge, test, perm, real_feats = _fmnist_reference(samples, seed)
+    judge, test, perm, real_feats = fmnist_reference(samples, seed)
     test_split = labelled_split("fashion-mnist", "test")
     metrics: dict = {"egc_test_accuracy": round(class_accuracy(model.predict(test_split.images), test_split.labels), 4),
                      "egc_test_images": len(test_split.labels), "egc_parameters": model.num_parameters()}

@@ -10,6 +10,8 @@ import torch
 import studio
 from studio.metrics import psnr, ssim
 
+from .eval_common import translation_metrics
+
 
 def latent_gap(model, z: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """Per-latent RMS of project(z) - z = Enc(Dec(z)) - z in normalised latent units: how far a code is from
@@ -34,8 +36,6 @@ def evaluate_letit(model, samples: int, seed: int) -> dict:
     units, ``latent_gap``), beside ``latent_gap_real_twitter`` / ``_google`` for the codes of real drawings.
     """
     from studio.data.emoji import load_emoji_pairs
-
-    from .evaluate import translation_metrics
 
     metrics: dict = {}
     for direction in model.trained_directions:

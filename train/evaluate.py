@@ -19,10 +19,11 @@ import torch
 
 import studio
 from studio.hub import update_card_metrics
-from studio.metrics import auroc, batched_features, class_accuracy, fd_floor, frechet_distance, psnr, spearman, ssim
+from studio.metrics import auroc, batched_features, class_accuracy, fd_floor, frechet_distance, psnr, spearman
 
 from .cdrl_compare_init_targets import COMPARISON_FILE
 from .datasets import labelled_split
+from .eval_common import EVALUATOR_FOR, fmnist_reference, per_image_chains, training_cost, translation_metrics
 from .eval_coopflow import card_extra as coopflow_card_extra
 from .eval_letit import card_extra as letit_card_extra
 from .eval_letit import evaluate_letit
@@ -33,8 +34,6 @@ from .eval_egc import card_extra as egc_card_extra
 from .eval_egc import evaluate_egc
 from .eval_nerf import card_extra as nerf_card_extra
 from .eval_nerf import evaluate_nerf_lebm
-
-EVALUATOR_FOR = {"fashion-mnist": "evaluator-fmnist", "emoji": "evaluator-emoji", "shapes3d": "evaluator-shapes3d"}
 
 
 def evaluate_evaluator(model, samples: int, seed: int) -> dict:
@@ -212,34 +211,6 @@ def cfebm_fd(model, judge, real_feats, samples: int, seed: int, multiscale: bool
     return round(frechet_distance(batched_features(judge.features, x), real_feats), 3)
 
 
-def translation_metrics(translate: Callable[[torch.Tensor, str], torch.Tensor], prefix: str, direction: str,
-                        limit: int = 0) -> dict:
-    """Faithfulness against the true pairs of the held-out emoji test split: PSNR/SSIM to the target
-    drawing (and of the untranslated input, the identity baseline), the evaluator's probability of the
-    target style, and FD to the target-style test set. ``translate(images, seeds)`` returns outputs."""
-    from studio.data.emoji import load_emoji_pairs
-
-    source_style, target_style = {"t2g": ("twitter", "google"), "g2t": ("google", "twitter")}[direction]
-    pairs = load_emoji_pairs("test", size=64)
-    source, target = pairs.style(source_style), pairs.style(target_style)
-    if limit:
-        source, target = source[:limit], target[:limit]
-    out = _per_image_chains(translate, source, list(range(len(source))), batch=64)
-    judge = studio.load(EVALUATOR_FOR["emoji"])
-    style = judge.config.class_names.index(target_style)
-    with torch.no_grad():
-        probs = torch.cat([judge(out[i : i + 256]).softmax(-1)[:, style] for i in range(0, len(out), 256)])
-    fd = frechet_distance(batched_features(judge.features, out), batched_features(judge.features, target))
-    out_psnr, identity_psnr = float(psnr(out, target).mean()), float(psnr(source, target).mean())
-    # The bar is out_psnr > identity_psnr; the gain keeps three decimals so a small margin is not lost to rounding.
-    return {f"{prefix}_psnr": round(out_psnr, 2), f"{prefix}_psnr_gain": round(out_psnr - identity_psnr, 3),
-            f"{prefix}_ssim": round(float(ssim(out, target).mean()), 4),
-            f"identity_{direction}_psnr": round(identity_psnr, 2),
-            f"identity_{direction}_ssim": round(float(ssim(source, target).mean()), 4),
-            f"{prefix}_target_score": round(float(probs.mean()), 4), f"{prefix}_fd": round(fd, 3),
-            f"{prefix}_pairs": len(source)}
-
-
 def saliency_agreement(model, count: int = 20) -> dict:
     """Mean over ``count`` held-out emoji of the Spearman correlation between the generative saliency
     of the translation chain and (a) |output - input|, (b) |true target - input| (per pixel, L2 over
@@ -262,7 +233,7 @@ def evaluate_cfebm_translation(model, samples: int, seed: int) -> dict:
     metrics = translation_metrics(lambda x, s: model.translate(x, seeds=s)[0], f"cfebm_{direction}", direction)
     metrics.update(saliency_agreement(model))
     metrics.update(training_cost(model))
-    from studio.bench import timed
+    from tools.bench import timed
 
     metrics["seconds_per_translation"] = round(timed(lambda: model.translate(torch.zeros(3, 64, 64), seeds="0"), 3), 3)
     return metrics
@@ -273,7 +244,7 @@ def evaluate_cfebm(model, samples: int, seed: int) -> dict:
     PSNR on held-out test images, OOD AUROC of -energy against MNIST digits, noise and constants."""
     if model.config.target_domain:
         return evaluate_cfebm_translation(model, samples, seed)
-    judge, test, perm, real_feats = _fmnist_reference(samples, seed)
+    judge, test, perm, real_feats = fmnist_reference(samples, seed)
     metrics: dict = {"fd": cfebm_fd(model, judge, real_feats, samples, seed)}
     if model.coarse:
         metrics["fd_multiscale"] = cfebm_fd(model, judge, real_feats, samples, seed, multiscale=True)
@@ -292,29 +263,13 @@ def evaluate_cfebm(model, samples: int, seed: int) -> dict:
     return metrics
 
 
-def training_cost(model) -> dict:
-    """``train_hours`` summed over every run the checkpoint came from (--init-from keeps the earlier ones)."""
-    extra = model.checkpoint.extra
-    runs = [*extra.get("earlier_training", []), extra.get("training", {})]
-    walls = [r["wall_time_minutes"] for r in runs if r.get("wall_time_minutes") is not None]
-    return {"train_hours": round(sum(walls) / 60, 2), "train_runs": len(walls)} if walls else {}
-
-
-def _fmnist_reference(samples: int, seed: int):
-    """The FD judge, the test images, a fixed permutation of them and the features of the first ``samples``."""
-    judge = studio.load(EVALUATOR_FOR["fashion-mnist"])
-    test = labelled_split("fashion-mnist", "test").images
-    perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
-    return judge, test, perm, batched_features(judge.features, test[perm[:samples]])
-
-
 def evaluate_ablation(model, samples: int, seed: int, reference=None) -> dict:
     """FD of the single-scale ablation checkpoint at the same seeds and reference images."""
     ablation = SINGLE_SCALE_ABLATION.get(model.checkpoint.name)
     if not ablation:
         return {}
     if reference is None:
-        judge, _, _, real_feats = _fmnist_reference(samples, seed)
+        judge, _, _, real_feats = fmnist_reference(samples, seed)
     else:
         judge, real_feats = reference
     try:
@@ -329,7 +284,7 @@ def restoration_metrics(model, clean: torch.Tensor, train_mean: torch.Tensor, se
     n = len(clean)
     gen = torch.Generator().manual_seed(seed + 1)
     noisy = clean + DENOISE_STD * torch.randn(clean.shape, generator=gen)
-    denoised = _per_image_chains(lambda x, s: model.denoise(x, seeds=s)[0], noisy, _seed_range(seed, n))
+    denoised = per_image_chains(lambda x, s: model.denoise(x, seeds=s)[0], noisy, _seed_range(seed, n))
     return {"denoise_psnr_in": round(float(psnr(noisy, clean).mean()), 2),
             # The chain clamps to [-1, 1]; clamping alone already helps, so report that baseline too.
             "denoise_psnr_in_clamped": round(float(psnr(noisy.clamp(-1, 1), clean).mean()), 2),
@@ -345,18 +300,13 @@ def centre_hole(res: int, hole: int = HOLE) -> torch.Tensor:
     return known
 
 
-def _per_image_chains(fn: Callable[[torch.Tensor, str], torch.Tensor], images: torch.Tensor, seeds: list[int],
-                      batch: int = 100) -> torch.Tensor:
-    return torch.cat([fn(images[i : i + batch], ",".join(map(str, seeds[i : i + batch]))) for i in range(0, len(images), batch)])
-
-
 def inpaint_metrics(model, clean: torch.Tensor, train_mean: torch.Tensor, seed: int, completions: int = 1) -> dict:
     """Hole-only PSNR of the completions and of filling the hole with the training mean; with several
     completions per image, also their diversity (mean pairwise L2 distance inside the hole)."""
     known = centre_hole(clean.shape[-1])
     hole = (known == 0).expand_as(clean[0])
     repeated = clean.repeat_interleave(completions, 0)
-    filled = _per_image_chains(lambda x, s: model.inpaint(x, known, seeds=s)[0], repeated, _seed_range(seed, len(repeated)))
+    filled = per_image_chains(lambda x, s: model.inpaint(x, known, seeds=s)[0], repeated, _seed_range(seed, len(repeated)))
     hole_psnr = lambda x, ref: float(psnr(x[:, hole], ref[:, hole]).mean())  # noqa: E731
     meanfill = known * clean + (1 - known) * train_mean
     prefix = "inpaint" if completions == 1 else f"inpaint_{len(clean)}x{completions}"

@@ -31,7 +31,7 @@ from typing import Callable
 
 from . import limits
 
-# Reference-CPU seconds per unit of work. From the README's Performance table (`python -m studio.bench`,
+# Reference-CPU seconds per unit of work. From the README's Performance table (`python -m tools.bench`,
 # wall time, 2 threads), or, where marked "CPU time", measured here with one thread (time.process_time;
 # the EGC, CoopFlow and pixel-translation rows are timed against CDRL's on the same loaded machine and
 # scaled to the table's CDRL number).
