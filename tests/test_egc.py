@@ -200,13 +200,13 @@ def test_shipped_checkpoint_generates_the_requested_class():
 
 
 def test_lr_schedule_warms_up_and_decays_by_steps_or_time():
-    from train.egc import TrainSettings, lr_factor
+    from train.egc import TrainSettings, lr_schedule
 
-    ts = TrainSettings(steps=100, warmup=10, decay_from=0.5, final_lr_ratio=0.1, max_minutes=0.0)
-    assert lr_factor(ts, 0, 0) == pytest.approx(0.1) and lr_factor(ts, 40, 0) == 1.0
-    assert lr_factor(ts, 75, 0) == pytest.approx(0.55) and lr_factor(ts, 100, 0) == pytest.approx(0.1)
-    timed = TrainSettings(steps=10**6, warmup=1, decay_from=0.5, final_lr_ratio=0.1, max_minutes=10.0)
-    assert lr_factor(timed, 50, 300) == 1.0 and lr_factor(timed, 50, 600) == pytest.approx(0.1)
+    factor = lr_schedule(TrainSettings(steps=100, warmup=10, decay_from=0.5, final_lr_ratio=0.1, max_minutes=0.0))
+    assert factor(0, 0) == pytest.approx(0.1) and factor(40, 0) == 1.0
+    assert factor(75, 0) == pytest.approx(0.55) and factor(100, 0) == pytest.approx(0.1)
+    timed = lr_schedule(TrainSettings(steps=10**6, warmup=1, decay_from=0.5, final_lr_ratio=0.1, max_minutes=10.0))
+    assert timed(50, 300) == 1.0 and timed(50, 600) == pytest.approx(0.1)
 
 
 class _GaussianEGC(EGC):

@@ -22,14 +22,14 @@ if __package__ in (None, ""):  # `accelerate launch train/cdrl.py` runs this fil
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from torch import nn
-from tqdm.auto import tqdm
 
 from studio.cdrl import CDRL, DRL, CDRLConfig, DRLConfig
 from studio.hub import ModelCard
+from train.augment import random_hflip
 from train.cdrl_attributes import AttributeMode, AttributeSettings
-from train.common import (EMA, ConfigError, DivergenceError, Run, any_rank, build_dataclass, check_finite, earlier_training,
-                          export, infinite_batches, init_from_checkpoint, shard, start, step_generator)
+from train.common import ConfigError, DivergenceError, build_dataclass, earlier_training, init_from_checkpoint, start
+from train.schedules import warmup
+from train.trainer import Group, LossModule, Trainer
 
 
 @dataclass
@@ -68,21 +68,6 @@ def build_model(cfg: CDRLRunConfig, extra_fields: dict | None = None) -> CDRL:
     raise ConfigError(f"method must be 'cdrl' or 'drl'; got {cfg.method!r}")
 
 
-class LossModule(nn.Module):
-    """Routes the training step through forward(), so DDP (multi-GPU) syncs gradients."""
-
-    def __init__(self, model: CDRL):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x, y, label_dropout: float, generator, init_target: str = "refined"):
-        return self.model.training_losses(x, y, label_dropout=label_dropout, generator=generator, init_target=init_target)
-
-
-def lr_lambda(warmup: int):
-    return lambda step: min(1.0, (step + 1) / max(1, warmup))
-
-
 def main(argv: list[str] | None = None) -> None:
     args, cfg, acc = start(__doc__, "train/configs/cdrl_fmnist.yaml", CDRLRunConfig, argv)
     ts = cfg.train
@@ -98,93 +83,56 @@ def main(argv: list[str] | None = None) -> None:
         init_from_checkpoint(model, args.init_from)
     elif attr is not None and attr.warm_start_from and not args.resume:
         attr.warm_start(model)
-    ema = EMA(model, ts.ema_decay)
-    ebm_opt = torch.optim.Adam(model.ebm.parameters(), lr=ts.ebm_lr, betas=(0.9, 0.999))
-    opts = [ebm_opt]
-    scheds = [torch.optim.lr_scheduler.LambdaLR(ebm_opt, lr_lambda(ts.warmup))]
-    if model.initializer is not None:
-        init_opt = torch.optim.Adam(model.initializer.parameters(), lr=ts.init_lr, betas=(0.9, 0.999))
-        opts.append(init_opt)
-        scheds.append(torch.optim.lr_scheduler.LambdaLR(init_opt, lr_lambda(ts.warmup)))
-    trainer, *opts = acc.prepare(LossModule(model), *opts)
-    scheds = [acc.prepare(s) for s in scheds]
-    ema.to(acc.device)
-    acc.register_for_checkpointing(ema)
-    run = Run(acc, Path(args.run_dir or f"runs/{cfg.name}"), args.resume)
-    core = acc.unwrap_model(trainer).model
+    # The EBM and the initializer each minimise their own loss, with a linear warm-up of the rate.
+    groups = []
+    for part, lr, loss in ((model.ebm, ts.ebm_lr, "ebm_loss"), (model.initializer, ts.init_lr, "init_loss")):
+        if part is not None:
+            opt = torch.optim.Adam(part.parameters(), lr=lr, betas=(0.9, 0.999))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup(step, ts.warmup))
+            groups.append(Group(opt, loss=loss, clip=ts.grad_clip, scheduler=sched))
+    trainer = Trainer(acc, LossModule(model.training_losses, model=model), groups, steps=ts.steps, save_every=ts.save_every,
+                      max_minutes=ts.max_minutes, ema_of=model, ema_decay=ts.ema_decay,
+                      run_dir=args.run_dir or f"runs/{cfg.name}", resume=args.resume, desc=cfg.name)
 
     # Every process draws the same global batch (same seed) and trains on its slice.
     targets = data.labels if attr is None else attr.table  # attribute mode: labels are drawn per batch below
-    batches = infinite_batches((data.images, targets), ts.batch_size, ts.seed * 1000, start_epoch=run.state.epoch)
-    # Skip the batches already consumed in the current epoch so a resumed run continues the same order.
-    per_epoch = len(data.images) // ts.batch_size
-    for _ in range(run.state.step % per_epoch if run.resumed else 0):
-        next(batches)
-    bar = tqdm(total=ts.steps, initial=run.state.step, disable=not acc.is_main_process, desc=cfg.name, dynamic_ncols=True)
-    while run.state.step < ts.steps:
+    batches = trainer.batches((data.images, targets), ts.batch_size, ts.seed * 1000)
+    for _ in trainer:
         # Flips and chain noise come from (seed, step, rank): a resumed run repeats the uninterrupted one.
-        gen = step_generator(ts.seed * 7919, run.state.step, acc.process_index, acc.device)
-        x, y = shard(acc, *next(batches), trace_dir=run.dir, step=run.state.step + 1)
-        x, y = x.to(acc.device), y.to(acc.device)
+        gen = trainer.generator(ts.seed * 7919)
+        x, y = trainer.shard(*next(batches))
         if ts.hflip:
-            flip = torch.rand(x.shape[0], device=acc.device, generator=gen) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+            x = random_hflip(x, gen)
         if attr is not None:
             y = attr.labels(y, gen)
-        losses = trainer(x, y, ts.label_dropout, gen, ts.init_target)
-        total = losses["ebm_loss"] + losses.get("init_loss", 0.0)
-        for opt in opts:
-            opt.zero_grad(set_to_none=True)
-        acc.backward(total)
-        if acc.sync_gradients:
-            acc.clip_grad_norm_(core.ebm.parameters(), ts.grad_clip)
-            if core.initializer is not None:
-                acc.clip_grad_norm_(core.initializer.parameters(), ts.grad_clip)
-        for opt in opts:
-            opt.step()
-        for s in scheds:
-            s.step()
-        ema.update(core)
-        run.state.step += 1
-        run.state.epoch = run.state.step // per_epoch
-        stats = {k: float(v.detach()) for k, v in losses.items()}
-        check_finite(run.state.step, **stats)
+        stats = trainer.optimise(trainer.module(x, y, label_dropout=ts.label_dropout, generator=gen, init_target=ts.init_target))
         if abs(stats["f_pos"]) > ts.max_abs_f:
-            raise DivergenceError(f"|fhat| of data reached {stats['f_pos']:.3g} at step {run.state.step}: the energy is "
+            raise DivergenceError(f"|fhat| of data reached {stats['f_pos']:.3g} at step {trainer.step}: the energy is "
                                   "exploding. Resume from the last state with a lower ebm_lr.")
-        run.log(stats)
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()})
-        out_of_time = any_rank(acc, bool(ts.max_minutes) and run.elapsed() > ts.max_minutes * 60)
-        if run.state.step % ts.save_every == 0 or run.state.step == ts.steps or out_of_time:
-            run.save()
-        if out_of_time:
-            bar.write(f"Stopping at step {run.state.step}: reached max_minutes={ts.max_minutes}.")
-            break
-    bar.close()
-    if acc.is_main_process:
-        final = ema.shadow
+        trainer.log(stats)
+    if trainer.is_main:
+        final = trainer.ema.shadow
         label = "CDRL" if cfg.method == "cdrl" else "DRL"
         card = ModelCard(
-            summary=f"{label} on Fashion-MNIST 32x32, class-conditional with classifier-free guidance (T = {core.config.num_levels}).",
-            body=CARD_BODY.format(name=cfg.name, config=args.config, K=core.config.langevin_steps),
+            summary=f"{label} on Fashion-MNIST 32x32, class-conditional with classifier-free guidance (T = {model.config.num_levels}).",
+            body=CARD_BODY.format(name=cfg.name, config=args.config, K=model.config.langevin_steps),
             tags=[cfg.method, "fashion-mnist", "classifier-free-guidance"],
             datasets=["fashion_mnist"],
             pipeline_tag="unconditional-image-generation",
         )
         if attr is not None:
             card.summary = (f"CDRL on Fashion-MNIST 32x32, conditional on {len(attr.names)} binary attributes "
-                            f"({', '.join(attr.names)}) for compositional generation (T = {core.config.num_levels}).")
-            card.body = ATTRIBUTE_CARD_BODY.format(name=cfg.name, config=args.config, K=core.config.langevin_steps,
+                            f"({', '.join(attr.names)}) for compositional generation (T = {model.config.num_levels}).")
+            card.body = ATTRIBUTE_CARD_BODY.format(name=cfg.name, config=args.config, K=model.config.langevin_steps,
                                                    attribute=attr.names[0], stats=attr.card_section(),
                                                    warm=f" Started from `{attr.warm_start_from}`'s weights (label embeddings "
                                                         "rebuilt; see train/cdrl_attributes.py)." if attr.warm_start_from else "")
             card.tags = [*card.tags, "compositional-generation"]
-        path = export(cfg.name, final, card, wall_seconds=run.elapsed(), steps=run.state.step, export_dir=args.export_dir,
-                      extra={"sampler_defaults": {"steps": core.config.langevin_steps, "guidance": 1.0},
-                             "data": {"name": "fashion-mnist", "split": "train (55,000; 5,000 held out for validation)"},
-                             "init_from": args.init_from, "earlier_training": earlier_training(args.init_from),
-                             **({"attributes": {**attr.stats, "warm_start": attr.warm_start_from or None}} if attr else {})})
+        path = trainer.export(cfg.name, final, card, export_dir=args.export_dir,
+                              extra={"sampler_defaults": {"steps": model.config.langevin_steps, "guidance": 1.0},
+                                     "data": {"name": "fashion-mnist", "split": "train (55,000; 5,000 held out for validation)"},
+                                     "init_from": args.init_from, "earlier_training": earlier_training(args.init_from),
+                                     **({"attributes": {**attr.stats, "warm_start": attr.warm_start_from or None}} if attr else {})})
         print(f"Exported EMA weights to {path}")
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,8 +36,6 @@ if __package__ in (None, ""):
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from torch import nn
-from tqdm.auto import tqdm
 
 from studio.cfebm import CFEBM, CFEBMConfig
 from studio.hub import ModelCard, config_to_dict
@@ -44,19 +43,17 @@ from train.common import (
     EMA,
     ConfigError,
     DivergenceError,
-    any_rank,
     append_log,
     build_dataclass,
-    check_finite,
     check_replicas,
     earlier_training,
     export,
     replica_checksums,
     shard,
     start,
-    step_generator,
     truncate_log,
 )
+from train.trainer import Group, LossModule, Trainer
 
 
 @dataclass
@@ -105,17 +102,6 @@ class Progress:
     elapsed: float = 0.0
 
 
-class LossModule(nn.Module):
-    """Routes the training loss through forward(), so DDP (several processes) averages the gradients."""
-
-    def __init__(self, model: CFEBM):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x, beta: float, generator, source=None, multiscale_fraction: float = 0.0):
-        return self.model.training_loss(x, beta=beta, generator=generator, source=source, multiscale_fraction=multiscale_fraction)
-
-
 def save_state(run_dir: Path, model: CFEBM, ema: EMA, opt: torch.optim.Optimizer | None, progress: Progress,
                replicas: list[float] | None = None) -> None:
     """Atomic save: write to state.tmp then rename, so an interrupted save keeps the last good state."""
@@ -161,9 +147,37 @@ def load_state(run_dir: Path) -> tuple[CFEBM, dict, dict, Progress, int]:
     return model, ema_state, opt_state, Progress(**info["progress"]), info["ema_updates"]
 
 
-def main(argv: list[str] | None = None) -> None:
-    import time
+class StageRun:
+    """CF-EBM's run folder as the Trainer sees it (``train.trainer.RunFolder``). Its layout is ``save_state``'s, not
+    accelerate's: the network grows between stages, so the model config is saved with the weights. One
+    StageRun serves every stage; ``track`` names the model, EMA and optimiser a save writes."""
 
+    def __init__(self, acc, run_dir: Path, progress: Progress):
+        self.acc, self.dir, self.state = acc, run_dir, progress
+        self.log_file = run_dir / "log.jsonl"
+        self.started, self.earlier = time.time(), progress.elapsed
+        self.contents: tuple[CFEBM, EMA, torch.optim.Optimizer | None] | None = None
+
+    def elapsed(self) -> float:
+        return self.earlier + time.time() - self.started
+
+    def track(self, model: CFEBM, ema: EMA, opt: torch.optim.Optimizer | None) -> None:
+        self.contents = (model, ema, opt)
+
+    def log(self, stats: dict) -> None:
+        if self.acc.is_main_process:
+            append_log(self.log_file, self.state.step, {**stats, "stage": self.state.stage})
+
+    def save(self) -> None:
+        model, ema, opt = self.contents
+        replicas = replica_checksums(self.acc, [model.net])  # every process takes part
+        check_replicas(replicas, self.state.step)
+        if self.acc.is_main_process:
+            self.state.elapsed = self.elapsed()
+            save_state(self.dir, model, ema, opt, self.state, replicas)
+
+
+def main(argv: list[str] | None = None) -> None:
     from accelerate import DistributedDataParallelKwargs
 
     # The fade branch stops contributing once beta reaches 1, so DDP must allow unused parameters.
@@ -196,9 +210,7 @@ def main(argv: list[str] | None = None) -> None:
                                                     "source_domain": ts.source_domain, "target_domain": ts.target_domain},
                                       "model"))
         ema_state, opt_state, prog, ema_updates = None, None, Progress(), 0
-    started, base_elapsed = time.time(), prog.elapsed
-    elapsed = lambda: base_elapsed + time.time() - started
-    rank = acc.process_index
+    run = StageRun(acc, run_dir, prog)
     model = model.to(acc.device)
     final_ema = None
     if prog.stage >= len(ts.resolutions):  # a finished run: export what it saved
@@ -208,63 +220,47 @@ def main(argv: list[str] | None = None) -> None:
         if model.config.resolution != res:
             raise ConfigError(f"Saved model is at {model.config.resolution}px but stage {prog.stage} is {res}px.")
         n_images = ts.images[str(res)]
-        ema = EMA(model, ts.ema_decay).to(acc.device)
-        if ema_state is not None:
-            ema.shadow.load_state_dict(ema_state)
-            ema.num_updates.fill_(ema_updates)
         model.coarse.requires_grad_(False)  # frozen stages: only sampled from, never trained
-        trainer = acc.prepare(LossModule(model))  # a new network each stage, so a new DDP wrapper
         opt = torch.optim.Adam(model.net.parameters(), lr=ts.lr[str(res)], betas=(0.5, 0.999))
         if opt_state is not None:
             opt.load_state_dict(opt_state)
+        # A new network each stage, so a new DDP wrapper and Trainer; the stage ends when n_images have been seen.
+        stage_end = prog.step + max(0, -(-(n_images - prog.seen) // ts.batch_size))
+        trainer = Trainer(acc, LossModule(model.training_loss, model=model), [Group(opt, clip=ts.grad_clip)], run=run,
+                          steps=stage_end, save_every=ts.save_every, max_minutes=ts.max_minutes, ema_of=model,
+                          ema_decay=ts.ema_decay, desc=f"CF-EBM {res}px")
+        ema = trainer.ema
+        if ema_state is not None:
+            ema.shadow.load_state_dict(ema_state)
+            ema.num_updates.fill_(ema_updates)
+        run.track(model, ema, trainer.groups[0].optimizer)
         ema_state = opt_state = None
         pooled = F.adaptive_avg_pool2d(data, res) if res != data.shape[-1] else data  # low-res data by average pooling
         pooled_src = None if source is None else F.adaptive_avg_pool2d(source, res) if res != source.shape[-1] else source
-        bar = tqdm(total=n_images, initial=prog.seen, disable=not acc.is_main_process, desc=f"CF-EBM {res}px", unit="img")
-        out_of_time = False
-        while prog.seen < n_images:
+        for step in trainer:
             beta = min(1.0, 2 * prog.seen / n_images) if model.config.fading else 1.0
             # Global batch indices from a generator seeded by the step (the same on every process, and
             # the same after --resume); each process takes its slice, then draws its own chain noise.
-            gen = step_generator(ts.seed * 7919, prog.step)
+            gen = trainer.generator(ts.seed * 7919, per_process=False)
             idx = torch.randint(0, len(pooled), (ts.batch_size,), generator=gen)
             # Unpaired: the source batch is drawn independently of the target batch.
             src_idx = None if pooled_src is None else torch.randint(0, len(pooled_src), (ts.batch_size,), generator=gen)
-            idx = shard(acc, idx, trace_dir=run_dir, step=prog.step + 1)
+            idx = shard(acc, idx, trace_dir=run.dir, step=step + 1)
             src = None if src_idx is None else pooled_src[shard(acc, src_idx)].to(acc.device)
-            if rank:
-                gen = step_generator(ts.seed * 7919, prog.step, rank)
-            out = trainer(pooled[idx].to(acc.device), beta, gen, src, ts.multiscale_fraction)
+            if trainer.rank:
+                gen = trainer.generator(ts.seed * 7919, device="cpu")
+            out = trainer.module(pooled[idx].to(acc.device), beta=beta, generator=gen, source=src,
+                                 multiscale_fraction=ts.multiscale_fraction)
             loss = out["loss"]
             if ts.energy_l2:
                 loss = loss + ts.energy_l2 * (out["e_pos"] ** 2 + out["e_neg"] ** 2)
-            opt.zero_grad(set_to_none=True)
-            acc.backward(loss)
-            torch.nn.utils.clip_grad_norm_(model.net.parameters(), ts.grad_clip)
-            opt.step()
-            ema.update(model)
+            stats = trainer.optimise({k: out[k] for k in ("loss", "e_pos", "e_neg")}, total=loss)
             prog.seen += ts.batch_size
-            prog.step += 1
-            stats = {"loss": float(out["loss"].detach()), "e_pos": float(out["e_pos"]), "e_neg": float(out["e_neg"])}
-            check_finite(prog.step, **stats)
             if max(abs(stats["e_pos"]), abs(stats["e_neg"])) > ts.max_abs_energy:
                 raise DivergenceError(f"|E| reached {max(abs(stats['e_pos']), abs(stats['e_neg'])):.3g} at step {prog.step}: "
                                       "resume from the last state with a lower lr, or set train.energy_l2.")
-            if acc.is_main_process:
-                append_log(log_file, prog.step, {**stats, "stage": prog.stage})
-            bar.update(ts.batch_size)
-            bar.set_postfix(stage=f"{res}px", beta=f"{beta:.2f}", **{k: f"{v:.3g}" for k, v in stats.items()})
-            out_of_time = any_rank(acc, bool(ts.max_minutes) and elapsed() > ts.max_minutes * 60)
-            if prog.step % ts.save_every == 0 or out_of_time:
-                replicas = replica_checksums(acc, [model.net])  # every process takes part
-                check_replicas(replicas, prog.step)
-                if acc.is_main_process:
-                    prog.elapsed = elapsed()
-                    save_state(run_dir, model, ema, opt, prog, replicas)
-            if out_of_time:
-                break
-        bar.close()
-        if out_of_time and prog.seen < n_images:
+            trainer.log(stats, postfix={"stage": f"{res}px", "beta": f"{beta:.2f}", **{k: f"{v:.3g}" for k, v in stats.items()}})
+        if trainer.out_of_time and prog.seen < n_images:
             print(f"Stopping mid-stage ({res}px, {prog.seen}/{n_images} images): max_minutes reached. Resume with --resume.")
             final_ema = ema.shadow
             break
@@ -272,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         replicas = replica_checksums(acc, [model.net])
         check_replicas(replicas, prog.step)
         model, final_ema = _finish_stage(model), _finish_stage(ema.shadow)
-        prog.stage, prog.seen, prog.elapsed = prog.stage + 1, 0, elapsed()
+        prog.stage, prog.seen, prog.elapsed = prog.stage + 1, 0, run.elapsed()
         if prog.stage < len(ts.resolutions):
             model = model.expand()
             ema_state, ema_updates = final_ema.expand().state_dict(), 0
@@ -280,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
                 save_state(run_dir, model, _ema_from(model, ema_state), None, prog, replicas)
         elif acc.is_main_process:
             save_state(run_dir, model, _ema_from(model, final_ema.state_dict()), None, prog, replicas)
-    total = elapsed()
+    total = run.elapsed()
     if acc.is_main_process:
         reached = final_ema.config.resolution
         card = model_card(cfg.name, ts, final_ema, single, f"--config {args.config}" + (" --no-coarse-to-fine" if args.no_coarse_to_fine else ""))

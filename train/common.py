@@ -1,8 +1,8 @@
 """Shared training machinery: typed YAML configs, Accelerator, EMA, save_state/resume, guards, export.
 
-Every `train/<method>.py` uses these pieces, so a run can be stopped at any
-moment and resumed with ``--resume``, and the same script runs on one CPU or
-many GPUs (``accelerate launch``).
+Every `train/<method>.py` uses these pieces, most of them through the one training loop in
+``train/trainer.py``, so a run can be stopped at any moment and resumed with ``--resume``, and
+the same script runs on one CPU or many GPUs (``accelerate launch``).
 """
 from __future__ import annotations
 
@@ -230,14 +230,6 @@ def shard(acc, *tensors: torch.Tensor, trace_dir: Path | None = None, step: int 
 def step_generator(seed: int, step: int, rank: int = 0, device: str | torch.device = "cpu") -> torch.Generator:
     """A generator seeded by (seed, step, rank): a resumed run draws exactly what the uninterrupted one would."""
     return torch.Generator(device=device).manual_seed((seed * 1_000_003 + step) * 64 + rank)
-
-
-def any_rank(acc, flag: bool) -> bool:
-    """True if ``flag`` is true on any process. Decisions that end the loop (a time budget) must be
-    taken by all processes together, or one would wait forever for the others' gradients."""
-    if acc.num_processes == 1:
-        return bool(flag)
-    return bool(acc.reduce(torch.tensor([float(flag)], device=acc.device), reduction="sum").item() > 0)
 
 
 def replica_checksums(acc, modules) -> list[float]:

@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):  # `accelerate launch train/coopflow.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from torch import nn
-from tqdm.auto import tqdm
 
 from studio.coopflow import CoopFlow, CoopFlowConfig
 from studio.hub import ModelCard
-from train.common import (EMA, DivergenceError, Run, build_dataclass, check_finite, earlier_training, export, infinite_batches,
-                          init_from_checkpoint, shard, start, step_generator)
+from train.augment import random_hflip
+from train.common import DivergenceError, build_dataclass, earlier_training, init_from_checkpoint, start
+from train.schedules import configured
+from train.trainer import Group, LossModule, Trainer
 
 
 @dataclass
@@ -67,23 +68,17 @@ class CoopFlowRunConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
 
 
-class LossModule(nn.Module):
-    """Routes every training computation through forward(), so DDP (multi-GPU) syncs gradients."""
-
-    def __init__(self, model: CoopFlow):
-        super().__init__()
-        self.model = model
-
-    def forward(self, phase: str, x: torch.Tensor, generator: torch.Generator):
-        m = self.model
-        if phase == "pretrain":
-            return {"flow_loss": m.flow_loss(x, generator)}
-        x_flow, x_refined = m.propose_and_refine(x.shape[0], generator)
-        out = m.ebm_loss(x, x_refined)
-        out["move"] = (x_refined - x_flow).flatten(1).norm(dim=1).mean().detach()
-        if phase == "coop":
-            out["flow_loss"] = m.flow_loss(x_refined, generator)
-        return out
+def phase_losses(model: CoopFlow, phase: str, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The losses of one step of ``phase``: the flow's alone (pretrain), the EBM's on refined flow samples (warmup),
+    or both (coop)."""
+    if phase == "pretrain":
+        return {"flow_loss": model.flow_loss(x, generator)}
+    x_flow, x_refined = model.propose_and_refine(x.shape[0], generator)
+    out = model.ebm_loss(x, x_refined)
+    out["move"] = (x_refined - x_flow).flatten(1).norm(dim=1).mean().detach()
+    if phase == "coop":
+        out["flow_loss"] = model.flow_loss(x_refined, generator)
+    return out
 
 
 def validation_bpd(flow_model: CoopFlow, images: torch.Tensor, seed: int) -> float:
@@ -120,87 +115,54 @@ def main(argv: list[str] | None = None) -> None:
         with torch.no_grad():  # data-dependent ActNorm init on a data batch (Glow / the paper's SK16 init)
             model.train()
             model.flow_loss(data.images[torch.randperm(len(data.images), generator=torch.Generator().manual_seed(ts.seed))[:256]])
-    ema = EMA(model, ts.ema_decay)
     flow_opt = torch.optim.Adam(model.flow.parameters(), lr=ts.flow_lr, betas=(0.9, 0.999))
     ebm_opt = torch.optim.Adam(model.ebm.parameters(), lr=ts.ebm_lr, betas=tuple(ts.ebm_betas))
-    trainer, flow_opt, ebm_opt = acc.prepare(LossModule(model), flow_opt, ebm_opt)
-    ema.to(acc.device)
-    acc.register_for_checkpointing(ema)
-    run = Run(acc, Path(args.run_dir or f"runs/{cfg.name}"), args.resume)
-    core: CoopFlow = acc.unwrap_model(trainer).model
+
+    def flow_lr(base: float, step: int, elapsed: float) -> float:  # pretraining has a rate of its own
+        return ts.pretrain_lr if phase_at(step, ts) == "pretrain" else base
+
+    groups = [Group(flow_opt, loss="flow_loss", clip=ts.flow_grad_clip, lr=flow_lr),
+              Group(ebm_opt, loss="ebm_loss", clip=ts.ebm_grad_clip, lr=configured)]
+    trainer = Trainer(acc, LossModule(partial(phase_losses, model), model=model), groups, steps=ts.steps,
+                      save_every=ts.save_every, max_minutes=ts.max_minutes, ema_of=model, ema_decay=ts.ema_decay,
+                      run_dir=args.run_dir or f"runs/{cfg.name}", resume=args.resume, desc=cfg.name, log_every=ts.log_every)
+    ema = trainer.ema
 
     # batch_size is the global batch: every process draws the same one and trains on its slice (DDP averages
     # the gradients), with its own noise from a (seed, step, rank) generator, so --resume repeats the run.
-    batches = infinite_batches((data.images,), ts.batch_size, ts.seed * 1000, start_epoch=run.state.epoch)
-    per_epoch = len(data.images) // ts.batch_size
-    for _ in range(run.state.step % per_epoch if run.resumed else 0):
-        next(batches)
-    bar = tqdm(total=ts.steps, initial=run.state.step, disable=not acc.is_main_process, desc=cfg.name, dynamic_ncols=True)
+    batches = trainer.batches((data.images,), ts.batch_size, ts.seed * 1000)
     stats: dict[str, float] = {}
-    while run.state.step < ts.steps:
-        gen = step_generator(ts.seed * 7919, run.state.step, acc.process_index, acc.device)
-        x = shard(acc, *next(batches), trace_dir=run.dir, step=run.state.step + 1)
-        x = x.to(acc.device)
+    for step in trainer:
+        gen = trainer.generator(ts.seed * 7919)
+        x = trainer.shard(*next(batches))
         if ts.hflip:
-            flip = torch.rand(x.shape[0], device=acc.device, generator=gen) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        phase = phase_at(run.state.step, ts)
-        for group in flow_opt.param_groups:
-            group["lr"] = ts.pretrain_lr if phase == "pretrain" else ts.flow_lr
-        for group in ebm_opt.param_groups:  # set every step: a resumed state must not restore an older rate
-            group["lr"] = ts.ebm_lr
-        losses = trainer(phase, x, gen)
-        total = losses.get("flow_loss", 0.0) + losses.get("ebm_loss", 0.0)
-        flow_opt.zero_grad(set_to_none=True)
-        ebm_opt.zero_grad(set_to_none=True)
-        acc.backward(total)
-        if "flow_loss" in losses:
-            if acc.sync_gradients and ts.flow_grad_clip:
-                acc.clip_grad_norm_(core.flow.parameters(), ts.flow_grad_clip)
-            flow_opt.step()
-        if "ebm_loss" in losses:
-            if acc.sync_gradients and ts.ebm_grad_clip:
-                acc.clip_grad_norm_(core.ebm.parameters(), ts.ebm_grad_clip)
-            ebm_opt.step()
-        ema.update(core)
-        run.state.step += 1
-        run.state.epoch = run.state.step // per_epoch
-        stats = {k: float(v.detach()) for k, v in losses.items()}
-        check_finite(run.state.step, **stats)
+            x = random_hflip(x, gen)
+        phase = phase_at(step, ts)
+        stats = trainer.optimise(trainer.module(phase, x, gen))
         if abs(stats.get("e_data", 0.0)) > ts.max_abs_energy:
-            raise DivergenceError(f"|E(data)| reached {stats['e_data']:.3g} at step {run.state.step}: the energy is exploding. "
+            raise DivergenceError(f"|E(data)| reached {stats['e_data']:.3g} at step {trainer.step}: the energy is exploding. "
                                   "Resume from the last state with a lower ebm_lr.")
-        if phase != "warmup" and stats["flow_loss"] > ts.max_bpd and run.state.step > 50:
-            raise DivergenceError(f"The flow's loss reached {stats['flow_loss']:.3g} bits/dim at step {run.state.step}. "
+        if phase != "warmup" and stats["flow_loss"] > ts.max_bpd and trainer.step > 50:
+            raise DivergenceError(f"The flow's loss reached {stats['flow_loss']:.3g} bits/dim at step {trainer.step}. "
                                   "Resume from the last state with a lower flow_lr.")
-        bar.update(1)
-        if run.state.step % ts.log_every == 0:
-            bar.set_postfix({"phase": phase, **{k: f"{v:.3g}" for k, v in stats.items()}})
-            run.log(stats)
-        if ts.eval_every and run.state.step % ts.eval_every == 0 and acc.is_main_process:
+        trainer.log(stats, postfix={"phase": phase, **{k: f"{v:.3g}" for k, v in stats.items()}})
+        if ts.eval_every and trainer.step % ts.eval_every == 0 and trainer.is_main:
             bpd = validation_bpd(ema.shadow, val, ts.seed)
-            run.log({"val_bpd_ema": bpd})
-            bar.write(f"step {run.state.step} ({phase}): validation bits/dim (EMA flow) {bpd:.4f}")
-        if run.state.step % ts.save_every == 0 or run.state.step == ts.steps:
-            run.save()
-        if ts.max_minutes and run.elapsed() > ts.max_minutes * 60:
-            run.save()
-            bar.write(f"Stopping at step {run.state.step}: reached max_minutes={ts.max_minutes}.")
-            break
-    bar.close()
-    if acc.is_main_process:
-        c = core.config
-        done = {"pretrain": min(run.state.step, ts.pretrain_steps),
-                "warmup": max(0, min(run.state.step, ts.pretrain_steps + ts.warmup_steps) - ts.pretrain_steps),
-                "coop": max(0, run.state.step - ts.pretrain_steps - ts.warmup_steps)}
-        card = model_card(cfg.name, args.config, c, done, read_validation_curve(run.log_file))
-        path = export(cfg.name, ema.shadow, card, wall_seconds=run.elapsed(), steps=run.state.step, export_dir=args.export_dir,
-                      extra={"sampler_defaults": {"steps": c.langevin_steps, "step_size": c.step_size, "noise": c.noise},
-                             "phases": done, "final_stats": stats,
-                             "validation_bpd": read_validation_curve(run.log_file),
-                             "earlier_training": earlier_training(args.init_from),
-                             "data": {"name": "fashion-mnist", "split": "train (55,000; 5,000 held out for validation)"},
-                             "init_from": args.init_from})
+            trainer.run.log({"val_bpd_ema": bpd})
+            trainer.write(f"step {trainer.step} ({phase}): validation bits/dim (EMA flow) {bpd:.4f}")
+    if trainer.is_main:
+        c, steps, log_file = model.config, trainer.step, trainer.run.log_file
+        done = {"pretrain": min(steps, ts.pretrain_steps),
+                "warmup": max(0, min(steps, ts.pretrain_steps + ts.warmup_steps) - ts.pretrain_steps),
+                "coop": max(0, steps - ts.pretrain_steps - ts.warmup_steps)}
+        card = model_card(cfg.name, args.config, c, done, read_validation_curve(log_file))
+        path = trainer.export(cfg.name, ema.shadow, card, export_dir=args.export_dir,
+                              extra={"sampler_defaults": {"steps": c.langevin_steps, "step_size": c.step_size, "noise": c.noise},
+                                     "phases": done, "final_stats": stats,
+                                     "validation_bpd": read_validation_curve(log_file),
+                                     "earlier_training": earlier_training(args.init_from),
+                                     "data": {"name": "fashion-mnist", "split": "train (55,000; 5,000 held out for validation)"},
+                                     "init_from": args.init_from})
         print(f"Exported EMA weights to {path}")
 
 

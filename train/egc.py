@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):  # `accelerate launch train/egc.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from torch import nn
-from tqdm.auto import tqdm
 
 from studio.egc import EGC, EGCConfig
 from studio.hub import ModelCard
-from train.common import (EMA, DivergenceError, Run, any_rank, build_dataclass, check_finite, export, infinite_batches,
-                          init_from_checkpoint, shard, start, step_generator, earlier_training)
+from train.augment import random_hflip
+from train.common import DivergenceError, build_dataclass, earlier_training, init_from_checkpoint, start
+from train.schedules import budget_used, linear_decay, warmup
+from train.trainer import Group, LossModule, Trainer
 
 
 @dataclass
@@ -63,30 +64,11 @@ class EGCRunConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
 
 
-class LossModule(nn.Module):
-    """Routes the training step through forward(), so DDP (multi-GPU) syncs gradients."""
-
-    def __init__(self, model: EGC):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x, y, ts: TrainSettings, generator):
-        return self.model.training_losses(x, y, gamma=ts.gamma, label_smoothing=ts.label_smoothing,
-                                          low_t_fraction=ts.low_t_fraction, low_t_max=ts.low_t_max, low_t_ce=ts.low_t_ce,
-                                          focus_fraction=ts.focus_fraction, focus_max=ts.focus_max, ce_weight=ts.ce_weight,
-                                          generator=generator)
-
-
-def lr_factor(ts: TrainSettings, step: int, elapsed_seconds: float) -> float:
-    """Warm-up, then linear decay over the last (1 - decay_from) of the budget. The budget is whichever of
-    ``steps`` and ``max_minutes`` runs out first, so a time-limited run still ends on a small rate."""
-    progress = step / ts.steps
-    if ts.max_minutes:
-        progress = max(progress, elapsed_seconds / (ts.max_minutes * 60))
-    decay = 1.0
-    if progress > ts.decay_from:
-        decay = 1.0 - (1.0 - ts.final_lr_ratio) * min(1.0, (progress - ts.decay_from) / max(1e-9, 1.0 - ts.decay_from))
-    return min(1.0, (step + 1) / max(1, ts.warmup)) * decay
+def lr_schedule(ts: TrainSettings):
+    """The rate factor at (step, elapsed seconds): warm-up, then a linear decay to ``final_lr_ratio`` over the last
+    (1 - decay_from) of the budget (whichever of ``steps`` and ``max_minutes`` runs out first)."""
+    return lambda step, elapsed: warmup(step, ts.warmup) * linear_decay(budget_used(step, ts.steps, elapsed, ts.max_minutes),
+                                                                         ts.decay_from, ts.final_lr_ratio)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,62 +89,38 @@ def main(argv: list[str] | None = None) -> None:
             print(f"--init-from {args.init_from}: new parts start fresh: {', '.join(fresh)}")
     if model.config.gaussian_base != "none" and not args.resume and (not args.init_from or "base_mean" in fresh):
         model.fit_gaussian_base(data.images, data.labels)  # the analytic part of the score
-    ema = EMA(model, ts.ema_decay)
     opt = torch.optim.Adam(model.parameters(), lr=ts.lr, betas=(0.9, 0.999))
-    trainer, opt = acc.prepare(LossModule(model), opt)
-    ema.to(acc.device)
-    acc.register_for_checkpointing(ema)
-    run = Run(acc, Path(args.run_dir or f"runs/{cfg.name}"), args.resume)
-    core = acc.unwrap_model(trainer).model
+    factor = lr_schedule(ts)
+    losses = partial(model.training_losses, gamma=ts.gamma, label_smoothing=ts.label_smoothing, low_t_fraction=ts.low_t_fraction,
+                     low_t_max=ts.low_t_max, low_t_ce=ts.low_t_ce, focus_fraction=ts.focus_fraction, focus_max=ts.focus_max,
+                     ce_weight=ts.ce_weight)
+    trainer = Trainer(acc, LossModule(losses, model=model),
+                      [Group(opt, clip=ts.grad_clip, lr=lambda base, step, elapsed: base * factor(step, elapsed))],
+                      steps=ts.steps, save_every=ts.save_every, max_minutes=ts.max_minutes, ema_of=model, ema_decay=ts.ema_decay,
+                      run_dir=args.run_dir or f"runs/{cfg.name}", resume=args.resume, desc=cfg.name)
+    ema = trainer.ema
 
-    batches = infinite_batches((data.images, data.labels), ts.batch_size, ts.seed * 1000, start_epoch=run.state.epoch)
-    per_epoch = len(data.images) // ts.batch_size
-    for _ in range(run.state.step % per_epoch if run.resumed else 0):
-        next(batches)  # a resumed run continues the same batch order
-    bar = tqdm(total=ts.steps, initial=run.state.step, disable=not acc.is_main_process, desc=cfg.name, dynamic_ncols=True)
-    while run.state.step < ts.steps:
-        gen = step_generator(ts.seed * 7919, run.state.step, acc.process_index, acc.device)
-        x, y = shard(acc, *next(batches), trace_dir=run.dir, step=run.state.step + 1)
-        x, y = x.to(acc.device), y.to(acc.device)
+    batches = trainer.batches((data.images, data.labels), ts.batch_size, ts.seed * 1000)
+    for _ in trainer:
+        gen = trainer.generator(ts.seed * 7919)
+        x, y = trainer.shard(*next(batches))
         if ts.hflip:
-            flip = torch.rand(x.shape[0], device=acc.device, generator=gen) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        for group in opt.param_groups:
-            group["lr"] = ts.lr * lr_factor(ts, run.state.step, run.elapsed())
-        losses = trainer(x, y, ts, gen)
-        opt.zero_grad(set_to_none=True)
-        acc.backward(losses["loss"])
-        if acc.sync_gradients:
-            acc.clip_grad_norm_(core.parameters(), ts.grad_clip)
-        opt.step()
-        ema.update(core)
-        run.state.step += 1
-        run.state.epoch = run.state.step // per_epoch
-        stats = {k: float(v.detach()) for k, v in losses.items()}
-        check_finite(run.state.step, **stats)
+            x = random_hflip(x, gen)
+        stats = trainer.optimise(trainer.module(x, y, generator=gen))
         if abs(stats["lse"]) > ts.max_lse:
-            raise DivergenceError(f"|logsumexp f| reached {stats['lse']:.3g} at step {run.state.step}: the energy is "
+            raise DivergenceError(f"|logsumexp f| reached {stats['lse']:.3g} at step {trainer.step}: the energy is "
                                   "exploding. Resume from the last state with a lower lr (--set train.lr=...).")
-        if ts.eval_every and run.state.step % ts.eval_every == 0 and acc.is_main_process:
-            pred = ema.shadow.predict(val_x.to(acc.device)).argmax(1)
+        if ts.eval_every and trainer.step % ts.eval_every == 0 and trainer.is_main:
+            pred = ema.shadow.predict(val_x.to(trainer.device)).argmax(1)
             stats["val_acc_ema"] = float((pred == val_y).float().mean())
             # What the learned part adds to the score where it matters (the bar's t = 100), on 200 held-out images.
             probe = val_x[:200]
             stats["val_denoise_gain_t100"] = (ema.shadow.denoising_loss(probe, 100, base_only=True)
                                               - ema.shadow.denoising_loss(probe, 100))
-            bar.write(f"step {run.state.step}: EMA val accuracy (t = 0) {stats['val_acc_ema']:.4f}, "
-                      f"denoising gain over the base at t = 100 {stats['val_denoise_gain_t100']:+.4f}")
-        run.log(stats)
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k != "lse"})
-        out_of_time = any_rank(acc, bool(ts.max_minutes) and run.elapsed() > ts.max_minutes * 60)
-        if run.state.step % ts.save_every == 0 or run.state.step == ts.steps or out_of_time:
-            run.save()
-        if out_of_time:
-            bar.write(f"Stopping at step {run.state.step}: reached max_minutes={ts.max_minutes}.")
-            break
-    bar.close()
-    if acc.is_main_process:
+            trainer.write(f"step {trainer.step}: EMA val accuracy (t = 0) {stats['val_acc_ema']:.4f}, "
+                          f"denoising gain over the base at t = 100 {stats['val_denoise_gain_t100']:+.4f}")
+        trainer.log(stats, postfix={k: f"{v:.3g}" for k, v in stats.items() if k != "lse"})
+    if trainer.is_main:
         final = ema.shadow
         card = ModelCard(
             summary="EGC on Fashion-MNIST 32x32: one network whose forward pass classifies and whose input gradient "
@@ -177,10 +135,10 @@ def main(argv: list[str] | None = None) -> None:
             datasets=["fashion_mnist"],
             pipeline_tag="image-classification",
         )
-        path = export(cfg.name, final, card, wall_seconds=run.elapsed(), steps=run.state.step, export_dir=args.export_dir,
-                      extra={"sampler_defaults": {"steps": core.config.sample_steps, "guidance": core.config.guidance},
-                             "data": {"name": "fashion-mnist", "split": "train (55,000; 5,000 held out for validation)"},
-                             "init_from": args.init_from, "earlier_training": earlier_training(args.init_from)})
+        path = trainer.export(cfg.name, final, card, export_dir=args.export_dir,
+                              extra={"sampler_defaults": {"steps": model.config.sample_steps, "guidance": model.config.guidance},
+                                     "data": {"name": "fashion-mnist", "split": "train (55,000; 5,000 held out for validation)"},
+                                     "init_from": args.init_from, "earlier_training": earlier_training(args.init_from)})
         print(f"Exported EMA weights to {path}")
 
 

@@ -23,12 +23,13 @@ if __package__ in (None, ""):
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from studio.evaluator import EvaluatorConfig, EvaluatorNet
 from studio.hub import ModelCard
-from train.common import EMA, Run, build_dataclass, check_finite, export, infinite_batches, shard, start, step_generator
+from train.augment import random_hflip, random_shift_all
+from train.common import build_dataclass, start
 from train.datasets import DATA_CREDITS, labelled_split
+from train.trainer import Group, Trainer
 
 
 @dataclass
@@ -53,18 +54,6 @@ class EvaluatorRunConfig:
     train: EvalTrainSettings = field(default_factory=EvalTrainSettings)
 
 
-def augment(x: torch.Tensor, shift: int, hflip: bool, gen: torch.Generator) -> torch.Tensor:
-    """Random translation (reflect-free: pad with the corner value) and horizontal flips."""
-    if shift:
-        pad = F.pad(x, (shift,) * 4, mode="replicate")
-        dx, dy = torch.randint(0, 2 * shift + 1, (2,), generator=gen).tolist()
-        x = pad[..., dy : dy + x.shape[-2], dx : dx + x.shape[-1]]
-    if hflip:
-        flip = torch.rand(x.shape[0], generator=gen) < 0.5
-        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    return x
-
-
 @torch.no_grad()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     model.eval()
@@ -82,40 +71,25 @@ def main(argv: list[str] | None = None) -> None:
                                                   "class_names": train.class_names, "dataset": cfg.dataset,
                                                   "num_classes": len(train.class_names), "in_channels": train.images.shape[1]}, "model")
     model = EvaluatorNet(model_cfg)
-    ema = EMA(model, ts.ema_decay)
     steps_per_epoch = len(train.images) // ts.batch_size
     total = int(math.ceil(ts.epochs * steps_per_epoch))
     opt = torch.optim.AdamW(model.parameters(), lr=ts.lr, weight_decay=ts.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=ts.lr, total_steps=total, pct_start=0.15)
-    model, opt, sched = acc.prepare(model, opt, sched)
-    acc.register_for_checkpointing(ema)
-    run = Run(acc, Path(args.run_dir or f"runs/{cfg.name}"), args.resume)
-    batches = infinite_batches((train.images, train.labels), ts.batch_size, ts.seed, start_epoch=run.state.epoch)
-    for _ in range(run.state.step % steps_per_epoch if run.resumed else 0):
-        next(batches)
-    bar = tqdm(total=total, initial=run.state.step, disable=not acc.is_main_process, desc=cfg.name, dynamic_ncols=True)
+    trainer = Trainer(acc, model, [Group(opt, scheduler=sched)], steps=total, save_every=ts.save_every, ema_of=model,
+                      ema_decay=ts.ema_decay, run_dir=args.run_dir or f"runs/{cfg.name}", resume=args.resume, desc=cfg.name)
+    batches = trainer.batches((train.images, train.labels), ts.batch_size, ts.seed)
     model.train()
-    while run.state.step < total:
+    for _ in trainer:
         # The same augmented global batch on every process (generator seeded by the step), then each takes its slice.
         x, y = next(batches)
-        x = augment(x, ts.shift, ts.hflip, step_generator(ts.seed, run.state.step))
-        x, y = shard(acc, x, y, trace_dir=run.dir, step=run.state.step + 1)
-        loss = F.cross_entropy(model(x.to(acc.device)), y.to(acc.device), label_smoothing=0.05)
-        opt.zero_grad(set_to_none=True)
-        acc.backward(loss)
-        opt.step()
-        sched.step()
-        ema.update(acc.unwrap_model(model))
-        run.state.step += 1
-        run.state.epoch = run.state.step // steps_per_epoch
-        check_finite(run.state.step, loss=float(loss.detach()))
-        run.log({"loss": float(loss.detach())})
-        bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}", epoch=run.state.epoch)
-        if run.state.step % ts.save_every == 0:
-            run.save()
-    run.save()
-    bar.close()
+        gen = trainer.generator(ts.seed, per_process=False)
+        x = random_shift_all(x, ts.shift, gen)
+        if ts.hflip:
+            x = random_hflip(x, gen)
+        x, y = trainer.shard(x, y)
+        stats = trainer.optimise({"loss": F.cross_entropy(trainer.module(x), y, label_smoothing=0.05)})
+        trainer.log(stats, postfix={"loss": f"{stats['loss']:.3f}", "epoch": trainer.run.state.epoch})
+    ema = trainer.ema
     if acc.is_main_process:
         val_acc = accuracy(ema.shadow, val.images, val.labels)
         print(f"validation accuracy (EMA): {val_acc:.4f}")
@@ -127,8 +101,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"\n\nData: {DATA_CREDITS[cfg.dataset]}"),
             tags=["evaluator", cfg.dataset], pipeline_tag="image-classification",
         )
-        path = export(cfg.name, ema.shadow, card, wall_seconds=run.elapsed(), steps=run.state.step, export_dir=args.export_dir,
-                      extra={"data": {"name": cfg.dataset}, "validation_accuracy": val_acc})
+        path = trainer.export(cfg.name, ema.shadow, card, export_dir=args.export_dir,
+                              extra={"data": {"name": cfg.dataset}, "validation_accuracy": val_acc})
         print(f"Exported EMA weights to {path}")
 
 

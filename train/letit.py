@@ -39,20 +39,21 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):  # `accelerate launch train/letit.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-from tqdm.auto import tqdm
 
 from studio.hub import ModelCard, checkpoints_dir, read_config
 from studio.letit import DIRECTIONS, LETIT, LETITConfig, autoencoder_loss, ebm_loss
-from train.common import EMA, ConfigError, DivergenceError, Run, any_rank, build_dataclass, check_finite, export, shard, start
+from train.augment import random_hflip, random_shift_each
+from train.common import ConfigError, DivergenceError, build_dataclass, start
 from train.datasets import DATA_CREDITS
+from train.schedules import cosine_decay, warmup
+from train.trainer import Group, LossModule, Trainer
 
 
 @dataclass
@@ -112,51 +113,11 @@ class LETITRunConfig:
 # ----------------------------------------------------------------------------- helpers
 
 
-class AETrainer(nn.Module):
-    """Routes the autoencoder loss through forward() (DDP syncs gradients); the EBMs are not part of it."""
-
-    def __init__(self, model: LETIT):
-        super().__init__()
-        self.encoder, self.decoder = model.encoder, model.decoder
-
-    def forward(self, x, latent_noise: float, latent_l2: float, generator):
-        return autoencoder_loss(self.encoder, self.decoder, x, latent_noise, latent_l2, generator)
-
-
-class EBMTrainer(nn.Module):
-    def __init__(self, ebm: nn.Module, bound: float):
-        super().__init__()
-        self.ebm, self.bound = ebm, bound
-
-    def forward(self, z_source, z_target, es: EBMSettings, generator):
-        return ebm_loss(self.ebm, z_source, z_target, es.langevin_steps, es.step_size, es.noise, self.bound, generator, es.energy_l2)
-
-
-def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + rank)
-
-
-def augment(x: torch.Tensor, shift: int, hflip: bool, gen: torch.Generator) -> torch.Tensor:
-    """Per-image horizontal flips and shifts of up to ``shift`` px (edges replicated: white background)."""
-    if hflip:
-        flip = torch.rand(x.shape[0], generator=gen) < 0.5
-        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    if shift:
-        n, s = x.shape[0], x.shape[-1]
-        pad = F.pad(x, (shift,) * 4, mode="replicate")
-        dx, dy = torch.randint(0, 2 * shift + 1, (2, n), generator=gen)
-        rows = (torch.arange(s)[None, :] + dy[:, None])[:, None, :, None].expand(n, x.shape[1], s, s + 2 * shift)
-        x = pad.gather(2, rows)
-        cols = (torch.arange(s)[None, :] + dx[:, None])[:, None, None, :].expand(n, x.shape[1], s, s)
-        x = x.gather(3, cols)
-    return x
-
-
-def lr_factor(step: int, total: int, warmup: int, final: float) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t))
+def autoencoder_lr(s: AESettings, step: int) -> float:
+    """The autoencoder's rate factor: warm-up, then a cosine decay to ``final_lr_fraction`` at ``steps``."""
+    if step < s.warmup:
+        return warmup(step, s.warmup)
+    return cosine_decay((step - s.warmup) / max(1, s.steps - s.warmup), s.final_lr_fraction)
 
 
 def load_pairs(image_size: int):
@@ -190,58 +151,37 @@ def train_autoencoder(args, cfg: LETITRunConfig, acc) -> None:
     pairs = load_pairs(cfg.train.image_size)
     data = torch.cat([pairs.twitter, pairs.google])  # the union of both styles
     model = LETIT(build_dataclass(LETITConfig, {**cfg.model, "image_size": cfg.train.image_size, "directions": {}}, "model"))
-    ema = EMA(model, s.ema_decay)
-    trainer = AETrainer(model)
-    opt = torch.optim.Adam(trainer.parameters(), lr=s.lr, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, s.steps, s.warmup, s.final_lr_fraction))
-    trainer, opt = acc.prepare(trainer, opt)
-    sched = acc.prepare(sched)
-    ema.to(acc.device)
-    acc.register_for_checkpointing(ema)
+    # Only the encoder and decoder train here (the EBMs are not part of the module DDP sees).
+    module = LossModule(partial(autoencoder_loss, model.encoder, model.decoder), encoder=model.encoder, decoder=model.decoder)
+    opt = torch.optim.Adam(module.parameters(), lr=s.lr, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: autoencoder_lr(s, step))
     root = Path(args.run_dir or f"runs/{cfg.name}")
-    run = Run(acc, root / "autoencoder", args.resume)
-    seed, rank = cfg.train.seed, acc.process_index
-    bar = tqdm(total=s.steps, initial=run.state.step, disable=not acc.is_main_process, desc=f"{cfg.name} autoencoder", dynamic_ncols=True)
-    while run.state.step < s.steps:
+    trainer = Trainer(acc, module, [Group(opt, clip=s.grad_clip, scheduler=sched)], steps=s.steps, save_every=s.save_every,
+                      max_minutes=s.max_minutes, ema_of=model, ema_decay=s.ema_decay, run_dir=root / "autoencoder",
+                      resume=args.resume, desc=f"{cfg.name} autoencoder")
+    seed = cfg.train.seed
+    for _ in trainer:
         # The global batch and its augmentation come from rank 0's generator on every process (each then
         # takes its slice); the code noise from each rank's own. With one process this is one generator.
-        gen = step_generator(seed, run.state.step)
+        gen = trainer.generator(seed, per_process=False)
         x = data[torch.randint(0, len(data), (s.batch_size,), generator=gen)]
-        x = shard(acc, augment(x, s.shift, s.hflip, gen), trace_dir=run.dir, step=run.state.step + 1).to(acc.device)
-        if rank:
-            gen = step_generator(seed, run.state.step, rank)
-        out = trainer(x, s.latent_noise, s.latent_l2, gen)
-        opt.zero_grad(set_to_none=True)
-        acc.backward(out["loss"])
-        if acc.sync_gradients:
-            acc.clip_grad_norm_(trainer.parameters(), s.grad_clip)
-        opt.step()
-        sched.step()
-        ema.update(model)
-        run.state.step += 1
-        stats = {k: float(v.detach()) for k, v in out.items()}
-        check_finite(run.state.step, **stats)
-        run.log(stats)
-        bar.update(1)
-        bar.set_postfix(psnr=f"{10 * math.log10(4 / max(stats['mse'], 1e-12)):.1f}", rms=f"{stats['latent_rms']:.2f}")
-        out_of_time = any_rank(acc, bool(s.max_minutes) and run.elapsed() > s.max_minutes * 60)
-        if run.state.step % s.save_every == 0 or run.state.step == s.steps or out_of_time:
-            run.save()
-        if out_of_time:
-            bar.write(f"Stopping at step {run.state.step}: reached max_minutes={s.max_minutes}. Resume with --resume.")
-            break
-    bar.close()
+        x = trainer.shard(random_shift_each(random_hflip(x, gen) if s.hflip else x, s.shift, gen))
+        if trainer.rank:
+            gen = trainer.generator(seed, device="cpu")
+        stats = trainer.optimise(trainer.module(x, s.latent_noise, s.latent_l2, gen))
+        trainer.log(stats, postfix={"psnr": f"{10 * math.log10(4 / max(stats['mse'], 1e-12)):.1f}", "rms": f"{stats['latent_rms']:.2f}"})
+    ema = trainer.ema
     if not acc.is_main_process:
         return
     final = ema.shadow
     final.set_latent_stats(encode_all(final, data, raw=True))
-    seconds = run.elapsed()
-    stages = {"autoencoder": {"seconds": round(seconds, 1), "steps": run.state.step,
+    seconds = trainer.run.elapsed()
+    stages = {"autoencoder": {"seconds": round(seconds, 1), "steps": trainer.step,
                               "command": f"accelerate launch train/letit.py --config {args.config} --stage autoencoder"}}
     extra = {"stages": stages, "ae_fingerprint": ae_fingerprint(final), "data": {"name": "emoji", "split": "train (both styles)"}}
     for out_dir in (root / "autoencoder" / "export", Path(args.export_dir or checkpoints_dir() / cfg.name)):
-        path = export(cfg.name, final, model_card(cfg.name, final, stages), wall_seconds=seconds, steps=run.state.step,
-                      export_dir=str(out_dir), extra=extra)
+        path = trainer.export(cfg.name, final, model_card(cfg.name, final, stages), export_dir=str(out_dir), extra=extra,
+                              wall_seconds=seconds)
     print(f"Exported the autoencoder (no EBM trained yet) to {path}")
 
 
@@ -344,13 +284,11 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
     assert not unexpected and all(fresh and k.startswith(fresh) for k in missing), (missing, unexpected)
     ebm = model.ebms[direction]
     ebm.requires_grad_(True)
-    ema = EMA(ebm, s.ema_decay)
-    trainer = EBMTrainer(ebm, base.config.latent_bound)
     opt = torch.optim.Adam(ebm.parameters(), lr=s.lr, betas=(0.5, 0.999))
-    trainer, opt = acc.prepare(trainer, opt)
-    ema.to(acc.device)
-    acc.register_for_checkpointing(ema)
-    run = Run(acc, root / f"ebm-{direction}", args.resume)
+    trainer = Trainer(acc, LossModule(partial(ebm_loss, ebm), ebm=ebm), [Group(opt, clip=s.grad_clip)], steps=s.steps,
+                      save_every=s.save_every, max_minutes=s.max_minutes, ema_of=ebm, ema_decay=s.ema_decay,
+                      run_dir=root / f"ebm-{direction}", resume=args.resume, desc=f"{cfg.name} ebm {direction}")
+    run = trainer.run
     if run.resumed and run.state.extra.get("ae_fingerprint") not in (None, fingerprint):
         raise ConfigError(f"The autoencoder in {base_dir} is not the one this EBM run started with; "
                           "start the EBM stage again without --resume.")
@@ -359,40 +297,22 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
         run.state.extra["continues"] = base.checkpoint.extra.get("stages", {}).get(f"ebm_{direction}") if continued else None
     if not run.resumed:
         run.state.elapsed = encode_seconds  # the one-off encoding is part of the stage's cost
-    seed, rank = cfg.train.seed + (0 if direction == "t2g" else 1), acc.process_index
+    seed = cfg.train.seed + (0 if direction == "t2g" else 1)
     zs, zt = latents[source_style], latents[target_style]
-    bar = tqdm(total=s.steps, initial=run.state.step, disable=not acc.is_main_process, desc=f"{cfg.name} ebm {direction}", dynamic_ncols=True)
-    while run.state.step < s.steps:
-        gen = step_generator(seed, run.state.step)  # the global batch (as in the autoencoder stage)
+    for _ in trainer:
+        gen = trainer.generator(seed, per_process=False)  # the global batch (as in the autoencoder stage)
         # Unpaired: source and target batches are drawn independently.
         src = zs[torch.randint(0, len(zs), (s.batch_size,), generator=gen)]
         tgt = zt[torch.randint(0, len(zt), (s.batch_size,), generator=gen)]
-        src, tgt = (t.to(acc.device) for t in shard(acc, src, tgt, trace_dir=run.dir, step=run.state.step + 1))
-        if rank:
-            gen = step_generator(seed, run.state.step, rank)
-        out = trainer(src, tgt, s, gen)
-        opt.zero_grad(set_to_none=True)
-        acc.backward(out["loss"])
-        if acc.sync_gradients:
-            acc.clip_grad_norm_(trainer.parameters(), s.grad_clip)
-        opt.step()
-        ema.update(ebm)
-        run.state.step += 1
-        stats = {k: float(v.detach()) for k, v in out.items()}
-        check_finite(run.state.step, **stats)
+        src, tgt = trainer.shard(src, tgt)
+        if trainer.rank:
+            gen = trainer.generator(seed, device="cpu")
+        out = trainer.module(src, tgt, s.langevin_steps, s.step_size, s.noise, base.config.latent_bound, gen, s.energy_l2)
+        stats = trainer.optimise(out)
         if abs(stats["loss"]) > s.max_abs_loss:
-            raise DivergenceError(f"|loss| reached {abs(stats['loss']):.3g} > {s.max_abs_loss:g} at step {run.state.step}: the latent "
+            raise DivergenceError(f"|loss| reached {abs(stats['loss']):.3g} > {s.max_abs_loss:g} at step {trainer.step}: the latent "
                                   "EBM diverged. Resume from the last saved state with a lower train.ebm.lr, or set train.ebm.energy_l2.")
-        run.log(stats)
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()})
-        out_of_time = any_rank(acc, bool(s.max_minutes) and run.elapsed() > s.max_minutes * 60)
-        if run.state.step % s.save_every == 0 or run.state.step == s.steps or out_of_time:
-            run.save()
-        if out_of_time:
-            bar.write(f"Stopping at step {run.state.step}: reached max_minutes={s.max_minutes}. Resume with --resume.")
-            break
-    bar.close()
+        trainer.log(stats)
     if not acc.is_main_process:
         return
     # The export: the checkpoint as it is now (autoencoder + the other direction's EBM, which a run of that
@@ -404,17 +324,17 @@ def train_ebm(args, cfg: LETITRunConfig, acc) -> None:
     directions = {**now.config.directions, direction: entry}
     final = LETIT(LETITConfig(**{**model.config.__dict__, "directions": directions}))
     final.load_state_dict((model if now is base else now).state_dict())  # the model holds new-width EBMs if the width changed
-    final.ebms[direction].load_state_dict(ema.shadow.state_dict())
+    final.ebms[direction].load_state_dict(trainer.ema.shadow.state_dict())
     seconds = run.elapsed()
-    stage = {"seconds": round(seconds, 1), "steps": run.state.step, "encode_seconds": round(encode_seconds, 1),
+    stage = {"seconds": round(seconds, 1), "steps": trainer.step, "encode_seconds": round(encode_seconds, 1),
              "command": f"accelerate launch train/letit.py --config {args.config} --stage ebm --direction {direction}"
                         + "".join(f" --set {o}" for o in recipe_overrides(args.overrides))}
     if run.state.extra.get("continues"):  # this run started from an exported EBM: the stage's cost is both runs
         stage = continued_stage(run.state.extra["continues"], stage)
     stages = {**now.checkpoint.extra.get("stages", {}), f"ebm_{direction}": stage}
     extra = {"stages": stages, "ae_fingerprint": fingerprint, "data": now.checkpoint.extra.get("data", {"name": "emoji"})}
-    path = export(cfg.name, final, model_card(cfg.name, final, stages), wall_seconds=seconds, steps=run.state.step,
-                  export_dir=args.export_dir, extra=extra)
+    path = trainer.export(cfg.name, final, model_card(cfg.name, final, stages), export_dir=args.export_dir, extra=extra,
+                          wall_seconds=seconds)
     print(f"Exported the autoencoder and the {', '.join(final.trained_directions)} EBM(s) to {path}")
 
 

@@ -31,14 +31,13 @@ if __package__ in (None, ""):  # `accelerate launch train/nerf_lebm.py` runs thi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from torch import nn
-from tqdm.auto import tqdm
 
 from studio.data import shapes3d
 from studio.hub import ModelCard, config_to_dict
 from studio.nerf_lebm import NeRFLEBM, NeRFLEBMConfig
-from train.common import (EMA, ConfigError, DivergenceError, Run, RunState, build_dataclass, check_finite, export,
-                          init_from_checkpoint, shard, start, step_generator)
+from train.common import ConfigError, DivergenceError, RunState, build_dataclass, init_from_checkpoint, start
+from train.schedules import budget_used, cosine_decay
+from train.trainer import Group, LossModule, Trainer
 
 
 @dataclass
@@ -110,50 +109,24 @@ class TrainingViews:
                 "target": target.reshape(b, k * per_view, 3)}
 
 
-class LossModule(nn.Module):
-    """Routes the training step through forward(), so DDP syncs gradients. The prior EBMs' Langevin chains
-    run inside it with the EBM parameters frozen (gradients w.r.t. z only), so DDP sees one backward."""
-
-    def __init__(self, model: NeRFLEBM):
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: dict[str, torch.Tensor], pixels: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return self.model.elbo_loss(batch["images"], batch["azimuth"], batch["elevation"], batch["origins"], batch["dirs"],
-                                    batch["target"], pixels, generator)
-
-
-def lr_factor(frac: float, warmup_frac: float, final: float) -> float:
-    if frac < warmup_frac:
-        return max(frac / warmup_frac, 0.01)
-    f = min(1.0, (frac - warmup_frac) / max(1e-9, 1 - warmup_frac))
-    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * f))
-
-
-def budget_used(ts: NeRFTrainSettings, step: int, elapsed: float) -> float:
-    """The fraction of the budget spent: whichever of ``steps`` and ``max_minutes`` runs out first."""
-    return max(step / ts.steps, elapsed / (60 * ts.max_minutes) if ts.max_minutes else 0.0)
+def lr_factor(ts: NeRFTrainSettings, step: int, elapsed: float) -> float:
+    """Warm-up over the first ``warmup`` steps' share of the budget (from 1% of the rate), then a cosine decay to
+    ``final_lr_fraction``; the budget is whichever of ``steps`` and ``max_minutes`` runs out first."""
+    frac, warm = budget_used(step, ts.steps, elapsed, ts.max_minutes), ts.warmup / ts.steps
+    if frac < warm:
+        return max(frac / warm, 0.01)
+    return cosine_decay((frac - warm) / max(1e-9, 1 - warm), ts.final_lr_fraction)
 
 
 def make_optimizer(model: NeRFLEBM, ts: NeRFTrainSettings) -> torch.optim.Optimizer:
     ebm = list(model.ebm_shape.parameters()) + list(model.ebm_appearance.parameters())
     ebm_ids = {id(p) for p in ebm}
     rest = [p for p in model.parameters() if id(p) not in ebm_ids]
+    # "base_lr" is no longer read (the Trainer keeps the configured rates) but stays in the saved optimiser state.
     groups = [{"params": rest, "lr": ts.lr, "base_lr": ts.lr}]
     if model.config.prior == "ebm":
         groups.append({"params": ebm, "lr": ts.ebm_lr, "base_lr": ts.ebm_lr, "betas": (0.5, 0.999)})
     return torch.optim.Adam(groups, betas=(0.9, 0.999))
-
-
-def mean_over_processes(acc, stats: dict[str, float], elapsed: float) -> tuple[dict[str, float], float]:
-    """The step's statistics and wall clock averaged over the processes. Every process then takes the same
-    decisions (divergence stop, lr from the time budget, when to save and stop); a clock read per process
-    would give slightly different learning rates and so drifting replicas."""
-    if acc.num_processes == 1:
-        return stats, elapsed
-    vec = torch.tensor([*stats.values(), elapsed], dtype=torch.float64, device=acc.device)
-    *values, elapsed = acc.reduce(vec, reduction="mean").tolist()
-    return dict(zip(stats, values)), elapsed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -186,65 +159,50 @@ def main(argv: list[str] | None = None) -> None:
         model.ebm_shape.requires_grad_(False)
         model.ebm_appearance.requires_grad_(False)
     opt = make_optimizer(model, ts)
-    trainer, opt = acc.prepare(LossModule(model), opt)
-    core = acc.unwrap_model(trainer).model
-    ema = EMA(core, ts.ema_decay).to(acc.device)  # after prepare: starts from rank 0's (broadcast) weights
-    acc.register_for_checkpointing(ema)
-    run = Run(acc, run_dir, args.resume)
+    trainer = Trainer(acc, LossModule(model.elbo_loss, model=model),
+                      [Group(opt, lr=lambda base, step, elapsed: base * lr_factor(ts, step, elapsed))],
+                      steps=ts.steps, save_every=ts.save_every, max_minutes=ts.max_minutes, ema_of=model, ema_decay=ts.ema_decay,
+                      run_dir=run_dir, resume=args.resume, desc=cfg.name)
+    run = trainer.run
     run.state.extra["model_config"] = model_config
     # Saved with the state, so a resumed run continues the logged history and its current averaging window.
     history: list = run.state.extra.setdefault("history", [])
     window: dict = run.state.extra.setdefault("window", {})
 
     pixels = data.size * data.size
-    _, elapsed = mean_over_processes(acc, {}, run.elapsed())
-    frac = budget_used(ts, run.state.step, elapsed)
-    bar = tqdm(total=ts.steps, initial=run.state.step, disable=not acc.is_main_process, desc=cfg.name, unit="step")
-    while frac < 1.0:
-        factor = lr_factor(frac, ts.warmup / ts.steps, ts.final_lr_fraction)
-        for g in opt.param_groups:
-            g["lr"] = g["base_lr"] * factor
+    for _ in trainer:
         # The global batch comes from the same (seed, step) generator on every process, and each trains on its
         # slice; the noise (posterior samples, ray jitter, prior chains) from a generator of its own rank.
         # Both depend only on the step, so a resumed run repeats the uninterrupted one.
-        batch = data.batch(ts, step_generator(ts.seed, run.state.step))
-        parts = shard(acc, *batch.values(), trace_dir=run.dir, step=run.state.step + 1)
-        local = {k: v.to(acc.device) for k, v in zip(batch, parts)}
-        gen = step_generator(ts.seed * 7919 + 1, run.state.step, acc.process_index, acc.device)
-        out = trainer(local, pixels, gen)
+        batch = data.batch(ts, trainer.generator(ts.seed, per_process=False))
+        b = dict(zip(batch, trainer.shard(*batch.values())))
+        out = trainer.module(b["images"], b["azimuth"], b["elevation"], b["origins"], b["dirs"], b["target"], pixels,
+                             trainer.generator(ts.seed * 7919 + 1))
         # Divide by the pixel count: the same optimum, gradients of order one.
-        loss = out["loss"] / (3 * pixels)
-        opt.zero_grad(set_to_none=True)
-        acc.backward(loss)
-        opt.step()
-        ema.update(core)
-        run.state.step += 1
-        stats, elapsed = mean_over_processes(acc, {k: float(v.detach()) for k, v in out.items()}, run.elapsed())
-        check_finite(run.state.step, **stats)
+        stats = trainer.optimise(out, total=out["loss"] / (3 * pixels))
         if "e_pos" in stats and max(abs(stats["e_pos"]), abs(stats["e_neg"])) > 1e4:
-            raise DivergenceError(f"|E| reached {max(abs(stats['e_pos']), abs(stats['e_neg'])):.3g} at step {run.state.step}: "
+            raise DivergenceError(f"|E| reached {max(abs(stats['e_pos']), abs(stats['e_neg'])):.3g} at step {trainer.step}: "
                                   "resume from the last state with a lower train.ebm_lr.")
-        run.log(stats)
         for k, v in stats.items():
             window[k] = window.get(k, 0.0) + v
-        bar.update(1)
-        if run.state.step % ts.log_every == 0:
+        postfix = None
+        if trainer.step % ts.log_every == 0:
             mean = {k: round(v / ts.log_every, 5) for k, v in window.items()}
-            history.append({"step": run.state.step, "minutes": round(elapsed / 60, 2), **mean})
-            bar.set_postfix(psnr=f"{-10 * math.log10(max(mean['mse'], 1e-10)):.2f}", kl=f"{mean['kl']:.1f}")
-            if acc.is_main_process:
+            history.append({"step": trainer.step, "minutes": round(trainer.clock / 60, 2), **mean})
+            postfix = {"psnr": f"{-10 * math.log10(max(mean['mse'], 1e-10)):.2f}", "kl": f"{mean['kl']:.1f}"}
+            if trainer.is_main:
                 print(json.dumps(history[-1]), flush=True)
             window.clear()
-        frac = budget_used(ts, run.state.step, elapsed)
-        if run.state.step % ts.save_every == 0 or frac >= 1.0:
-            run.save()
-    bar.close()
+        trainer.run.log(stats)
+        if postfix:
+            trainer.bar.set_postfix(postfix)
+    ema = trainer.ema
     if acc.is_main_process:
         final = ema.shadow
         card = model_card(cfg.name, ts, final, run.state, f"--config {args.config}" + (f" --prior {args.prior}" if args.prior else ""))
-        path = export(cfg.name, final, card, wall_seconds=run.elapsed(), steps=run.state.step, export_dir=args.export_dir,
-                      extra={"data": {"name": "shapes3d", "train_objects": data.n, "views": data.views},
-                             "train_history": history[-5:]})
+        path = trainer.export(cfg.name, final, card, export_dir=args.export_dir,
+                              extra={"data": {"name": "shapes3d", "train_objects": data.n, "views": data.views},
+                                     "train_history": history[-5:]})
         print(f"Exported EMA weights to {path}")
 
 
