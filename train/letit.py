@@ -113,11 +113,14 @@ class LETITRunConfig:
 # ----------------------------------------------------------------------------- helpers
 
 
-def autoencoder_lr(s: AESettings, step: int) -> float:
-    """The autoencoder's rate factor: warm-up, then a cosine decay to ``final_lr_fraction`` at ``steps``."""
-    if step < s.warmup:
-        return warmup(step, s.warmup)
-    return cosine_decay((step - s.warmup) / max(1, s.steps - s.warmup), s.final_lr_fraction)
+def autoencoder_lr_schedule(s: AESettings):
+    """The autoencoder's rate factor at a step: warm-up, then a cosine decay to ``final_lr_fraction`` at ``steps``."""
+    def factor(step: int) -> float:
+        if step < s.warmup:
+            return warmup(step, s.warmup)
+        return cosine_decay((step - s.warmup) / max(1, s.steps - s.warmup), s.final_lr_fraction)
+
+    return factor
 
 
 def load_pairs(image_size: int):
@@ -154,7 +157,7 @@ def train_autoencoder(args, cfg: LETITRunConfig, acc) -> None:
     # Only the encoder and decoder train here (the EBMs are not part of the module DDP sees).
     module = LossModule(partial(autoencoder_loss, model.encoder, model.decoder), encoder=model.encoder, decoder=model.decoder)
     opt = torch.optim.Adam(module.parameters(), lr=s.lr, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: autoencoder_lr(s, step))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, autoencoder_lr_schedule(s))
     root = Path(args.run_dir or f"runs/{cfg.name}")
     trainer = Trainer(acc, module, [Group(opt, clip=s.grad_clip, scheduler=sched)], steps=s.steps, save_every=s.save_every,
                       max_minutes=s.max_minutes, ema_of=model, ema_decay=s.ema_decay, run_dir=root / "autoencoder",

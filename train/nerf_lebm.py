@@ -109,13 +109,19 @@ class TrainingViews:
                 "target": target.reshape(b, k * per_view, 3)}
 
 
-def lr_factor(ts: NeRFTrainSettings, step: int, elapsed: float) -> float:
-    """Warm-up over the first ``warmup`` steps' share of the budget (from 1% of the rate), then a cosine decay to
-    ``final_lr_fraction``; the budget is whichever of ``steps`` and ``max_minutes`` runs out first."""
-    frac, warm = budget_used(step, ts.steps, elapsed, ts.max_minutes), ts.warmup / ts.steps
-    if frac < warm:
-        return max(frac / warm, 0.01)
-    return cosine_decay((frac - warm) / max(1e-9, 1 - warm), ts.final_lr_fraction)
+def lr_schedule(ts: NeRFTrainSettings):
+    """The rate factor at (step, elapsed seconds): a warm-up over the first ``warmup`` steps' share of the budget
+    (from 1% of the rate), then a cosine decay to ``final_lr_fraction``; the budget is whichever of ``steps`` and
+    ``max_minutes`` runs out first."""
+    warm = ts.warmup / ts.steps
+
+    def factor(step: int, elapsed: float) -> float:
+        frac = budget_used(step, ts.steps, elapsed, ts.max_minutes)
+        if frac < warm:
+            return max(frac / warm, 0.01)
+        return cosine_decay((frac - warm) / max(1e-9, 1 - warm), ts.final_lr_fraction)
+
+    return factor
 
 
 def make_optimizer(model: NeRFLEBM, ts: NeRFTrainSettings) -> torch.optim.Optimizer:
@@ -158,9 +164,9 @@ def main(argv: list[str] | None = None) -> None:
         # The Gaussian baseline never uses its EBMs: frozen, DDP does not wait for gradients they never get.
         model.ebm_shape.requires_grad_(False)
         model.ebm_appearance.requires_grad_(False)
-    opt = make_optimizer(model, ts)
+    opt, factor = make_optimizer(model, ts), lr_schedule(ts)
     trainer = Trainer(acc, LossModule(model.elbo_loss, model=model),
-                      [Group(opt, lr=lambda base, step, elapsed: base * lr_factor(ts, step, elapsed))],
+                      [Group(opt, lr=lambda base, step, elapsed: base * factor(step, elapsed))],
                       steps=ts.steps, save_every=ts.save_every, max_minutes=ts.max_minutes, ema_of=model, ema_decay=ts.ema_decay,
                       run_dir=run_dir, resume=args.resume, desc=cfg.name)
     run = trainer.run
