@@ -71,7 +71,7 @@ from . import checks
 from .errors import SamplingError, StudioError
 from .kinds import register_model
 from .langevin import Trace, frozen, make_generators, parse_seeds, randn, report_step
-from .nn import UNetBlock, sinusoidal_embedding
+from .nn import UNetBlock, sinusoidal_embedding, unet_trunk
 from .protocol import EnergySpec, SampleOutput, StudioModel, TaskSpec, relative_noise
 from .runtime import check_deadline
 
@@ -157,19 +157,7 @@ class EGCNet(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor | None]:
         """(class logits [B, C] from attention pooling, summed residual potential [B] or None)."""
         emb = self.temb(sinusoidal_embedding(t.float(), self.emb_dim).to(x.dtype))
-        h = self.inp(x)
-        skips = []
-        for i, block in enumerate(self.down):
-            if i > 0:
-                h = F.avg_pool2d(h, 2)
-            h = block(h, emb)
-            skips.append(h)
-        h = self.mid(h, emb)
-        for block in self.up:
-            skip = skips.pop()
-            if h.shape[-1] != skip.shape[-1]:
-                h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
-            h = block(torch.cat([h, skip], 1), emb)
+        h = unet_trunk(self, x, emb)
         feat = self.out(F.silu(self.out_norm(h)))
         res = None if self.residual is None else self.residual(F.silu(feat)).flatten(1).sum(1)
         return self.pool(feat), res

@@ -124,17 +124,23 @@ class SmallUNet(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        h = self.inp(x)
-        skips = []
-        for i, block in enumerate(self.down):
-            if i > 0:
-                h = F.avg_pool2d(h, 2)
-            h = block(h, emb)
-            skips.append(h)
-        h = self.mid(h, emb)
-        for i, block in enumerate(self.up):
-            skip = skips.pop()
-            if h.shape[-1] != skip.shape[-1]:
-                h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
-            h = block(torch.cat([h, skip], 1), emb)
-        return self.out(F.silu(self.out_norm(h)))
+        return self.out(F.silu(self.out_norm(unet_trunk(self, x, emb))))
+
+
+def unet_trunk(net: nn.Module, x: Tensor, emb: Tensor) -> Tensor:
+    """The U-Net's features before its output head: ``net.inp``, the ``down`` blocks (2x average pooling between
+    them), ``mid``, and the ``up`` blocks with their skips. Shared by ``UNet`` and networks with other heads (EGC)."""
+    h = net.inp(x)
+    skips = []
+    for i, block in enumerate(net.down):
+        if i > 0:
+            h = F.avg_pool2d(h, 2)
+        h = block(h, emb)
+        skips.append(h)
+    h = net.mid(h, emb)
+    for block in net.up:
+        skip = skips.pop()
+        if h.shape[-1] != skip.shape[-1]:
+            h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
+        h = block(torch.cat([h, skip], 1), emb)
+    return h

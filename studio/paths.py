@@ -30,13 +30,18 @@ def repository_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() and (root / "studio" / "__init__.py").is_file() else None
 
 
-def checkpoints_dir() -> Path:
-    """The local checkpoint folder: ``$STUDIO_CHECKPOINTS``, else the repository's ``checkpoints/``."""
-    env = os.environ.get("STUDIO_CHECKPOINTS", "").strip()
+def _folder(variable: str, name: str) -> Path:
+    """``$variable`` when set, else the repository's ``name/`` folder (the user cache's once installed)."""
+    env = os.environ.get(variable, "").strip()
     if env:
         return Path(env).expanduser()
     repo = repository_root()
-    return repo / "checkpoints" if repo is not None else USER_CACHE / "checkpoints"
+    return repo / name if repo is not None else USER_CACHE / name
+
+
+def checkpoints_dir() -> Path:
+    """The local checkpoint folder: ``$STUDIO_CHECKPOINTS``, else the repository's ``checkpoints/``."""
+    return _folder("STUDIO_CHECKPOINTS", "checkpoints")
 
 
 def assets_dir() -> Path:
@@ -49,8 +54,4 @@ def assets_dir() -> Path:
 
 def data_dir() -> Path:
     """Downloaded / extracted data sets: ``$STUDIO_DATA_DIR``, else the repository's ``data/``."""
-    env = os.environ.get("STUDIO_DATA_DIR", "").strip()
-    if env:
-        return Path(env).expanduser()
-    repo = repository_root()
-    return repo / "data" if repo is not None else USER_CACHE / "data"
+    return _folder("STUDIO_DATA_DIR", "data")
