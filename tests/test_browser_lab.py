@@ -45,6 +45,9 @@ def test_click_points_train_and_watch_the_landscape(page):
     steps = page.get_by_label("Training steps").first
     steps.fill("150")
     steps.press("Enter")
+    steps.blur()  # Gradio commits a typed number on Enter or blur; a loaded machine can still be applying it
+    page.wait_for_function("() => [...document.querySelectorAll('input')].some(i => i.value === '150')", timeout=60000)
+    page.wait_for_timeout(500)
     # Record every landscape the page shows while the run streams (a run can be over in a second).
     page.evaluate(f"""() => {{ window.labHeats = []; window.labPlots = new Set();
         window.labPoll = setInterval(() => {{ const h = ({HEAT})(); const p = document.querySelector('#lab-landscape .js-plotly-plot');

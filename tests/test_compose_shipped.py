@@ -4,18 +4,18 @@ import torch
 import studio
 
 
-def test_unconditional_and_not_coat_has_no_coats():
-    """'unconditional AND NOT Coat' (w = 1, weight 1) at seeds 0-19: evaluator-fmnist calls none of the 20 a coat,
-    where 4 of the 20 unconditional samples at the same seeds are coats. Measured at 100 samples per class over all
-    10 classes: compose_not_rate 0.011 (bar 0.03)."""
+def test_unconditional_and_not_shirt_has_no_shirts():
+    """'unconditional AND NOT Shirt' (w = 1, weight 1) at seeds 0-19: evaluator-fmnist calls none of the 20 a shirt,
+    where 6 of the 20 unconditional samples at the same seeds are shirts (shirts and T-shirts are the most common
+    unconditional classes). Measured at 100 samples per class over all 10 classes: compose_not_rate 0.003 (bar 0.03)."""
     model, judge = studio.load("cdrl-fmnist"), studio.load("evaluator-fmnist")
-    coat = model.config.class_names.index("Coat")
-    negated, _ = model.compose([("Coat", -1.0)], guidance=1.0, seeds="0-19")
+    shirt = model.config.class_names.index("Shirt")
+    negated, _ = model.compose([("Shirt", -1.0)], guidance=1.0, seeds="0-19")
     plain, _ = model.generate(None, seeds="0-19")
-    coats_negated = int((judge.predict(negated) == coat).sum())
-    coats_plain = int((judge.predict(plain) == coat).sum())
-    print(f"coats among 20 samples: unconditional {coats_plain}, AND NOT Coat {coats_negated}")
-    assert coats_plain >= 3 and coats_negated <= 1
+    shirts_negated = int((judge.predict(negated) == shirt).sum())
+    shirts_plain = int((judge.predict(plain) == shirt).sum())
+    print(f"shirts among 20 samples: unconditional {shirts_plain}, AND NOT Shirt {shirts_negated}")
+    assert shirts_plain >= 4 and shirts_negated <= 1
     assert torch.isfinite(negated).all() and negated.shape == (20, 1, 32, 32)
 
 
