@@ -119,3 +119,18 @@ def type_and_enter(page, selector: str, value: str) -> None:
     box = page.locator(selector)
     box.fill(value)
     box.press("Enter")
+
+
+def write_fake_fashion_mnist(folder, train: int, test: int):
+    """Random 28x28 Fashion-MNIST IDX files (labels cycle through the 10 classes) in ``folder``, for
+    ``FASHION_MNIST_DIR``; the validation split is a tenth of a small training set."""
+    import numpy as np
+
+    from studio.data.fashion_mnist import write_idx
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", train), ("t10k", test)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
+    return folder

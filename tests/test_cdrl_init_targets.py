@@ -2,12 +2,12 @@
 table, and how train.evaluate puts it on the card."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from studio.cdrl import CDRL, CDRLConfig
-from studio.data.fashion_mnist import CLASS_NAMES, write_idx
+from conftest import write_fake_fashion_mnist
+from studio.data.fashion_mnist import CLASS_NAMES
 from studio.hub import save_checkpoint
 from train import cdrl_compare_init_targets as compare
 from train.evaluate import init_target_comparison, init_target_markdown
@@ -15,12 +15,7 @@ from train.evaluate import init_target_comparison, init_target_markdown
 
 @pytest.fixture
 def fixture_fmnist(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    d = tmp_path / "fm"
-    d.mkdir()
-    for prefix, n in (("train", 400), ("t10k", 20)):
-        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
+    d = write_fake_fashion_mnist(tmp_path / "fm", train=400, test=20)
     monkeypatch.setenv("FASHION_MNIST_DIR", str(d))
     return d
 

@@ -3,13 +3,12 @@ histograms, FD along one chain equal to separate chains, and the chooser's valid
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
 import studio
 from studio.coopflow import CoopFlow, CoopFlowConfig
-from studio.data.fashion_mnist import write_idx
+from conftest import write_fake_fashion_mnist
 from studio.hub import ModelCard, save_checkpoint
 from train.eval_coopflow import card_extra, chain_states, class_entropy, fd_table_steps, histogram_entropy
 
@@ -82,12 +81,7 @@ def test_card_extra_shows_the_fd_table_and_the_class_entropy():
 @pytest.fixture
 def val_data(tmp_path, monkeypatch):
     """1,000 random training images (the validation split is a tenth of a small set) and a test split that must not be read."""
-    rng = np.random.default_rng(0)
-    d = tmp_path / "fm"
-    d.mkdir()
-    for prefix, n in (("train", 1000), ("t10k", 50)):
-        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
+    d = write_fake_fashion_mnist(tmp_path / "fm", train=1000, test=50)
     monkeypatch.setenv("FASHION_MNIST_DIR", str(d))
     import studio.data.fashion_mnist as fm
 

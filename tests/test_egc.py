@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -139,15 +138,9 @@ def test_fgsm_moves_every_pixel_by_eps_within_range_and_raises_the_loss(tiny):
 
 @pytest.fixture
 def fmnist_dir(tmp_path):
-    from studio.data.fashion_mnist import write_idx
+    from conftest import write_fake_fashion_mnist
 
-    rng = np.random.default_rng(0)
-    d = tmp_path / "fm"
-    d.mkdir()
-    for prefix, n in (("train", 5100), ("t10k", 20)):
-        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
-    return d
+    return write_fake_fashion_mnist(tmp_path / "fm", train=5100, test=20)
 
 
 def test_training_smoke_run_and_export(tmp_path, fmnist_dir):

@@ -6,12 +6,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import studio
-from studio.data.fashion_mnist import write_idx
+from conftest import write_fake_fashion_mnist
 from train.common import EMA, ConfigError, build_dataclass, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,13 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def fmnist_dir(tmp_path):
-    rng = np.random.default_rng(0)
-    d = tmp_path / "fm"
-    d.mkdir()
-    for prefix, n in (("train", 200), ("t10k", 50)):
-        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
-    return d
+    return write_fake_fashion_mnist(tmp_path / "fm", train=200, test=50)
 
 
 def _launch(script: str, args: list[str], env_extra: dict) -> subprocess.CompletedProcess:
