@@ -25,17 +25,16 @@ import torch
 import studio
 from studio.metrics import batched_features, class_accuracy, frechet_distance
 
+from .eval_common import sample_in_batches
+
 SEED_OFFSET = 8_000_000  # far from the test evaluation's seeds (0..N-1) and the CF-EBM scan's (7,000,000+)
 CONDITIONAL_SAMPLES = 500
 COMPARISON_FILE = "init_target_comparison.json"
 
 
-def _samples(model, classes: list, guidance: float, batch: int = 100) -> torch.Tensor:
-    out = []
-    for i in range(0, len(classes), batch):
-        seeds = ",".join(str(SEED_OFFSET + j) for j in range(i, min(len(classes), i + batch)))
-        out.append(model.generate(classes[i:i + batch], seeds=seeds, guidance=guidance)[0].cpu())
-    return torch.cat(out)
+def _samples(model, classes: list, guidance: float) -> torch.Tensor:
+    seeds = [SEED_OFFSET + j for j in range(len(classes))]
+    return sample_in_batches(lambda s, c: model.generate(c, seeds=s, guidance=guidance)[0].cpu(), seeds, classes)
 
 
 def training_summary(model) -> dict:

@@ -18,6 +18,15 @@ from .datasets import labelled_split
 EVALUATOR_FOR = {"fashion-mnist": "evaluator-fmnist", "emoji": "evaluator-emoji", "shapes3d": "evaluator-shapes3d"}
 
 
+def sample_in_batches(fn: Callable[[str, list], torch.Tensor], seeds: list[int], classes: list, batch: int = 100) -> torch.Tensor:
+    """``fn(seeds_text, classes)`` over ``seeds`` in batches of ``batch``, concatenated (one chain per seed)."""
+    out = []
+    for i in range(0, len(seeds), batch):
+        chunk = seeds[i : i + batch]
+        out.append(fn(",".join(map(str, chunk)), classes[i : i + batch]))
+    return torch.cat(out)
+
+
 def training_cost(model) -> dict:
     """``train_hours`` summed over every run the checkpoint came from (--init-from keeps the earlier ones)."""
     extra = model.checkpoint.extra

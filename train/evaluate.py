@@ -23,7 +23,8 @@ from studio.metrics import auroc, batched_features, class_accuracy, fd_floor, fr
 
 from .cdrl_compare_init_targets import COMPARISON_FILE
 from .datasets import labelled_split
-from .eval_common import EVALUATOR_FOR, fmnist_reference, per_image_chains, training_cost, translation_metrics
+from .eval_common import (EVALUATOR_FOR, fmnist_reference, per_image_chains, sample_in_batches, training_cost,
+                          translation_metrics)
 from .eval_coopflow import card_extra as coopflow_card_extra
 from .eval_letit import card_extra as letit_card_extra
 from .eval_letit import evaluate_letit
@@ -48,14 +49,6 @@ def evaluate_evaluator(model, samples: int, seed: int) -> dict:
     return metrics
 
 
-def _sample_in_batches(fn: Callable[[str, list], torch.Tensor], seeds: list[int], classes: list, batch: int = 100) -> torch.Tensor:
-    out = []
-    for i in range(0, len(seeds), batch):
-        chunk = seeds[i : i + batch]
-        out.append(fn(",".join(map(str, chunk)), classes[i : i + batch]))
-    return torch.cat(out)
-
-
 def evaluate_cdrl(model, samples: int, seed: int) -> dict:
     """Class accuracy at w = 0, 1, 3 (500 samples), FD at 2,000 samples (conditional and not), DRL's FD, costs."""
     judge = studio.load(EVALUATOR_FOR["fashion-mnist"])
@@ -66,7 +59,7 @@ def evaluate_cdrl(model, samples: int, seed: int) -> dict:
     metrics: dict = {}
 
     def run(m, w, classes):
-        return _sample_in_batches(lambda s, c: m.generate(c, seeds=s, guidance=w)[0], seeds, classes)
+        return sample_in_batches(lambda s, c: m.generate(c, seeds=s, guidance=w)[0], seeds, classes)
 
     uncond = run(model, 0.0, [None] * samples)
     metrics["fd_uncond"] = round(frechet_distance(batched_features(judge.features, uncond), real_feats), 3)
@@ -207,7 +200,7 @@ def _seed_range(seed: int, n: int) -> list[int]:
 
 
 def cfebm_fd(model, judge, real_feats, samples: int, seed: int, multiscale: bool = False) -> float:
-    x = _sample_in_batches(lambda s, _: model.generate(seeds=s, multiscale=multiscale)[0], _seed_range(seed, samples), [None] * samples)
+    x = sample_in_batches(lambda s, _: model.generate(seeds=s, multiscale=multiscale)[0], _seed_range(seed, samples), [None] * samples)
     return round(frechet_distance(batched_features(judge.features, x), real_feats), 3)
 
 
