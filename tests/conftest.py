@@ -115,10 +115,32 @@ def serve_app_client(root, cleanups=()):
 
 
 def type_and_enter(page, selector: str, value: str) -> None:
-    """Type ``value`` into the input at ``selector`` and press Enter, as a user commits a number."""
-    box = page.locator(selector)
+    """Type ``value`` into the (first) input at ``selector`` and press Enter, as a user commits a number."""
+    box = page.locator(selector).first
     box.fill(value)
     box.press("Enter")
+
+
+def enter_number(page, elem_id: str, value: str) -> None:
+    """Type ``value`` into the number box of the Gradio component ``#elem_id`` and press Enter."""
+    type_and_enter(page, f"#{elem_id} input[type=number]", value)
+
+
+def set_number(page, selector: str, value: str, attempts: int = 5) -> None:
+    """Type ``value`` into the first input at ``selector``, commit it (Enter, then leave the box) and wait until the
+    page shows it. Retype when it does not: an input inside an accordion that is still opening can be re-mounted
+    after the first keystrokes on a loaded machine, which drops them (a CI run timed out that way)."""
+    box = page.locator(selector).first
+    for _ in range(attempts):
+        box.fill(value)
+        box.press("Enter")
+        box.blur()
+        try:
+            page.wait_for_function("([s, v]) => document.querySelector(s)?.value === v", arg=[selector, value], timeout=10000)
+            return
+        except Exception:  # playwright's TimeoutError: type it again
+            continue
+    raise AssertionError(f"{selector} did not take the value {value!r} in {attempts} attempts")
 
 
 def write_fake_fashion_mnist(folder, train: int, test: int):

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from conftest import app_in_chromium, checkpoint_root, screenshot, type_and_enter
+from conftest import app_in_chromium, checkpoint_root, enter_number, screenshot
 from test_app_compose import save_tiny_compose_models
 from test_browser import CHROMIUM
 
@@ -22,15 +22,11 @@ def _summary_has(page, needle: str) -> None:
         f"() => (document.querySelector('#compose-summary textarea')?.value || '').includes({needle!r})", timeout=180000)
 
 
-def _set_number(page, elem_id: str, value: str) -> None:
-    type_and_enter(page, f"#{elem_id} input[type=number]", value)
-
-
 def test_attributes_give_a_judged_grid_and_a_chain(page):
     page.get_by_role("tab", name="Compose", exact=True).click()
     page.locator("#compose-attr-top").get_by_text("True", exact=True).click()
     page.locator("#compose-attr-bright").get_by_text("False", exact=True).click()
-    _set_number(page, "compose-attr-n", "3")
+    enter_number(page, "compose-attr-n", "3")
     page.locator("#compose-attr-go").click()
     _summary_has(page, "samples have every asked value")
     summary = page.locator("#compose-summary textarea").input_value()
@@ -54,8 +50,8 @@ def test_classes_and_not_give_a_grid(page):
     page.get_by_role("tab", name="Classes (cdrl-fmnist)").click()
     page.locator("#compose-role-1").get_by_text("AND", exact=True).click()  # Trouser
     page.locator("#compose-role-3").get_by_text("NOT", exact=True).click()  # Dress
-    _set_number(page, "compose-weight-3", "2")
-    _set_number(page, "compose-cls-n", "2")
+    enter_number(page, "compose-weight-3", "2")
+    enter_number(page, "compose-cls-n", "2")
     page.locator("#compose-cls-go").click()
     _summary_has(page, "fit the request")
     assert "F = 2 f(x; Trouser) - 4 f(x; Dress) + 3 f(x; null)" in page.locator("#compose-summary textarea").input_value()

@@ -4,7 +4,7 @@ import os
 import pytest
 
 
-from conftest import app_in_chromium, checkpoint_root, screenshot
+from conftest import app_in_chromium, checkpoint_root, enter_number, screenshot
 from test_app_egc import save_tiny_egc
 from test_browser import CHROMIUM
 
@@ -23,19 +23,13 @@ def _text(page, elem_id: str, needle: str) -> None:
         f"() => (document.querySelector('#{elem_id} textarea')?.value || '').includes({needle!r})", timeout=60000)
 
 
-def _set(page, elem_id: str, value: str) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(value)
-    box.press("Enter")
-
-
 def test_egc_tab_classifies_generates_and_attacks(page):
     page.get_by_role("tab", name="EGC", exact=True).click()
     page.locator("#egc-classify").click()
     _text(page, "egc-input-note", "Held-out Fashion-MNIST test example")
     assert page.locator("#egc-top5").inner_text().count("%") >= 5  # five classes with probabilities
-    _set(page, "egc-steps", "2")
-    _set(page, "egc-n", "2")
+    enter_number(page, "egc-steps", "2")
+    enter_number(page, "egc-n", "2")
     page.locator("#egc-generate").click()
     _text(page, "egc-summary", "Seeds used: 0-1")
     assert "one forward + one backward pass" in page.locator("#egc-summary textarea").input_value()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import app_in_chromium, screenshot
+from conftest import app_in_chromium, enter_number, screenshot
 from test_app_journeys import save_tiny_everything
 from test_browser import CHROMIUM
 
@@ -32,12 +32,6 @@ def _choose(page, elem_id: str, option: str) -> None:
     """Pick ``option`` in the Gradio dropdown ``#elem_id``, as a user does (open it, click the option)."""
     page.locator(f"#{elem_id} input").first.click()
     page.get_by_role("option", name=option, exact=True).click()
-
-
-def _number(page, elem_id: str, value: str) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]").first
-    box.fill(value)
-    box.press("Enter")
 
 
 def _value(page, elem_id: str) -> str:
@@ -99,7 +93,7 @@ def test_passive_3d_changes_before_an_object_are_quiet(page):
     page.locator("#nerf-example input").first.click()
     page.get_by_role("option").first.click()
     page.wait_for_function("() => document.querySelector('#nerf-input-view img')?.naturalWidth > 0", timeout=SECONDS)
-    _number(page, "nerf-azimuth", "90")
+    enter_number(page, "nerf-azimuth", "90")
     slider = page.locator("#nerf-azimuth input[type=range]").first
     box = slider.bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
@@ -136,14 +130,14 @@ def test_an_out_of_range_elevation_is_refused_once_naming_the_field(page):
     _close_toasts(page)
     page.get_by_role("button", name="Sample object", exact=True).click()
     _textarea_has(page, "nerf-note", "Shape seed 0")
-    _number(page, "nerf-elevation", "80")
+    enter_number(page, "nerf-elevation", "80")
     page.wait_for_function("() => document.querySelectorAll('.toast-body.error').length > 0", timeout=SECONDS)
     page.wait_for_timeout(2000)  # a second message would have arrived by now
     toasts = _error_toasts(page)
     assert len(toasts) == 1, toasts
     assert "'Elevation (degrees, training range 10..40)' must be between 10 and 40; got 80" in toasts[0]
     _close_toasts(page)
-    _number(page, "nerf-elevation", "20")
+    enter_number(page, "nerf-elevation", "20")
 
 
 # -- items 4 and 7 (Translate) ------------------------------------------------------------------------
@@ -151,7 +145,7 @@ def test_an_out_of_range_elevation_is_refused_once_naming_the_field(page):
 
 def test_translate_keeps_the_users_steps_and_says_what_changed(page):
     _tab(page, "Translate")
-    _number(page, "translate-steps", "80")
+    enter_number(page, "translate-steps", "80")
     page.locator("#translate-method").get_by_label("CF-EBM pixel").check()
     page.wait_for_timeout(1500)
     assert page.locator("#translate-steps input[type=number]").first.input_value() == "80"  # was reset to 20
@@ -173,7 +167,7 @@ def test_translate_layout_hides_what_does_not_apply_and_enlarges_the_images(page
                            "document.querySelector('#translate-recon').offsetParent === null", timeout=SECONDS)
     page.locator("#translate-method").get_by_label("LETIT").check()
     page.wait_for_function("() => document.querySelector('#translate-recon')?.offsetParent !== null", timeout=SECONDS)
-    _number(page, "translate-steps", "3")
+    enter_number(page, "translate-steps", "3")
     page.get_by_role("button", name="Translate", exact=True).click()
     page.wait_for_function("() => document.querySelector('#translate-output img')?.naturalWidth > 0", timeout=SECONDS)
     for elem in ("translate-input", "translate-output"):
@@ -202,8 +196,8 @@ def test_a_cdrl_request_has_one_progress_bar_with_level_and_step(page):
     the request (Gradio's own counter restarted at every level), the ETA never goes up; DRL's panel has no bar
     when DRL is off."""
     _tab(page, "CDRL")
-    _number(page, "cdrl-k", "40")  # long enough to see the bar move through several levels (reports: every 0.1 s)
-    _number(page, "cdrl-n", "8")
+    enter_number(page, "cdrl-k", "40")  # long enough to see the bar move through several levels (reports: every 0.1 s)
+    enter_number(page, "cdrl-n", "8")
     page.evaluate("""() => {
         window.__progress = []; window.__drlBar = false;
         const grid = document.querySelector('#cdrl-grid'), drl = document.querySelector('#cdrl-drl-grid');
@@ -246,7 +240,7 @@ def test_saliency_upload_with_a_stale_example_index_runs(page, tmp_path):
     Image.fromarray(np.full((24, 24, 3), 180, np.uint8)).save(path)
     page.locator("#saliency-upload input[type=file]").set_input_files(str(path))
     page.wait_for_function("() => document.querySelector('#saliency-upload img')?.naturalWidth > 0", timeout=SECONDS)
-    _number(page, "saliency-index", "99999")
+    enter_number(page, "saliency-index", "99999")
     page.wait_for_timeout(800)
     _close_toasts(page)
     page.get_by_role("button", name="Run and show saliency", exact=True).click()

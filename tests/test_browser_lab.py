@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import app_in_chromium, checkpoint_root, screenshot
+from conftest import app_in_chromium, checkpoint_root, screenshot, set_number
 from test_browser import CHROMIUM
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian chromium")]
@@ -42,11 +42,7 @@ def test_click_points_train_and_watch_the_landscape(page):
     assert sum(x < 0 for x in xs) == 30 and sum(x > 0 for x in xs) == 30  # clicks land where they were made
     # Train fewer steps than the default so the test stays short.
     page.get_by_text("Training settings", exact=False).first.click()
-    steps = page.get_by_label("Training steps").first
-    steps.fill("150")
-    steps.press("Enter")
-    steps.blur()  # Gradio commits a typed number on Enter or blur; a loaded machine can still be applying it
-    page.wait_for_function("() => [...document.querySelectorAll('input')].some(i => i.value === '150')", timeout=60000)
+    set_number(page, "#lab-steps input[type=number]", "150")
     page.wait_for_timeout(500)
     # Record every landscape the page shows while the run streams (a run can be over in a second).
     page.evaluate(f"""() => {{ window.labHeats = []; window.labPlots = new Set();

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 
-from conftest import app_in_chromium, checkpoint_root, screenshot
+from conftest import app_in_chromium, checkpoint_root, enter_number, screenshot
 from test_app_translate import save_tiny_translators
 from test_browser import CHROMIUM
 
@@ -50,12 +50,6 @@ def test_translate_tab_runs_and_shows_the_output(page):
     screenshot(page, "translate")
 
 
-def _number(page, elem_id: str, value: str) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]").first
-    box.fill(value)
-    box.press("Enter")
-
-
 def _project_box(page):
     return page.locator("#translate-project input[type=number]").first
 
@@ -67,7 +61,7 @@ def test_the_projection_slider_follows_the_method_and_reaches_the_run(page):
     page.get_by_label("twitter->google").check()
     page.get_by_label("LETIT").check()
     page.wait_for_timeout(1500)  # the direction change's settings update lands before the user types
-    _number(page, "translate-project", "2")
+    enter_number(page, "translate-project", "2")
     page.wait_for_timeout(500)
     page.get_by_label("CF-EBM pixel").check()
     page.wait_for_function("() => (document.querySelector('#translate-settings-note')?.innerText || '').includes('Project every: 2 -> 0')",
@@ -76,7 +70,7 @@ def test_the_projection_slider_follows_the_method_and_reaches_the_run(page):
     page.get_by_label("LETIT").check()
     page.wait_for_function("() => document.querySelector('#translate-project input[type=number]')?.value === '2'", timeout=30000)
     assert not _project_box(page).is_disabled()
-    _number(page, "translate-steps", "4")
+    enter_number(page, "translate-steps", "4")
     page.get_by_role("button", name="Translate", exact=True).click()
     _wait_for_note(page, "every 2 steps and at the end")
     assert "Re-encode check" in _note(page) and "the true google drawing" in _note(page)

@@ -260,7 +260,7 @@ def build() -> dict:
             objective = gr.Dropdown(list(OBJECTIVE_CHOICES), value=OBJECTIVES[defaults.objective], label="Objective")
             sampler = gr.Radio(list(SAMPLER_CHOICES), value=SAMPLERS[defaults.sampler], label="Sampler (negatives and samples)")
             with gr.Accordion("Training settings", open=False):
-                steps = gr.Slider(1, MAX_STEPS, value=defaults.steps, step=1, label="Training steps")
+                steps = gr.Slider(1, MAX_STEPS, value=defaults.steps, step=1, label="Training steps", elem_id="lab-steps")
                 learning_rate = gr.Slider(*RANGES["learning_rate"], value=defaults.learning_rate, label="Learning rate")
                 step_size = gr.Slider(*RANGES["step_size"], value=defaults.step_size, label="Langevin step size")
                 hmc_step_size = gr.Slider(*RANGES["hmc_step_size"], value=defaults.hmc_step_size, label="HMC step size")
