@@ -32,7 +32,7 @@ def test_flow_inverse_is_exact_and_logdet_matches_autograd_jacobian():
     assert z.shape == (1, 64)
     torch.testing.assert_close(model.flow.decode(z), s, atol=1e-10, rtol=0)
     jac = torch.autograd.functional.jacobian(lambda v: model.flow.encode(v.view(1, 1, 8, 8))[0].flatten(), s.flatten())
-    assert abs(float(torch.linalg.slogdet(jac)[1]) - float(logdet)) < 1e-8
+    assert abs(float(torch.linalg.slogdet(jac)[1]) - float(logdet.detach())) < 1e-8
 
 
 def test_log_prob_includes_the_logit_dequantisation_map():
@@ -55,6 +55,28 @@ def test_dequantisation_maps_pixels_to_their_bins_and_decode_inverts_it():
     s = model._to_logit(y.view(4, 1, 8, 8))[0]
     z = model.flow.encode(s)[0]
     torch.testing.assert_close(model.decode(z).flatten(), x, atol=1e-9, rtol=0)  # the exact round trip
+
+
+def test_refined_samples_map_back_to_the_flows_own_point_and_only_clamped_pixels_get_noise():
+    """The flow's MLE target for its (refined) samples: inside (-1, 1) the inverse of decode (u = 1/2), so an unmoved
+    proposal encodes back to its own latent; at the clamp bounds a fresh draw in the end cell, as for data."""
+    model = _tiny()
+    z = 0.3 * torch.randn(6, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x = model.decode(z)
+    inside = ((x > -1) & (x < 1)).flatten(1).all(1)
+    assert inside.any()
+    y = model.sample_dequantize(x, torch.Generator().manual_seed(2))
+    back = model.flow.encode(model._to_logit(y)[0])[0]
+    torch.testing.assert_close(back[inside], z[inside], atol=1e-8, rtol=0)  # no noise: the exact latent
+    edges = torch.tensor([-1.0, 1.0, 0.25], dtype=torch.float64).view(1, 1, 1, 3).expand(4, 1, 8, 3).reshape(4, 1, 8, 3)
+    x2 = torch.cat([edges, torch.zeros(4, 1, 8, 5, dtype=torch.float64)], 3)
+    a, b = (model.sample_dequantize(x2, torch.Generator().manual_seed(s)) for s in (3, 4))
+    assert (a[..., 0] < 1 / 256).all() and (a[..., 1] >= 255 / 256).all()  # the end cells, like data pixels 0 and 255
+    assert not torch.equal(a[..., :2], b[..., :2])  # drawn afresh
+    torch.testing.assert_close(a[..., 2:], b[..., 2:])  # inside: deterministic
+    torch.testing.assert_close(a[..., 2:], model.dequantize(x2, torch.full_like(x2, 0.5))[..., 2:])
+    expected = float((-model.log_prob_y(a) / (64 * math.log(2)) + 8.0).mean())  # bits/dim of exactly that target
+    assert float(model.sample_loss(x2, torch.Generator().manual_seed(3))) == pytest.approx(expected, rel=1e-12)
 
 
 def test_refine_is_the_papers_noise_free_langevin_step():

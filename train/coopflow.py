@@ -10,7 +10,8 @@ Three phases, counted in one global step so ``--resume`` continues anywhere:
 2. ``warmup_steps``: the EBM alone, with the pretrained flow frozen (the paper's warm-up phase, so an
    untrained Langevin flow cannot ruin the pretrained flow).
 3. Algorithm 3: z ~ N(0, I), x_hat = g(z), x~ = T noise-free Langevin steps from x_hat;
-   the flow maximises log q(x~) (MLE on the refined samples), the EBM minimises
+   the flow maximises log q(x~) (MLE on the refined samples, ``CoopFlow.sample_loss``: no fresh
+   dequantisation noise inside (-1, 1), see ``sample_dequantize``), the EBM minimises
    mean f(x~) - mean f(x_data). No gradient flows between the two models.
 
 Adam as in the paper: flow betas (0.9, 0.999), EBM betas (0.5, 0.5). States are saved every
@@ -77,7 +78,7 @@ def phase_losses(model: CoopFlow, phase: str, x: torch.Tensor, generator: torch.
     out = model.ebm_loss(x, x_refined)
     out["move"] = (x_refined - x_flow).flatten(1).norm(dim=1).mean().detach()
     if phase == "coop":
-        out["flow_loss"] = model.flow_loss(x_refined, generator)
+        out["flow_loss"] = model.sample_loss(x_refined, generator)
     return out
 
 
