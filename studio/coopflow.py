@@ -498,11 +498,13 @@ class CoopFlow(nn.Module, StudioModel):
         self.ebm.train(was)
         return x_flow, refined.detach()
 
-    def ebm_loss(self, x_data: Tensor, x_refined: Tensor) -> dict[str, Tensor]:
-        """Minimise mean f(x~) - mean f(x_data), i.e. mean E(data) - mean E(refined)."""
+    def ebm_loss(self, x_data: Tensor, x_refined: Tensor, energy_reg: float = 0.0) -> dict[str, Tensor]:
+        """Minimise mean f(x~) - mean f(x_data), i.e. mean E(data) - mean E(refined), plus ``energy_reg`` * mean(E^2)
+        over both (0, the paper's loss, by default)."""
         e = self.energy(torch.cat([x_data, x_refined]))
         e_pos, e_neg = e.chunk(2)
-        return {"ebm_loss": e_pos.mean() - e_neg.mean(), "e_data": e_pos.mean().detach(), "e_refined": e_neg.mean().detach()}
+        loss = e_pos.mean() - e_neg.mean() + energy_reg * e.pow(2).mean()
+        return {"ebm_loss": loss, "e_data": e_pos.mean().detach(), "e_refined": e_neg.mean().detach()}
 
     # -- the model protocol (studio.protocol) ------------------------------------------------
 
