@@ -30,8 +30,8 @@ def test_attributes_give_a_judged_grid_and_a_chain(page):
     page.locator("#compose-attr-go").click()
     _summary_has(page, "samples have every asked value")
     summary = page.locator("#compose-summary textarea").input_value()
-    # The default guidance w = 10: (w + 1) per concept and M w + M - 1 = 21 for the null term (thesis formula).
-    assert "Seeds used: 0-2" in summary and "F = 11 f(x; top=True) + 11 f(x; bright=False) - 21 f(x; null)" in summary
+    # The default guidance w = 7: (w + 1) per concept and M w + M - 1 = 15 for the null term (thesis formula).
+    assert "Seeds used: 0-2" in summary and "F = 8 f(x; top=True) + 8 f(x; bright=False) - 15 f(x; null)" in summary
     tiles = page.locator("#compose-gallery button.thumbnail-item")
     assert tiles.count() == 3
     captions = page.locator("#compose-gallery").inner_text()

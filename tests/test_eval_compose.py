@@ -37,3 +37,22 @@ def test_not_metrics_on_a_class_model():
     m = ec.compose_not_metrics(_fast(tiny()), per_class=2, with_fd=False)
     assert set(m["compose_not_rates"]) == {"a", "b", "c"} and 0.0 <= m["compose_not_rate"] <= m["compose_not_rate_max"] <= 1.0
     assert m["compose_not_guidance"] == ec.NOT_GUIDANCE and "compose_not_fd" not in m
+
+
+def test_guidance_scan_prints_single_and_pair_accuracy_per_w_and_writes_grids(tmp_path, monkeypatch, capsys):
+    import json
+
+    from train import compose_choose_guidance as cg
+
+    model = _fast(tiny_attributes())
+    real_load = cg.studio.load  # the judge (evaluator-fmnist) stays the shipped one
+    monkeypatch.setattr(cg.studio, "load", lambda ref: model if ref == "tiny" else real_load(ref))
+    cg.main(["tiny", "--grid", "1,2.5", "--per-setting", "2", "--grids", str(tmp_path)])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["guidance"] for r in rows] == [1.0, 2.5]
+    assert all(set(r) == {"guidance", "single", "pair"} and 0 <= r["single"] <= 1 and 0 <= r["pair"] <= 1 for r in rows)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["combinations-w1.png", "combinations-w2.5.png"]
+    # The scan's seeds are not the evaluation's: the same w gives other samples than evaluate_compose_attributes' seed 0.
+    scan = ec.evaluate_compose_attributes(model, per_setting=2, seed=cg.SEED_BLOCK, guidance=1.0, max_size=2)
+    assert "compose_triple_accuracy" not in scan and "compose_uncontrolled_rate" not in scan
+    assert ec._seeds(cg.SEED_BLOCK, 2)[0] == 1_000_000 and ec._seeds(0, ec.PER_SETTING)[-1] < 100_000
