@@ -20,8 +20,8 @@ def test_unconditional_and_not_shirt_has_no_shirts():
 
 
 def test_attribute_model_composes_what_it_is_asked():
-    """The attribute model at its default guidance, seeds 0-19: 'bright' lifts the bright share from 3 of 20
-    unconditional samples to 20 of 20, and 'top AND NOT bright' gives 20 of 20 with both (measured; the bars allow 4
+    """The attribute model at its default guidance (w = 7), seeds 0-19: 'bright' lifts the bright share from 3 of 20
+    unconditional samples to 19 of 20, and 'top AND NOT bright' gives 20 of 20 with both (measured; the bars allow 4
     misses). The full measurement (200 samples per setting, all 26 settings) is in the card."""
     from studio.compose import ATTRIBUTE_GUIDANCE
     from train.eval_compose import judge_attributes
