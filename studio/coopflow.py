@@ -379,8 +379,11 @@ class CoopFlow(nn.Module, StudioModel):
         """Bits per dimension of 8-bit images x in [-1, 1] (one dequantisation draw; an upper bound in expectation)."""
         x = self._images(x, finite=True)
         u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        d = x[0].numel()
-        return -self.log_prob_y(self.dequantize(x, u)) / (d * LOG2) + 8.0
+        return self._bits_per_dim(self.dequantize(x, u))
+
+    def _bits_per_dim(self, y: Tensor) -> Tensor:
+        """Per-sample bits per dimension of 8-bit images from the density of their dequantised values y."""
+        return -self.log_prob_y(y) / (y[0].numel() * LOG2) + 8.0
 
     def decode(self, z: Tensor) -> Tensor:
         """Latents [B, D] -> flow images in [-1, 1] (inverse of the dequantisation with u = 1/2, clipped)."""
@@ -482,8 +485,7 @@ class CoopFlow(nn.Module, StudioModel):
 
     def sample_loss(self, x_refined: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Mean bits per dimension of refined samples (Algorithm 3: MLE on the Langevin flow's output)."""
-        x = self._images(x_refined, finite=True)
-        return (-self.log_prob_y(self.sample_dequantize(x, generator)) / (x[0].numel() * LOG2) + 8.0).mean()
+        return self._bits_per_dim(self.sample_dequantize(self._images(x_refined, finite=True), generator)).mean()
 
     def propose_and_refine(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Algorithm 3, lines 4-6, with the training T and delta; no gradient flows between the models."""

@@ -130,11 +130,9 @@ def set_number(page, selector: str, value: str, attempts: int = 5) -> None:
     """Type ``value`` into the first input at ``selector``, commit it (Enter, then leave the box) and wait until the
     page shows it. Retype when it does not: an input inside an accordion that is still opening can be re-mounted
     after the first keystrokes on a loaded machine, which drops them (a CI run timed out that way)."""
-    box = page.locator(selector).first
     for _ in range(attempts):
-        box.fill(value)
-        box.press("Enter")
-        box.blur()
+        type_and_enter(page, selector, value)
+        page.locator(selector).first.blur()
         try:
             page.wait_for_function("([s, v]) => document.querySelector(s)?.value === v", arg=[selector, value], timeout=10000)
             return

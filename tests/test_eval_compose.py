@@ -52,7 +52,7 @@ def test_guidance_scan_prints_single_and_pair_accuracy_per_w_and_writes_grids(tm
     assert [r["guidance"] for r in rows] == [1.0, 2.5]
     assert all(set(r) == {"guidance", "single", "pair"} and 0 <= r["single"] <= 1 and 0 <= r["pair"] <= 1 for r in rows)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["combinations-w1.png", "combinations-w2.5.png"]
-    # The scan's seeds are not the evaluation's: the same w gives other samples than evaluate_compose_attributes' seed 0.
+    # The scan stops at pairs, and its seeds (1,000,000 up) lie past every seed the evaluation uses (below 100,000).
     scan = ec.evaluate_compose_attributes(model, per_setting=2, seed=cg.SEED_BLOCK, guidance=1.0, max_size=2)
     assert "compose_triple_accuracy" not in scan and "compose_uncontrolled_rate" not in scan
     assert ec._seeds(cg.SEED_BLOCK, 2)[0] == 1_000_000 and ec._seeds(0, ec.PER_SETTING)[-1] < 100_000
