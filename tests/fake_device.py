@@ -125,6 +125,7 @@ class FakeAccelerator(TorchDispatchMode):
             return _map(OnDevice, out)
         if on_dev:
             self._check_mixing(func, args, kwargs)
+        _refuse_dataless(func, (args, kwargs))
         out = func(*_unwrap_all(args), **_unwrap_all(kwargs))
         if not on_dev:
             return out
@@ -151,6 +152,15 @@ class FakeAccelerator(TorchDispatchMode):
             if not _is_dev(a) and a.dim() > 0 and id(a) not in index_args:
                 raise DeviceLeak(f"{func}: a host tensor of shape {tuple(a.shape)} meets tensors on the model's device "
                                  "(on a GPU: 'Expected all tensors to be on the same device')")
+
+
+def _refuse_dataless(func, tree) -> None:
+    """A plain ``meta`` tensor here was made on the stand-in device below the dispatcher and has no data:
+    computing with it would read garbage (and once crashed the suite), so stop with the op's name."""
+    for t in _tensors(tree):
+        if not _is_dev(t) and t.device.type == DEVICE.type:
+            raise DeviceLeak(f"{func}: a {DEVICE.type} tensor without data of shape {tuple(t.shape)} (made below the "
+                             "dispatcher, e.g. from Python data); route its creation through the host")
 
 
 def _unwrap(t):
@@ -186,14 +196,29 @@ def _tensors(x):
 
 class _HostDataFirst(TorchFunctionMode):
     """``torch.tensor(data, device=...)`` and ``torch.as_tensor`` build on the host and copy below the
-    dispatcher, out of the dispatch mode's sight: route them through a visible host-to-device copy."""
+    dispatcher, out of the dispatch mode's sight: route them through a visible host-to-device copy.
+
+    Indexing with Python lists (``x[..., [0, 2]]``) does the same inside C++: the list becomes a tensor
+    made directly on the stand-in device, i.e. a real ``meta`` tensor without data, whose values the
+    CPU op then reads as garbage. Such lists become host index tensors first, which CUDA accepts too."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         device = _target(kwargs.get("device"))
         if func in (torch.tensor, torch.as_tensor) and device is not None and device.type == DEVICE.type:
             return func(*args, **{**kwargs, "device": HOST}).to(DEVICE)
+        if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__) and _is_dev(args[0]):
+            args = (args[0], _host_list_indices(args[1]), *args[2:])
         return func(*args, **kwargs)
+
+
+def _host_list_indices(index):
+    """An index with every Python list replaced by a host index tensor (a top-level list, or lists in a tuple)."""
+    if isinstance(index, list):
+        return torch.tensor(index, device=HOST)
+    if isinstance(index, tuple):
+        return tuple(torch.tensor(i, device=HOST) if isinstance(i, list) else i for i in index)
+    return index
 
 
 _CURRENT: list[FakeAccelerator] = []

@@ -121,6 +121,21 @@ def test_the_stand_in_device_catches_what_a_gpu_would():
         assert x.cpu().device.type == "cpu" and acc.host_copies[-1] == (2, 3)
 
 
+def test_list_indices_read_the_right_values_on_the_stand_in():
+    """``x[..., [0, 2]]`` builds its index below the dispatcher; it once read garbage (NaN grid coordinates
+    that crashed grid_sampler's backward). It must equal the host result, and so must list assignment."""
+    host = torch.arange(24.0).reshape(2, 4, 3)
+    with fake_accelerator() as acc:
+        net = acc.to_device(torch.nn.Linear(1, 1))
+        x = host.to(net.weight.device)
+        assert torch.equal(x[..., [0, 2]].cpu(), host[..., [0, 2]])
+        assert torch.equal(x[[1, 0]].cpu(), host[[1, 0]])
+        x[:, [0, 3]] = 0.0
+        expected = host.clone()
+        expected[:, [0, 3]] = 0.0
+        assert torch.equal(x.cpu(), expected)
+
+
 # -- every sampler -------------------------------------------------------------------------------------
 
 
