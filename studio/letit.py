@@ -574,6 +574,22 @@ def autoencoder_loss(encoder: nn.Module, decoder: nn.Module, x: Tensor, latent_n
     return {"loss": mse + latent_l2 * reg, "mse": mse.detach(), "latent_rms": reg.detach().sqrt()}
 
 
+def robust_decoder_loss(model: "LETIT", x: Tensor, max_noise: float, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """MSE of Dec(Enc(x) + sigma * latent_std * eps) to x with the encoder frozen, sigma ~ U(0, max_noise) per image.
+
+    The noise is in *normalised* latent units (the units the chains move in), so a decoder trained with
+    max_noise near the chains' measured move (RMS 0.62-0.76) has seen codes as far off the encoder's
+    manifold as translation produces, and sigma near 0 keeps plain reconstruction. The encoder and the
+    latent statistics stay fixed, so EBMs trained on these latents stay valid."""
+    with torch.no_grad():
+        h = model.encode_raw(x)
+    sigma = max_noise * torch.rand(len(x), 1, 1, 1, generator=generator).to(h.device)
+    eps = torch.randn(h.shape, generator=generator).to(h.device)
+    rec = model.decoder(h + sigma * model.latent_std * eps)
+    mse = F.mse_loss(rec, x)
+    return {"loss": mse, "mse": mse.detach()}
+
+
 def ebm_loss(ebm: nn.Module, z_source: Tensor, z_target: Tensor, steps: int, step_size: float, noise: float,
              bound: float = 0.0, generator=None, energy_l2: float = 0.0) -> dict[str, Tensor]:
     """LETIT's objective: mean E(z_target) - mean E(z_T), where z_T ends a short-run chain started at the
