@@ -249,6 +249,48 @@ def test_ebm_stages_both_directions_resume_and_one_export(ae_stage):
     assert not torch.equal(ck.ebms["t2g"].net[0].weight, final.ebms["t2g"].net[0].weight)
 
 
+def test_decoder_stage_changes_only_the_decoder_and_keeps_the_ebms(ae_stage, tmp_path):
+    """--stage decoder fine-tunes the decoder on noisy codes; encoder, latent statistics and EBMs stay (they remain
+    valid), the stage is recorded, and the new decoder is the EMA of a trained one (it differs from the base's)."""
+    done, env, common, run_dir, out = ae_stage
+    assert done.returncode == 0, done.stderr[-3000:]
+    base_dir = tmp_path / "base"
+    tiny_model = studio.load(out, kind="letit")
+    tiny_model.config.directions["t2g"] = dict(SAMPLER)  # an EBM to keep
+    save_checkpoint(base_dir, "letit", tiny_model.config, tiny_model.state_dict(), "tiny LETIT with a t2g EBM",
+                    extra={"stages": tiny_model.checkpoint.extra["stages"]})
+    new = tmp_path / "robust"
+    args = [*common[:-4], "--run-dir", str(tmp_path / "run"), "--export-dir", str(new), "--stage", "decoder",
+            "--ae-from", str(base_dir), "--set", "train.decoder.steps=2", "--set", "train.decoder.batch_size=4",
+            "--set", "train.decoder.ema_decay=0.0"]
+    robust = _launch("train/letit.py", args, env)
+    assert robust.returncode == 0, robust.stderr[-3000:]
+    base, after = studio.load(base_dir, kind="letit"), studio.load(new, kind="letit")
+    changed = {k for k, v in after.state_dict().items() if not torch.equal(v, base.state_dict()[k])}
+    assert changed and all(k.startswith("decoder.") for k in changed)
+    assert after.config.directions == base.config.directions and after.trained_directions == ["t2g"]
+    stage = after.checkpoint.extra["stages"]["decoder"]
+    assert stage["steps"] == 2 and "--stage decoder" in stage["command"] and "train.decoder.batch_size=4" in stage["command"]
+    wrong = _launch("train/letit.py", [*args, "--direction", "t2g"], env)
+    assert wrong.returncode != 0 and "--direction belongs to --stage ebm" in wrong.stderr
+
+
+def test_robust_decoder_loss_noise_is_in_normalised_units():
+    """sigma = 0 is plain reconstruction; with the latent std scaled up, the same normalised noise moves raw
+    codes further (so the decoder sees the moves the chains make in normalised units)."""
+    from studio.letit import robust_decoder_loss
+
+    model = tiny()
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        clean = torch.nn.functional.mse_loss(model.decoder(model.encode_raw(x)), x)
+        torch.testing.assert_close(robust_decoder_loss(model, x, 0.0)["loss"], clean)
+        small = robust_decoder_loss(model, x, 1.0, torch.Generator().manual_seed(0))["loss"]
+        model.latent_std.fill_(100.0)
+        large = robust_decoder_loss(model, x, 1.0, torch.Generator().manual_seed(0))["loss"]
+    assert float(large) > float(small) > 0
+
+
 def test_an_ebm_stage_records_the_overrides_that_change_what_it_learns():
     from train.letit import recipe_overrides, stage_lines
 
