@@ -52,7 +52,14 @@ if __package__ in (None, ""):  # `accelerate launch train/letit.py` runs this fi
 import torch
 
 from studio.hub import ModelCard, checkpoints_dir, read_config
-from studio.letit import DIRECTIONS, LETIT, LETITConfig, autoencoder_loss, ebm_loss, robust_decoder_loss
+from studio.letit import (
+    DIRECTIONS,
+    LETIT,
+    LETITConfig,
+    autoencoder_loss,
+    ebm_loss,
+    robust_decoder_loss,
+)
 from train.augment import random_hflip, random_shift_each
 from train.common import ConfigError, DivergenceError, build_dataclass, start
 from train.datasets import DATA_CREDITS
@@ -61,14 +68,11 @@ from train.trainer import Group, LossModule, Trainer
 
 
 @dataclass
-class AESettings:
-    steps: int = 2000
+class ImageStageSettings:
+    """What the autoencoder and decoder stages share: batches of augmented images, a warm-up then cosine-decayed lr."""
     batch_size: int = 32
-    lr: float = 1e-3
     warmup: int = 50
     final_lr_fraction: float = 0.05  # cosine decay from lr to lr * this
-    latent_noise: float = 0.1  # std of the noise added to the code before decoding (training only)
-    latent_l2: float = 1e-3  # weight of mean(code^2)
     hflip: bool = True
     shift: int = 2  # random translation in pixels
     ema_decay: float = 0.995
@@ -78,20 +82,20 @@ class AESettings:
 
 
 @dataclass
-class DecoderSettings:
+class AESettings(ImageStageSettings):
+    steps: int = 2000
+    lr: float = 1e-3
+    latent_noise: float = 0.1  # std of the noise added to the code before decoding (training only)
+    latent_l2: float = 1e-3  # weight of mean(code^2)
+
+
+@dataclass
+class DecoderSettings(ImageStageSettings):
     """The decoder stage: fine-tune the decoder alone on noisy codes of the frozen encoder (see studio.letit.robust_decoder_loss)."""
     steps: int = 1000
-    batch_size: int = 32
     lr: float = 3e-4
-    warmup: int = 20
-    final_lr_fraction: float = 0.05
+    warmup: int = 20  # a fine-tune of trained weights: a short warm-up
     max_noise: float = 0.75  # sigma ~ U(0, max_noise) in normalised latent units; the chains move codes 0.62-0.76 RMS
-    hflip: bool = True
-    shift: int = 2
-    ema_decay: float = 0.995
-    grad_clip: float = 1.0
-    save_every: int = 100
-    max_minutes: float = 0.0
 
 
 @dataclass
@@ -168,6 +172,19 @@ def encode_all(model: LETIT, images: torch.Tensor, raw: bool = False, batch: int
     return torch.cat([fn(images[i : i + batch].to(dev)).cpu() for i in range(0, len(images), batch)])
 
 
+def augmented_batch(trainer: Trainer, data: torch.Tensor, s: ImageStageSettings, seed: int) -> tuple[torch.Tensor, torch.Generator]:
+    """This process's slice of the step's augmented image batch, and the generator for its code noise.
+
+    The global batch and its augmentation come from rank 0's generator on every process (each then takes its
+    slice); the code noise from each rank's own. With one process this is one generator."""
+    gen = trainer.generator(seed, per_process=False)
+    x = data[torch.randint(0, len(data), (s.batch_size,), generator=gen)]
+    x = trainer.shard(random_shift_each(random_hflip(x, gen) if s.hflip else x, s.shift, gen))
+    if trainer.rank:
+        gen = trainer.generator(seed, device="cpu")
+    return x, gen
+
+
 # ----------------------------------------------------------------------------- stage 1: autoencoder
 
 
@@ -186,13 +203,7 @@ def train_autoencoder(args, cfg: LETITRunConfig, acc) -> None:
                       resume=args.resume, desc=f"{cfg.name} autoencoder")
     seed = cfg.train.seed
     for _ in trainer:
-        # The global batch and its augmentation come from rank 0's generator on every process (each then
-        # takes its slice); the code noise from each rank's own. With one process this is one generator.
-        gen = trainer.generator(seed, per_process=False)
-        x = data[torch.randint(0, len(data), (s.batch_size,), generator=gen)]
-        x = trainer.shard(random_shift_each(random_hflip(x, gen) if s.hflip else x, s.shift, gen))
-        if trainer.rank:
-            gen = trainer.generator(seed, device="cpu")
+        x, gen = augmented_batch(trainer, data, s, seed)
         stats = trainer.optimise(trainer.module(x, s.latent_noise, s.latent_l2, gen))
         trainer.log(stats, postfix={"psnr": f"{10 * math.log10(4 / max(stats['mse'], 1e-12)):.1f}", "rms": f"{stats['latent_rms']:.2f}"})
     ema = trainer.ema
@@ -233,11 +244,7 @@ def train_decoder(args, cfg: LETITRunConfig, acc) -> None:
                       resume=args.resume, desc=f"{cfg.name} decoder")
     seed = cfg.train.seed + 7
     for _ in trainer:
-        gen = trainer.generator(seed, per_process=False)
-        x = data[torch.randint(0, len(data), (s.batch_size,), generator=gen)]
-        x = trainer.shard(random_shift_each(random_hflip(x, gen) if s.hflip else x, s.shift, gen))
-        if trainer.rank:
-            gen = trainer.generator(seed, device="cpu")
+        x, gen = augmented_batch(trainer, data, s, seed)
         stats = trainer.optimise(trainer.module(x, s.max_noise, gen))
         trainer.log(stats, postfix={"psnr": f"{10 * math.log10(4 / max(stats['mse'], 1e-12)):.1f}"})
     if not acc.is_main_process:

@@ -47,7 +47,7 @@ from studio.metrics import (
     ssim,
 )
 
-VARIANTS = ["default", "project_end", "project_12", "project_6", "project_3", "noise0", "steps_16", "steps_32",
+VARIANTS = ["default", "residual", "residual_32", "project_end", "project_12", "project_6", "project_3", "noise0", "steps_16", "steps_32",
             "half_step", "blur_1", "blur_2"]
 
 
@@ -76,6 +76,11 @@ def run_variant(model, direction: str, name: str, source: torch.Tensor) -> torch
         kwargs["steps"] = int(name.split("_")[1])
     elif name == "half_step":
         kwargs.update(steps=2 * d["steps"], step_size=d["step_size"] / 2)
+    elif name.startswith("residual"):  # decode the shift as an edit of the input: x + Dec(z_T) - Dec(z_0)
+        if name != "residual":
+            kwargs["steps"] = int(name.split("_")[1])
+        r = model.translate(source, direction, seeds=seeds, **kwargs)
+        return (source.to(r.outputs.device) + r.outputs - r.reconstructions).clamp(-1, 1).cpu()
     elif name.startswith("blur_"):
         r = model.translate(source, direction, seeds=seeds, **kwargs)
         z = r.source_latents + gaussian_blur(r.latents - r.source_latents, float(name.split("_")[1]))
