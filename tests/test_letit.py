@@ -256,7 +256,7 @@ def test_decoder_stage_changes_only_the_decoder_and_keeps_the_ebms(ae_stage, tmp
     assert done.returncode == 0, done.stderr[-3000:]
     base_dir = tmp_path / "base"
     tiny_model = studio.load(out, kind="letit")
-    tiny_model.config.directions["t2g"] = dict(SAMPLER)  # an EBM to keep
+    tiny_model.config.directions["t2g"] = dict(SAMPLER)  # at least one EBM to keep (the stage tests above may add g2t)
     save_checkpoint(base_dir, "letit", tiny_model.config, tiny_model.state_dict(), "tiny LETIT with a t2g EBM",
                     extra={"stages": tiny_model.checkpoint.extra["stages"]})
     new = tmp_path / "robust"
@@ -268,9 +268,17 @@ def test_decoder_stage_changes_only_the_decoder_and_keeps_the_ebms(ae_stage, tmp
     base, after = studio.load(base_dir, kind="letit"), studio.load(new, kind="letit")
     changed = {k for k, v in after.state_dict().items() if not torch.equal(v, base.state_dict()[k])}
     assert changed and all(k.startswith("decoder.") for k in changed)
-    assert after.config.directions == base.config.directions and after.trained_directions == ["t2g"]
+    assert after.config.directions == base.config.directions and "t2g" in after.trained_directions
     stage = after.checkpoint.extra["stages"]["decoder"]
     assert stage["steps"] == 2 and "--stage decoder" in stage["command"] and "train.decoder.batch_size=4" in stage["command"]
+    # Fine-tuning the fine-tuned decoder again records the cost of both runs.
+    again = [a if a != str(base_dir) else str(new) for a in args]
+    again[again.index(str(new), again.index("--export-dir"))] = str(tmp_path / "robust2")
+    again[again.index(str(tmp_path / "run"))] = str(tmp_path / "run2")
+    twice = _launch("train/letit.py", again, env)
+    assert twice.returncode == 0, twice.stderr[-3000:]
+    stage = studio.load(tmp_path / "robust2", kind="letit").checkpoint.extra["stages"]["decoder"]
+    assert stage["steps"] == 4 and [r["steps"] for r in stage["runs"]] == [2, 2]
     wrong = _launch("train/letit.py", [*args, "--direction", "t2g"], env)
     assert wrong.returncode != 0 and "--direction belongs to --stage ebm" in wrong.stderr
 
@@ -333,11 +341,11 @@ def test_chosen_translate_steps_become_the_default_and_the_rule_keeps_content():
 @pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / "checkpoints" / "letit-emoji" / "model.safetensors").is_file(),
                     reason="letit-emoji is not shipped here")
 def test_shipped_letit_translates_128_test_pairs_towards_the_true_drawing():
-    """Issue 6's bars at a larger count than the default run's check (test_shipped_models: the 20 shipped pairs):
+    """Issue 6's bars at a larger count than the default run's check (test_shipped_models: 64 shipped pairs):
     the first 128 pairs of the emoji test split (needs the data: bash train/get_data.sh), default sampler. In both
     directions the output is closer to the true drawing than the untranslated input and the evaluator's
-    probability of the target style reaches 0.8. On all 512 test pairs (train.evaluate): t2g +0.098 dB, 0.844;
-    g2t +0.071 dB, 0.878."""
+    probability of the target style reaches 0.8. On all 512 test pairs (train.evaluate): t2g +0.069 dB, 0.846;
+    g2t +0.365 dB, 0.868."""
     from studio.data.emoji import load_emoji_pairs
     from studio.errors import DataNotFoundError
     from studio.metrics import psnr

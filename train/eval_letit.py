@@ -74,6 +74,8 @@ def evaluate_letit(model, samples: int, seed: int) -> dict:
     stages = model.checkpoint.extra.get("stages", {})
     if "autoencoder" in stages:
         metrics["ae_train_seconds"] = round(stages["autoencoder"]["seconds"])
+    if "decoder" in stages:  # the robust-decoder fine-tuning (train/letit.py --stage decoder)
+        metrics["decoder_train_seconds"] = round(stages["decoder"]["seconds"])
     ebm_seconds = {d: stages[f"ebm_{d}"]["seconds"] for d in model.trained_directions if f"ebm_{d}" in stages}
     for d, sec in ebm_seconds.items():
         metrics[f"ebm_{d}_train_seconds"] = round(sec)

@@ -255,7 +255,10 @@ def train_decoder(args, cfg: LETITRunConfig, acc) -> None:
     stage = {"seconds": round(seconds, 1), "steps": trainer.step,
              "command": f"accelerate launch train/letit.py --config {args.config} --stage decoder"
                         + "".join(f" --set {o}" for o in args.overrides)}
-    stages = {**model.checkpoint.extra.get("stages", {}), "decoder": stage}
+    earlier = model.checkpoint.extra.get("stages", {})
+    if "decoder" in earlier:  # the base's decoder was itself fine-tuned: the stage's cost is every run
+        stage = continued_stage(earlier["decoder"], stage)
+    stages = {**earlier, "decoder": stage}
     extra = {"stages": stages, "ae_fingerprint": ae_fingerprint(model), "data": model.checkpoint.extra.get("data", {"name": "emoji"})}
     path = trainer.export(cfg.name, model, model_card(cfg.name, model, stages), export_dir=args.export_dir, extra=extra,
                           wall_seconds=seconds)

@@ -165,7 +165,9 @@ ROWS: tuple[Row, ...] = (
                    f"{c.m('g2t_psnr'):.2f} vs {c.m('identity_g2t_psnr'):.2f} ({c.m('g2t_psnr_gain'):+.3f} dB), SSIM {c.m('g2t_ssim'):.3f} "
                    f"vs {c.m('identity_g2t_ssim'):.3f}, FD {c.m('g2t_fd'):.2f}"),
         lambda c: (f"reconstruction {c.m('recon_psnr'):.1f} dB; {c.m('seconds_per_translation'):.3f} s per translation; "
-                   f"{c.m('ae_train_seconds') / 60:.0f} min autoencoder + {c.m('ebm_t2g_train_seconds') / 60:.0f} min (t2g) / "
+                   f"{c.m('ae_train_seconds') / 60:.0f} min autoencoder + "
+                   + (f"{c.m('decoder_train_seconds') / 60:.0f} min robust decoder + " if c.has("decoder_train_seconds") else "")
+                   + f"{c.m('ebm_t2g_train_seconds') / 60:.0f} min (t2g) / "
                    f"{c.m('ebm_g2t_train_seconds') / 60:.0f} min (g2t) latent EBMs"))),
     Row("egc-fmnist", lambda c: "EGC: one U-Net classifier whose logsumexp input gradient is the diffusion epsilon",
         "Fashion-MNIST 32x32", (
