@@ -271,6 +271,7 @@ def test_decoder_stage_changes_only_the_decoder_and_keeps_the_ebms(ae_stage, tmp
     assert after.config.directions == base.config.directions and "t2g" in after.trained_directions
     stage = after.checkpoint.extra["stages"]["decoder"]
     assert stage["steps"] == 2 and "--stage decoder" in stage["command"] and "train.decoder.batch_size=4" in stage["command"]
+    assert "train.decoder.steps" not in stage["command"]  # the run's length is recorded as its steps, as for the EBM stages
     # Fine-tuning the fine-tuned decoder again records the cost of both runs.
     again = [a if a != str(base_dir) else str(new) for a in args]
     again[again.index(str(new), again.index("--export-dir"))] = str(tmp_path / "robust2")

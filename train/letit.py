@@ -254,7 +254,7 @@ def train_decoder(args, cfg: LETITRunConfig, acc) -> None:
     seconds = trainer.run.elapsed()
     stage = {"seconds": round(seconds, 1), "steps": trainer.step,
              "command": f"accelerate launch train/letit.py --config {args.config} --stage decoder"
-                        + "".join(f" --set {o}" for o in args.overrides)}
+                        + "".join(f" --set {o}" for o in recipe_overrides(args.overrides))}
     earlier = model.checkpoint.extra.get("stages", {})
     if "decoder" in earlier:  # the base's decoder was itself fine-tuned: the stage's cost is every run
         stage = continued_stage(earlier["decoder"], stage)
@@ -268,13 +268,14 @@ def train_decoder(args, cfg: LETITRunConfig, acc) -> None:
 # ----------------------------------------------------------------------------- stage 2: latent EBM
 
 
-# Overrides that only say how long or where a run goes, not what it learns: the stage's steps and seconds
+# Overrides that only say how long or where a run goes, not what it learns (EBM and decoder stages): the stage's steps and seconds
 # are recorded next to its command anyway.
-RUN_LENGTH_KEYS = ("train.ebm.steps", "train.ebm.max_minutes", "train.ebm.save_every", "train.threads")
+RUN_LENGTH_KEYS = ("train.ebm.steps", "train.ebm.max_minutes", "train.ebm.save_every",
+                   "train.decoder.steps", "train.decoder.max_minutes", "train.decoder.save_every", "train.threads")
 
 
 def recipe_overrides(overrides: list[str]) -> list[str]:
-    """The ``--set`` overrides that change what an EBM run learns (its lr, fold, regulariser ...), for its record."""
+    """The ``--set`` overrides that change what an EBM or decoder run learns (lr, fold, noise ...), for its record."""
     return [o for o in overrides if o.split("=", 1)[0].strip() not in RUN_LENGTH_KEYS]
 
 
