@@ -268,6 +268,9 @@ class CoopFlowConfig:
     train_step_size: float = 0.03  # delta in training
     step_size: float = 0.04  # delta for sampling (the paper: 4/3 of the training delta)
     noise: float = 0.0  # Langevin noise as a fraction of delta (the paper: none)
+    # Clip of each pixel's Langevin drift per step (the authors' code: 0.1; 0 = none, the first checkpoints). With it
+    # the EBM's energy scale may grow in training without a step ever throwing a pixel across the range.
+    update_clip: float = 0.0
 
 
 @dataclass
@@ -412,7 +415,8 @@ class CoopFlow(nn.Module, StudioModel):
         if delta <= 0:
             raise SamplingError(f"Langevin step size delta must be in (0, 1]; got {step_size}.")
         return langevin(self.energy, x0, steps=t, step_size=delta**2 / 2, noise_std=nz * delta, generator=generator,
-                        clamp=(-1.0, 1.0), record_every=record_every, modules=[self.ebm], progress=progress, desc="CoopFlow")
+                        clamp=(-1.0, 1.0), record_every=record_every, modules=[self.ebm], progress=progress, desc="CoopFlow",
+                        max_move=self.config.update_clip or None)
 
     def sample(self, seeds="0-15", *, steps: int | None = None, step_size: float | None = None, noise: float | None = None,
                temperature: float = 1.0, record_every: int = 0, progress: bool = False) -> CoopFlowSamples:

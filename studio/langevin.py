@@ -469,6 +469,7 @@ def langevin(
     check_finite: bool = True,
     progress: bool = False,
     desc: str = "Langevin",
+    max_move: float | None = None,
 ) -> tuple[Tensor, Trace]:
     """Run ``steps`` Langevin updates from ``x0`` under ``energy_fn``; return (x, Trace).
 
@@ -492,6 +493,9 @@ def langevin(
         check_finite: raise ``SamplingError`` at the first non-finite energy/gradient/state
             (on an accelerator it is noticed up to 16 steps late, to avoid a sync per step).
         progress: show a tqdm bar (also what ``gr.Progress(track_tqdm=True)`` shows).
+        max_move: clip each entry of the drift ``step_size * grad`` to [-max_move, max_move] before the
+            noise is added (None = no clip). CoopFlow's code does this (0.1): an EBM whose energy scale grows
+            during training then still moves each pixel by a bounded amount per step.
 
     While a chain runs, torch's parametrization cache is on for the whole process (it is
     process-global): do not train a parametrized module in another thread meanwhile.
@@ -517,6 +521,8 @@ def langevin(
         clamp = (checks.number("clamp low", clamp[0]), checks.number("clamp high", clamp[1]))
         if clamp[0] > clamp[1]:
             raise SamplingError(f"clamp low must not exceed clamp high; got {clamp}.")
+    if max_move is not None and checks.number("max_move", max_move) <= 0:
+        raise SamplingError(f"max_move must be positive (or None for no clip); got {max_move!r}.")
     step_fn = as_schedule(step_size, "step_size")
     noise_fn = as_schedule(noise_std, "noise_std")
     to_freeze = list(modules) + ([energy_fn] if isinstance(energy_fn, nn.Module) else [])
@@ -560,7 +566,8 @@ def langevin(
             eta, sigma = step_fn(t), noise_fn(t)
             with torch.no_grad():
                 effective = _movable_gradient(grad, x, mask_t if mask is not None else None, clamp)
-                x = x - eta * grad
+                drift = eta * grad
+                x = x - (drift if max_move is None else drift.clamp(-max_move, max_move))
                 if isinstance(sigma, Tensor) or sigma > 0:
                     x = x + sigma * randn(x.shape, generator, device=x.device, dtype=x.dtype)
                 if mask is not None:

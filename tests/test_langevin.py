@@ -140,11 +140,29 @@ def test_divergence_is_reported():
         langevin(lambda x: x.sum(), torch.zeros(2, 2), steps=1, step_size=0.1, noise_std=0.0)
 
 
+def test_max_move_clips_each_drift_entry_but_not_the_noise():
+    # E = 50 |x - 5|^2: one unclipped step of 0.1 from 0 would move by 0.1 * 100 * 5 = 50.
+    energy = Quadratic(mu=5.0, s=0.1)
+    x, _ = langevin(energy, torch.zeros(2, 3), steps=3, step_size=0.1, noise_std=0.0, max_move=0.1)
+    assert torch.allclose(x, torch.full((2, 3), 0.3))
+    # A small drift is untouched: the same chain as without the clip.
+    a, _ = langevin(Quadratic(), torch.zeros(2, 3), steps=4, step_size=1e-3, noise_std=0.0, max_move=0.1)
+    b, _ = langevin(Quadratic(), torch.zeros(2, 3), steps=4, step_size=1e-3, noise_std=0.0)
+    assert torch.equal(a, b)
+    # The noise is added after the clip: with a zero gradient the clip changes nothing.
+    flat = lambda x: (0 * x).flatten(1).sum(1)  # noqa: E731
+    c, _ = langevin(flat, torch.zeros(2, 3), steps=1, step_size=1.0, noise_std=5.0, max_move=0.01, generator=make_generators([0, 1]))
+    d, _ = langevin(flat, torch.zeros(2, 3), steps=1, step_size=1.0, noise_std=5.0, generator=make_generators([0, 1]))
+    assert torch.equal(c, d) and c.abs().max() > 1
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(steps=-1), "steps"),
     (dict(step_size=-0.1), "step_size"),
     (dict(noise_std=float("nan")), "noise_std"),
     (dict(mask=torch.ones(1)), "together"),
+    (dict(max_move=0.0), "max_move"),
+    (dict(max_move=float("inf")), "max_move"),
 ])
 def test_bad_arguments(kwargs, match):
     args = dict(steps=2, step_size=0.1, noise_std=0.1) | kwargs
