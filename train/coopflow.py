@@ -60,6 +60,9 @@ class TrainSettings:
     # Not in the paper: energy_reg * mean(E^2) keeps the EBM's scale bounded (as in Du & Mordatch 2019). Without it,
     # from the shipped warm-up, E(data) went 0.5 -> -77 within 60 cooperative steps at ebm_lr 1e-4.
     energy_reg: float = 0.0
+    # Not in the paper: the flow's cooperative loss is (1 - share) * MLE on refined samples + share * MLE on the data
+    # batch. 0 is Algorithm 3. A share keeps the flow anchored to the data while the EBM is still learning.
+    flow_data_share: float = 0.0
     max_bpd: float = 50.0  # divergence guard on the flow's bits/dim of data
     max_minutes: float = 0.0  # stop (and export) after this wall time; 0 = no limit
     threads: int = 0
@@ -73,9 +76,10 @@ class CoopFlowRunConfig:
 
 
 def phase_losses(model: CoopFlow, phase: str, x: torch.Tensor, generator: torch.Generator,
-                 energy_reg: float = 0.0) -> dict[str, torch.Tensor]:
+                 energy_reg: float = 0.0, flow_data_share: float = 0.0) -> dict[str, torch.Tensor]:
     """The losses of one step of ``phase``: the flow's alone (pretrain), the EBM's on refined flow samples (warmup),
-    or both (coop). ``energy_reg`` adds energy_reg * mean(E^2) over data and refined samples to the EBM's loss."""
+    or both (coop). ``energy_reg`` adds energy_reg * mean(E^2) over data and refined samples to the EBM's loss;
+    ``flow_data_share`` mixes MLE on the data batch into the flow's cooperative loss."""
     if phase == "pretrain":
         return {"flow_loss": model.flow_loss(x, generator)}
     x_flow, x_refined = model.propose_and_refine(x.shape[0], generator)
@@ -83,6 +87,9 @@ def phase_losses(model: CoopFlow, phase: str, x: torch.Tensor, generator: torch.
     out["move"] = (x_refined - x_flow).flatten(1).norm(dim=1).mean().detach()
     if phase == "coop":
         out["flow_loss"] = model.sample_loss(x_refined, generator)
+        if flow_data_share > 0:
+            out["flow_bpd_refined"] = out["flow_loss"].detach()
+            out["flow_loss"] = (1 - flow_data_share) * out["flow_loss"] + flow_data_share * model.flow_loss(x, generator)
     return out
 
 
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
 
     groups = [Group(flow_opt, loss="flow_loss", clip=ts.flow_grad_clip, lr=flow_lr),
               Group(ebm_opt, loss="ebm_loss", clip=ts.ebm_grad_clip, lr=configured)]
-    trainer = Trainer(acc, LossModule(partial(phase_losses, model, energy_reg=ts.energy_reg), model=model), groups, steps=ts.steps,
+    trainer = Trainer(acc, LossModule(partial(phase_losses, model, energy_reg=ts.energy_reg, flow_data_share=ts.flow_data_share), model=model), groups, steps=ts.steps,
                       save_every=ts.save_every, max_minutes=ts.max_minutes, ema_of=model, ema_decay=ts.ema_decay,
                       run_dir=args.run_dir or f"runs/{cfg.name}", resume=args.resume, desc=cfg.name, log_every=ts.log_every)
     ema = trainer.ema
