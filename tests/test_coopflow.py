@@ -91,6 +91,24 @@ def test_refine_is_the_papers_noise_free_langevin_step():
         model.refine(x0, steps=1, step_size=0.0)
 
 
+
+def test_update_clip_bounds_each_pixels_drift_per_step_as_the_authors_code():
+    """update_clip = c: every Langevin drift entry is clipped to [-c, c], so T steps move a pixel by at most T * c,
+    and a step whose drift is within the clip is the plain step."""
+    model = _tiny().float()
+    with torch.no_grad():  # a steep energy: the unclipped drift is far above the clip
+        for p in model.ebm.parameters():
+            p.mul_(30.0)
+    x0 = torch.rand(3, 1, 8, 8) * 1.6 - 0.8
+    free, _ = model.refine(x0, steps=2, step_size=0.5)
+    model.config.update_clip = 0.01
+    clipped, _ = model.refine(x0, steps=2, step_size=0.5)
+    assert (free - x0).abs().max() > 0.1
+    assert (clipped - x0).abs().max() <= 2 * 0.01 + 1e-6
+    assert ((clipped - x0).abs() > 0.019).float().mean() > 0.5  # most pixels hit the clip in both steps
+    model.config.update_clip = 100.0
+    torch.testing.assert_close(model.refine(x0, steps=2, step_size=0.5)[0], free)
+
 def test_sample_returns_flow_and_refined_and_depends_only_on_its_seed():
     model = _tiny().float()
     a = model.sample("3-5", steps=2, record_every=1)

@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         done = {"pretrain": min(steps, ts.pretrain_steps),
                 "warmup": max(0, min(steps, ts.pretrain_steps + ts.warmup_steps) - ts.pretrain_steps),
                 "coop": max(0, steps - ts.pretrain_steps - ts.warmup_steps)}
-        card = model_card(cfg.name, args.config, c, done, read_validation_curve(log_file))
+        card = model_card(cfg.name, args.config, c, done, read_validation_curve(log_file), ts.flow_data_share)
         path = trainer.export(cfg.name, ema.shadow, card, export_dir=args.export_dir,
                               extra={"sampler_defaults": {"steps": c.langevin_steps, "step_size": c.step_size, "noise": c.noise},
                                      "phases": done, "final_stats": stats,
@@ -188,7 +188,8 @@ def read_validation_curve(log_file: Path) -> list[tuple[int, float]]:
     return [(r["step"], round(r["val_bpd_ema"], 4)) for r in rows if "val_bpd_ema" in r]
 
 
-def model_card(name: str, config_path: str, c: CoopFlowConfig, done: dict, curve: list[tuple[int, float]]) -> ModelCard:
+def model_card(name: str, config_path: str, c: CoopFlowConfig, done: dict, curve: list[tuple[int, float]],
+               flow_data_share: float = 0.0) -> ModelCard:
     """The card: how to sample, the sizes and why, the phases, and the flow's validation bits/dim during training."""
     sized = CoopFlow(c)
     flow_params = sum(p.numel() for p in sized.flow.parameters())
@@ -199,6 +200,9 @@ def model_card(name: str, config_path: str, c: CoopFlowConfig, done: dict, curve
                     "during training:\n\n| step | phase | bits/dim |\n|---|---|---|\n" +
                     "\n".join(f"| {step} | {'pretrain' if step <= done['pretrain'] else 'cooperative'} | {bpd} |"
                               for step, bpd in curve))
+    clip_md = f"; each pixel's drift clipped to +-{c.update_clip} per step (the authors' code)" if c.update_clip else ""
+    share_md = (f" Not in the paper: the flow's cooperative loss mixes in maximum likelihood on the data batch (share "
+                f"{flow_data_share}), which keeps the flow anchored to the data while the EBM learns." if flow_data_share else "")
     body = f"""Sample from Python:
 
 ```python
@@ -218,7 +222,7 @@ Training (Algorithm 3 of the CoopFlow paper, CoopFlow(Pre) setting): {done['pret
 likelihood on dequantized data, {done['warmup']} EBM-only warm-up steps with the flow frozen, then {done['coop']}
 cooperative steps (flow: maximum likelihood on the refined samples; EBM: mean f(refined) - mean f(data)). Langevin:
 T = {c.langevin_steps} noise-free steps in training (the paper: 30), delta = {c.train_step_size} in training and
-{c.step_size} for sampling (the paper's 4/3 ratio).{curve_md}
+{c.step_size} for sampling (the paper's 4/3 ratio){clip_md}.{share_md}{curve_md}
 
 Reproduce: `accelerate launch train/coopflow.py --config {config_path}`.
 
