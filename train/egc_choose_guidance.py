@@ -79,7 +79,10 @@ def write_choice(model, chosen: float, rows: list[dict], args) -> None:
     config = type(model.config)(**{**model.config.__dict__, "guidance": chosen})
     extra = {k: v for k, v in info.extra.items() if k not in ("format_version", "code_version", "weights_sha256")}
     extra["sampler_defaults"] = {**extra.get("sampler_defaults", {}), "guidance": chosen}
-    extra["guidance_scan"] = {"rows": rows, "rule": f"lowest validation FD among scales with accuracy >= {args.min_accuracy}",
+    rule = f"lowest validation FD among scales with accuracy >= {args.min_accuracy}"
+    if not any(r["val_class_accuracy"] >= args.min_accuracy for r in rows):
+        rule += "; no scale reached it, so the most accurate one"
+    extra["guidance_scan"] = {"rows": rows, "rule": rule,
                               "samples": args.samples, "reference": "1,000 validation images", "chosen": chosen}
     save_checkpoint(folder, info.kind, config, model.state_dict(), ModelCard(summary=""), extra=extra)
     table = "\n".join(f"| {r['guidance']:g} | {r['val_class_accuracy']} | {r['fd_val']} |" for r in rows)
