@@ -91,7 +91,6 @@ def test_refine_is_the_papers_noise_free_langevin_step():
         model.refine(x0, steps=1, step_size=0.0)
 
 
-
 def test_update_clip_bounds_each_pixels_drift_per_step_as_the_authors_code():
     """update_clip = c: every Langevin drift entry is clipped to [-c, c], so T steps move a pixel by at most T * c,
     and a step whose drift is within the clip is the plain step."""
@@ -108,6 +107,7 @@ def test_update_clip_bounds_each_pixels_drift_per_step_as_the_authors_code():
     assert ((clipped - x0).abs() > 0.019).float().mean() > 0.5  # most pixels hit the clip in both steps
     model.config.update_clip = 100.0
     torch.testing.assert_close(model.refine(x0, steps=2, step_size=0.5)[0], free)
+
 
 def test_sample_returns_flow_and_refined_and_depends_only_on_its_seed():
     model = _tiny().float()
