@@ -215,3 +215,28 @@ def test_sampling_defaults_come_from_the_checkpoint_and_the_trained_T_stays_know
     loaded.checkpoint.extra["sampler_defaults"] = {"steps": "many"}
     with pytest.raises(CheckpointError, match="sampler_defaults: steps must be a whole number"):
         loaded.sample("0")
+
+
+def test_pairing_takes_the_flow_from_one_checkpoint_and_the_ebm_and_history_from_the_other(tmp_path):
+    from studio.errors import CheckpointError
+    from studio.hub import ModelCard, save_checkpoint
+    from train.coopflow_pair import pair
+
+    flow_src, ebm_src = _tiny().float(), _tiny().float()
+    with torch.no_grad():  # make the two differ everywhere
+        for p in ebm_src.parameters():
+            p.add_(1.0)
+    save_checkpoint(tmp_path / "f", "coopflow", flow_src.config, flow_src.state_dict(), ModelCard(summary="flow"))
+    save_checkpoint(tmp_path / "e", "coopflow", ebm_src.config, ebm_src.state_dict(), ModelCard(summary="ebm"),
+                    extra={"training": {"command": "coop run", "wall_time_minutes": 5.0},
+                           "earlier_training": [{"command": "pretrain", "wall_time_minutes": 2.0}]})
+    paired = studio.load(pair(str(tmp_path / "f"), str(tmp_path / "e"), tmp_path / "p"))
+    for k, v in paired.state_dict().items():
+        torch.testing.assert_close(v, (flow_src if k.startswith("flow.") else ebm_src).state_dict()[k], msg=k)
+    extra = paired.checkpoint.extra
+    assert extra["earlier_training"] == [{"command": "pretrain", "wall_time_minutes": 2.0}]
+    assert extra["training"]["command"] == "coop run" and f"flow was replaced by the flow of {tmp_path / 'f'} " in extra["training"]["note"]
+    other = _tiny(flow_hidden=4).float()
+    save_checkpoint(tmp_path / "o", "coopflow", other.config, other.state_dict(), ModelCard(summary="other"))
+    with pytest.raises(CheckpointError, match="differ in flow_hidden"):
+        pair(str(tmp_path / "o"), str(tmp_path / "e"), tmp_path / "bad")

@@ -1,6 +1,6 @@
 """Recompute a checkpoint's metrics on held-out data and write them into its model card.
 
-    python -m train.evaluate NAME [--samples N] [--seed S] [--json] [--only inpainting]
+    python -m train.evaluate NAME [--samples N] [--seed S] [--json] [--only inpainting|ablation|compose|drl-baseline]
 
 Prints the metrics (one JSON object with --json), writes
 ``checkpoints/NAME/metrics.json`` and replaces the metrics table in the card.
@@ -51,16 +51,9 @@ def evaluate_evaluator(model, samples: int, seed: int) -> dict:
 
 def evaluate_cdrl(model, samples: int, seed: int) -> dict:
     """Class accuracy at w = 0, 1, 3 (500 samples), FD at 2,000 samples (conditional and not), DRL's FD, costs."""
-    judge = studio.load(EVALUATOR_FOR["fashion-mnist"])
-    test = labelled_split("fashion-mnist", "test")
-    real_feats = batched_features(judge.features, test.images[torch.randperm(len(test.images), generator=torch.Generator().manual_seed(seed))[:samples]])
+    judge, test, real_feats, run = _cdrl_eval_setup(samples, seed)
     n_classes = model.config.num_classes
-    seeds = list(range(seed * 100000, seed * 100000 + samples))
     metrics: dict = {}
-
-    def run(m, w, classes):
-        return sample_in_batches(lambda s, c: m.generate(c, seeds=s, guidance=w)[0], seeds, classes)
-
     uncond = run(model, 0.0, [None] * samples)
     metrics["fd_uncond"] = round(frechet_distance(batched_features(judge.features, uncond), real_feats), 3)
     train = labelled_split("fashion-mnist", "train")
@@ -83,6 +76,26 @@ def evaluate_cdrl(model, samples: int, seed: int) -> dict:
     metrics["seconds_per_16_samples"] = round(time.perf_counter() - start, 2)
     metrics["samples"] = samples
     return metrics
+
+
+def _cdrl_eval_setup(samples: int, seed: int):
+    """The judge, the test split, the FD reference (``samples`` test images in a seeded order) and ``run(model, w,
+    classes)``, which samples at the evaluation's seeds; shared so that DRL's baseline uses the very same ones."""
+    judge = studio.load(EVALUATOR_FOR["fashion-mnist"])
+    test = labelled_split("fashion-mnist", "test")
+    real_feats = batched_features(judge.features, test.images[torch.randperm(len(test.images), generator=torch.Generator().manual_seed(seed))[:samples]])
+    seeds = list(range(seed * 100000, seed * 100000 + samples))
+
+    def run(m, w, classes):
+        return sample_in_batches(lambda s, c: m.generate(c, seeds=s, guidance=w)[0], seeds, classes)
+
+    return judge, test, real_feats, run
+
+
+def evaluate_drl_baseline(model, samples: int, seed: int) -> dict:
+    """Only the DRL baseline of a CDRL card (``--only drl-baseline``): re-measure it after drl-fmnist changed."""
+    judge, _, real_feats, run = _cdrl_eval_setup(samples, seed)
+    return _drl_baseline(run, real_feats, judge, samples)
 
 
 def init_target_comparison(path: Path) -> dict:
@@ -346,7 +359,8 @@ EVALUATORS["egc"] = evaluate_egc  # bulk in train/eval_egc.py
 # Metric groups that can be recomputed alone (--only) and merged into an existing metrics.json.
 GROUPS: dict[str, tuple[set[str], Callable]] = {"inpainting": ({"cdrl", "drl", "cfebm"}, evaluate_inpainting),
                                                 "ablation": ({"cfebm"}, evaluate_ablation),
-                                                "compose": ({"cdrl"}, evaluate_compose_not)}
+                                                "compose": ({"cdrl"}, evaluate_compose_not),
+                                                "drl-baseline": ({"cdrl"}, evaluate_drl_baseline)}
 
 
 def evaluator_for(model) -> Callable:
