@@ -5,11 +5,6 @@ import pytest
 import studio
 
 
-# The shipped checkpoint is the pretrained flow with an EBM that only had its warm-up: its Langevin flow leaves the
-# proposals as they are (FD to validation 7.515 flow-only, 7.515 refined, 300 samples). The early cooperative runs
-# diverged; a stable 72-minute one (per-update clip 0.1) trained an EBM whose refinement still did not lower FD, and
-# its flow drifted to a worse FD, so it was not shipped (issue 20). Strict: the day the refinement helps, un-mark this.
-@pytest.mark.xfail(strict=True, reason="coopflow-fmnist's EBM does not refine yet: no cooperative run has improved the flow's samples (issue 20)")
 def test_shipped_coopflow_refines_towards_varied_clothing():
     """DEFAULT RUN, the issue's small-count shipped-model check: at the evaluation's first 200 seeds (sampler defaults),
     FD (evaluator-fmnist features, 200 test images) of the refined samples is below the flow's proposals' by at least
@@ -26,7 +21,6 @@ def test_shipped_coopflow_refines_towards_varied_clothing():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="coopflow-fmnist's EBM does not refine yet: no cooperative run has improved the flow's samples (issue 20)")
 def test_shipped_checkpoint_refined_beats_flow_only():
     """The issue's bar at a larger count: FD (evaluator-fmnist features) of refined below flow-only by at least 0.1, same seeds."""
     from train.eval_coopflow import flow_vs_refined_fd

@@ -179,9 +179,10 @@ ROWS: tuple[Row, ...] = (
                        f"{c.m('egc_class_accuracy_guided'):.3f}, FD {c.m('egc_fd'):.2f} ({n(c.m('egc_samples'))} samples, floor "
                        f"{c.m('fd_floor'):.3f})"),
             lambda c: f"{minutes(c.m('egc_train_hours'))} of training in {c.m('egc_train_runs')} runs")),
-    Row("coopflow-fmnist", lambda c: (f"CoopFlow: Glow-style flow proposals refined by T = {c.c('langevin_steps')} Langevin steps "
-                                      "on an EBM"), "Fashion-MNIST 32x32", (
-        lambda c: (f"FD {c.m('coopflow_fd_flow'):.2f} flow-only -> {c.m('coopflow_fd_refined'):.2f} refined at the same "
+    Row("coopflow-fmnist", lambda c: (f"CoopFlow: Glow-style flow proposals refined by Langevin steps on an EBM "
+                                      f"(trained with T = {c.c('langevin_steps')})"), "Fashion-MNIST 32x32", (
+        lambda c: (f"FD {c.m('coopflow_fd_flow'):.2f} flow-only -> {c.m('coopflow_fd_refined'):.2f} refined "
+                   f"(T = {c.m('sample_steps')}, delta {c.m('step_size'):g}) at the same "
                    f"{n(c.m('samples'))} seeds (floor {c.m('fd_floor'):.3f})"),
         lambda c: f"predicted-class entropy {c.m('coopflow_class_entropy'):.2f} nats (ln 10 = 2.303)",
         lambda c: (f"flow {c.m('coopflow_flow_test_bpd'):.2f} bits/dim on 1,000 test images; "
